@@ -1,0 +1,8 @@
+"""Batch customer-churn pipeline: one module per ML lifecycle phase, no Airflow imports.
+
+Importing this package is cheap on purpose: the DAG file imports it at parse time, so
+heavy libraries (pandas, scikit-learn, MLflow, Great Expectations) are imported only by
+the phase modules that need them.
+"""
+
+__version__ = "0.1.0"

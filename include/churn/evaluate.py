@@ -1,0 +1,191 @@
+"""Model Evaluation: test metrics and plots for the challenger, and the promotion decision.
+
+The champion is scored on the same held-out rows as the challenger, so the decision
+compares like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from churn.contract import Contract, load_contract
+from churn.manifest import write_manifest
+from churn.settings import Settings
+from churn.tracking import champion_version, use_mlflow
+from churn.train import label_vector, model_inputs
+
+PLOT_DIR = "plots"
+IMPORTANCE_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+
+
+def top_decile_lift(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Churn rate among the 10% highest-scored customers, over the overall churn rate."""
+    labels = np.asarray(labels)
+    if labels.sum() == 0:
+        raise ValueError("lift is undefined when no customer churned")
+    top = np.argsort(-np.asarray(probabilities), kind="stable")[: max(1, int(np.ceil(len(labels) * 0.1)))]
+    return float(labels[top].mean() / labels.mean())
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """Ranking, calibration and operating-point metrics on held-out rows."""
+    predicted = (probabilities >= threshold).astype(int)
+    return {
+        "test_roc_auc": float(roc_auc_score(labels, probabilities)),
+        "test_pr_auc": float(average_precision_score(labels, probabilities)),
+        "test_brier": float(brier_score_loss(labels, probabilities)),
+        "test_log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
+        "test_precision_at_threshold": float(precision_score(labels, predicted, zero_division=0)),
+        "test_recall_at_threshold": float(recall_score(labels, predicted, zero_division=0)),
+        "test_top_decile_lift": top_decile_lift(labels, probabilities),
+    }
+
+
+def decide_promotion(challenger_auc: float, champion_auc: float | None, min_auc: float) -> PromotionDecision:
+    """Promote a challenger that clears the quality floor and is at least as good as the champion."""
+    if challenger_auc < min_auc:
+        return PromotionDecision(
+            False, f"challenger test ROC AUC {challenger_auc:.4f} is below the quality floor {min_auc:.4f}"
+        )
+    if champion_auc is None:
+        return PromotionDecision(True, f"no champion yet; challenger clears the floor {min_auc:.4f}")
+    if challenger_auc >= champion_auc:
+        return PromotionDecision(
+            True, f"challenger {challenger_auc:.4f} >= champion {champion_auc:.4f} on the same test rows"
+        )
+    return PromotionDecision(
+        False, f"challenger {challenger_auc:.4f} < champion {champion_auc:.4f} on the same test rows"
+    )
+
+
+def _figures(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, seed: int):
+    """ROC, precision-recall, calibration and permutation-importance plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    figures = {}
+    for name, draw in (
+        ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(labels, probabilities, ax=ax)),
+        (
+            "precision_recall_curve",
+            lambda ax: PrecisionRecallDisplay.from_predictions(labels, probabilities, ax=ax),
+        ),
+        (
+            "calibration_curve",
+            lambda ax: CalibrationDisplay.from_predictions(labels, probabilities, n_bins=10, ax=ax),
+        ),
+    ):
+        figure, axis = plt.subplots(figsize=(6, 5))
+        draw(axis)
+        axis.set_title(name.replace("_", " ").capitalize())
+        figures[name] = figure
+    sample = inputs.sample(n=min(IMPORTANCE_ROWS, len(inputs)), random_state=seed)
+    importance = permutation_importance(
+        model,
+        sample,
+        labels[inputs.index.get_indexer(sample.index)],
+        scoring="roc_auc",
+        n_repeats=5,
+        random_state=seed,
+    )
+    order = np.argsort(importance.importances_mean)
+    figure, axis = plt.subplots(figsize=(7, 7))
+    axis.barh(
+        np.array(inputs.columns)[order],
+        importance.importances_mean[order],
+        xerr=importance.importances_std[order],
+    )
+    axis.set_xlabel("drop in test ROC AUC when the column is shuffled")
+    axis.set_title("Permutation feature importance")
+    figure.tight_layout()
+    figures["feature_importance"] = figure
+    return figures
+
+
+def evaluate_challenger(
+    test_path: Path,
+    contract: Contract,
+    mlflow_run_id: str,
+    model_uri: str,
+    *,
+    quality_gates: dict[str, float],
+    champion: Any | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Score the challenger (and the champion, if any) on the test rows; log and decide."""
+    import matplotlib.pyplot as plt
+    import mlflow
+    import mlflow.sklearn
+
+    test = pd.read_parquet(test_path).reset_index(drop=True)
+    inputs, labels = model_inputs(test, contract), label_vector(test, contract)
+    challenger = mlflow.sklearn.load_model(model_uri)
+    probabilities = challenger.predict_proba(inputs)[:, 1]
+    metrics = classification_metrics(labels, probabilities, quality_gates["operating_threshold"])
+    champion_auc = None
+    champion_version = None
+    if champion is not None:
+        champion_version = str(champion.version)
+        champion_model = mlflow.sklearn.load_model(f"models:/{champion.name}/{champion.version}")
+        champion_auc = float(roc_auc_score(labels, champion_model.predict_proba(inputs)[:, 1]))
+    decision = decide_promotion(metrics["test_roc_auc"], champion_auc, quality_gates["min_test_roc_auc"])
+    with mlflow.start_run(run_id=mlflow_run_id):
+        mlflow.log_metrics(metrics)
+        if champion_auc is not None:
+            mlflow.log_metric("champion_test_roc_auc", champion_auc)
+        mlflow.set_tags(
+            {
+                "promotion_decision": "promote" if decision.promote else "keep_champion",
+                "promotion_reason": decision.reason,
+            }
+        )
+        for name, figure in _figures(challenger, inputs, labels, probabilities, seed).items():
+            mlflow.log_figure(figure, f"{PLOT_DIR}/{name}.png")
+            plt.close(figure)
+    return {
+        "metrics": metrics,
+        "champion_version": champion_version,
+        "champion_test_roc_auc": champion_auc,
+        "promote": decision.promote,
+        "reason": decision.reason,
+    }
+
+
+def run_evaluate(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Evaluate the run's challenger against the current champion and decide."""
+    use_mlflow(settings)
+    trained = run["train"]
+    result = evaluate_challenger(
+        Path(trained["test_path"]),
+        load_contract(run["contract"]),
+        trained["mlflow_run_id"],
+        trained["model_uri"],
+        quality_gates=settings.pipeline["quality_gates"],
+        champion=champion_version(settings),
+        seed=settings.pipeline["training"]["seed"],
+    )
+    return {**run, "evaluate": write_manifest(Path(run["run_dir"]), "evaluate", result)}

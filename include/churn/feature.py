@@ -1,0 +1,96 @@
+"""Feature Engineering: derived features as pure functions, shared by training and scoring.
+
+The contract declares which derived features a table gets; the same function builds them
+for the training and the scoring snapshot, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churn.contract import Contract, DerivedFeature, load_contract
+from churn.ingest import write_parquet_atomically
+from churn.manifest import write_manifest
+
+
+def band(values: pd.Series, edges: list[float]) -> pd.Series:
+    """Label each value with its band, e.g. edges [12, 24] give "<=12", "13-24", ">24"."""
+    bounds = [-np.inf, *edges, np.inf]
+    labels = [f"<={edges[0]}"]
+    labels += [f"{low + 1}-{high}" for low, high in itertools.pairwise(edges)]
+    labels.append(f">{edges[-1]}")
+    banded = pd.cut(values.astype("float64"), bins=bounds, labels=labels, right=True)
+    return banded.astype("string")
+
+
+def ratio(numerator: pd.Series, denominator: pd.Series, fallback: pd.Series | None = None) -> pd.Series:
+    """numerator / denominator, using ``fallback`` where the ratio is undefined (0 or missing)."""
+    top = numerator.astype("float64")
+    bottom = denominator.astype("float64")
+    quotient = top / bottom.where(bottom != 0)
+    if fallback is not None:
+        quotient = quotient.fillna(fallback.astype("float64"))
+    return quotient
+
+
+def count_equal(frame: pd.DataFrame, columns: list[str], value: str) -> pd.Series:
+    """How many of ``columns`` equal ``value`` in each row (e.g. services subscribed)."""
+    return frame[columns].eq(value).sum(axis=1).astype("int64")
+
+
+def derive(frame: pd.DataFrame, feature: DerivedFeature) -> pd.Series:
+    options = feature.options
+    if feature.kind == "band":
+        return band(frame[options["column"]], list(options["edges"]))
+    if feature.kind == "ratio":
+        fallback = frame[options["fallback"]] if options.get("fallback") else None
+        return ratio(frame[options["numerator"]], frame[options["denominator"]], fallback)
+    if feature.kind == "count_equal":
+        return count_equal(frame, list(options["columns"]), options["value"])
+    raise ValueError(f"unknown derived feature kind {feature.kind!r}")
+
+
+def add_derived_features(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """The frame with the contract's derived features appended; the input is left untouched."""
+    missing = [c for c in contract.feature_columns if c not in frame]
+    if missing:
+        raise KeyError(f"cannot build features: columns {missing} are missing")
+    return frame.assign(**{feature.name: derive(frame, feature) for feature in contract.derived_features})
+
+
+def model_columns(contract: Contract) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) input columns of the model: contract features plus derived."""
+    numeric = [c for c in contract.feature_columns if contract.columns[c].is_numeric]
+    categorical = [c for c in contract.feature_columns if not contract.columns[c].is_numeric]
+    for feature in contract.derived_features:
+        (categorical if feature.kind == "band" else numeric).append(feature.name)
+    return numeric, categorical
+
+
+def build_feature_tables(validated: dict[str, Path], contract: Contract, run_dir: Path) -> dict[str, Path]:
+    """Write a feature table for each validated snapshot into the run folder."""
+    return {
+        name: write_parquet_atomically(
+            add_derived_features(pd.read_parquet(path), contract), run_dir / "features" / f"{name}.parquet"
+        )
+        for name, path in validated.items()
+    }
+
+
+def run_feature(run: dict[str, Any]) -> dict[str, Any]:
+    """Build the run's training and scoring feature tables."""
+    run_dir = Path(run["run_dir"])
+    contract = load_contract(run["contract"])
+    tables = build_feature_tables(
+        {name: Path(run["validate"][name]["path"]) for name in ("training", "scoring")}, contract, run_dir
+    )
+    result = {
+        "derived_features": [feature.name for feature in contract.derived_features],
+        **{name: {"path": str(path)} for name, path in tables.items()},
+    }
+    return {**run, "feature": write_manifest(run_dir, "feature", result)}

@@ -1,0 +1,108 @@
+"""Data Collection: land the training and scoring snapshots as Parquet in the run folder.
+
+CSV files are landed as text, exactly as read, so that validation can report the
+offending values themselves rather than what a parser made of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churn.manifest import write_manifest
+from churn.settings import Settings
+from churn.sources import FileSource, SourceError, TableSource, parse_source
+
+
+def read_source(source: FileSource | TableSource, *, sqlalchemy_url: str | None = None) -> pd.DataFrame:
+    """Read a whole snapshot. CSV cells stay text, so nothing is silently coerced."""
+    if isinstance(source, TableSource):
+        if not sqlalchemy_url:
+            raise SourceError(f"{source.describe()}: no database URL for connection {source.conn_id}")
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(sqlalchemy_url)
+        try:
+            table = sa.Table(source.table, sa.MetaData(), schema=source.schema, autoload_with=engine)
+            with engine.connect() as connection:
+                return pd.read_sql(sa.select(table), connection)
+        except sa.exc.NoSuchTableError as error:
+            raise SourceError(f"{source.describe()}: table not found") from error
+        finally:
+            engine.dispose()
+    if not source.path.is_file():
+        raise SourceError(f"source file not found: {source.path}")
+    try:
+        if source.file_format == "csv":
+            return pd.read_csv(source.path, dtype="string", keep_default_na=False)
+        return pd.read_parquet(source.path)
+    except Exception as error:  # pandas and pyarrow raise many types for unreadable files
+        raise SourceError(f"cannot read {source.file_format} file {source.path}: {error}") from error
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
+    """Write Parquet under a temporary name, then rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return path
+
+
+def land_snapshot(
+    source: FileSource | TableSource, destination: Path, *, sqlalchemy_url: str | None = None
+) -> int:
+    """Copy one snapshot from its source into the run folder; returns its row count."""
+    frame = read_source(source, sqlalchemy_url=sqlalchemy_url)
+    write_parquet_atomically(frame, destination)
+    return len(frame)
+
+
+def resolve_score_date(requested: str | None, logical_date: datetime | None, run_after: datetime) -> date:
+    """The date the scores are for: the trigger's choice, else the run's logical date.
+
+    Manual runs in Airflow 3 may have no logical date; they fall back to the moment the
+    run was queued for, never to the wall clock of whichever worker runs the task.
+    """
+    if requested:
+        try:
+            return date.fromisoformat(requested)
+        except ValueError as error:
+            raise ValueError(f"score_date {requested!r} is not a date in YYYY-MM-DD form") from error
+    return (logical_date or run_after).date()
+
+
+def run_ingest(
+    settings: Settings,
+    *,
+    airflow_run_id: str,
+    score_date: date,
+    training_source: str,
+    scoring_source: str,
+    contract: str,
+    connection_url: Callable[[str], str | None],
+) -> dict[str, Any]:
+    """Start the run record and land both snapshots; ``connection_url`` resolves SQL sources."""
+    run_dir = settings.run_dir(score_date.isoformat(), airflow_run_id)
+    landed: dict[str, Any] = {}
+    for name, spec in (("training", training_source), ("scoring", scoring_source)):
+        source = parse_source(spec)
+        url = connection_url(source.conn_id) if isinstance(source, TableSource) else None
+        path = run_dir / "raw" / f"{name}.parquet"
+        landed[name] = {
+            "source": source.describe(),
+            "path": str(path),
+            "rows": land_snapshot(source, path, sqlalchemy_url=url),
+        }
+    run = {
+        "airflow_run_id": airflow_run_id,
+        "score_date": score_date.isoformat(),
+        "run_dir": str(run_dir),
+        "contract": contract,
+    }
+    return {**run, "ingest": write_manifest(run_dir, "ingest", landed)}

@@ -1,0 +1,30 @@
+"""Each phase's result, kept as JSON in the run folder: an audit trail a person can read.
+
+XCom carries the same small dictionaries between tasks; the manifests outlive the
+Airflow metadata database and let the demo report what a run did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_manifest(run_dir: Path, phase: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Store ``result`` as ``<run_dir>/manifests/<phase>.json`` atomically and return it."""
+    path = run_dir / "manifests" / f"{phase}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(result, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(partial, path)
+    return result
+
+
+def read_manifests(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """All phase results of a run, keyed by phase."""
+    return {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((run_dir / "manifests").glob("*.json"))
+    }

@@ -1,0 +1,135 @@
+"""Model Packaging: register the challenger with its model card; move the alias on promotion.
+
+Registration is idempotent: a challenger whose training fingerprint matches a version
+already in the registry reuses that version, so a rerun of a date does not mint a copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from churn.manifest import write_manifest
+from churn.settings import Settings, code_version
+from churn.tracking import use_mlflow
+
+FINGERPRINT_TAG = "training_fingerprint"
+
+
+def render_model_card(facts: dict[str, Any]) -> str:
+    """A Markdown model card from the run's facts; holds no connection strings or secrets."""
+    metrics = facts["metrics"]
+    metric_rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
+    return f"""# Model card: {facts["model_name"]}
+
+Churn classifier: the probability that an active customer churns, for batch scoring.
+
+## Provenance
+| fact | value |
+|---|---|
+| model family | {facts["model_family"]} (calibrated: {facts["calibration"]}) |
+| score date | {facts["score_date"]} |
+| training snapshot | {facts["training_rows"]} rows ({facts["train_rows"]} train / {facts["test_rows"]} test) |
+| scoring snapshot | {facts["scoring_rows"]} rows |
+| data contract | {facts["contract"]} (sha256 {facts["contract_sha256"]}) |
+| training fingerprint | {facts["training_fingerprint"]} |
+| code version | {facts["code_version"]} |
+| MLflow run | {facts["mlflow_run_id"]} |
+| Airflow run | {facts["airflow_run_id"]} |
+
+## Held-out test metrics
+| metric | value |
+|---|---|
+| cross-validated ROC AUC (train split) | {facts["cv_roc_auc"]:.4f} |
+{metric_rows}
+
+## Promotion
+{facts["promotion_reason"]}
+
+## Intended use and limits
+Ranks active customers by churn risk for retention outreach. Trained on one snapshot of
+labelled customers; scores are only as current as that snapshot and assume the scoring
+population resembles it.
+"""
+
+
+def find_version_by_fingerprint(client: Any, model_name: str, fingerprint: str) -> Any | None:
+    """The registered version trained from exactly these inputs, if there is one."""
+    matches = client.search_model_versions(f"name = '{model_name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'")
+    return min(matches, key=lambda version: int(version.version)) if matches else None
+
+
+def register_challenger(
+    model_uri: str,
+    mlflow_run_id: str,
+    *,
+    model_name: str,
+    champion_alias: str,
+    fingerprint: str,
+    promote: bool,
+    model_card: str,
+) -> dict[str, Any]:
+    """Register (or reuse) the challenger's version; point the champion alias at it on promotion."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        client.create_registered_model(model_name, description="Calibrated customer-churn classifier.")
+    version = find_version_by_fingerprint(client, model_name, fingerprint)
+    reused = version is not None
+    if version is None:
+        version = mlflow.register_model(model_uri, model_name, tags={FINGERPRINT_TAG: fingerprint})
+        client.update_model_version(model_name, version.version, description=model_card)
+    client.set_model_version_tag(model_name, version.version, "source_mlflow_run_id", mlflow_run_id)
+    client.log_text(mlflow_run_id, model_card, "model_card.md")
+    if promote:
+        client.set_registered_model_alias(model_name, champion_alias, version.version)
+    try:
+        champion = client.get_model_version_by_alias(model_name, champion_alias).version
+    except MlflowException:
+        champion = None
+    return {
+        "model_name": model_name,
+        "model_version": str(version.version),
+        "reused_existing_version": reused,
+        "promoted": promote,
+        "champion_version": str(champion) if champion is not None else None,
+    }
+
+
+def run_package(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Register the run's challenger with a model card; promote it if evaluation said so."""
+    use_mlflow(settings)
+    trained, evaluated, validated = run["train"], run["evaluate"], run["validate"]
+    card = render_model_card(
+        {
+            **trained,
+            "model_name": settings.registered_model,
+            "calibration": settings.pipeline["training"]["calibration"],
+            "score_date": run["score_date"],
+            "training_rows": validated["training"]["rows"],
+            "scoring_rows": validated["scoring"]["rows"],
+            "contract": validated["contract"],
+            "contract_sha256": validated["contract_sha256"],
+            "code_version": code_version(),
+            "airflow_run_id": run["airflow_run_id"],
+            "metrics": evaluated["metrics"],
+            "promotion_reason": evaluated["reason"],
+        }
+    )
+    result = register_challenger(
+        trained["model_uri"],
+        trained["mlflow_run_id"],
+        model_name=settings.registered_model,
+        champion_alias=settings.champion_alias,
+        fingerprint=trained["training_fingerprint"],
+        promote=evaluated["promote"],
+        model_card=card,
+    )
+    return {**run, "package": write_manifest(Path(run["run_dir"]), "package", result)}

@@ -1,0 +1,144 @@
+"""Deployment: score every active customer with the champion and replace the date's rows.
+
+The write is one transaction: the date's earlier scores are deleted and the new ones
+inserted together, so readers see the old set or the new set, never a mix, and a rerun
+of a date never duplicates a row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from churn.contract import Contract, load_contract
+from churn.manifest import write_manifest
+from churn.settings import Settings
+from churn.tracking import champion_version, load_registered_model, use_mlflow
+from churn.train import model_inputs
+
+INSERT_BATCH_ROWS = 10_000
+
+
+class ScoringError(RuntimeError):
+    """Scoring cannot go ahead safely; nothing was written."""
+
+
+def risk_bands(probabilities: pd.Series, upper_bounds: dict[str, float]) -> pd.Series:
+    """Name each probability's band; ``upper_bounds`` maps band name to its inclusive upper edge."""
+    names = list(upper_bounds)
+    edges = [upper_bounds[name] for name in names]
+    if edges != sorted(edges) or edges[-1] < 1.0:
+        raise ValueError(f"risk band bounds must increase and end at 1.0 or above: {upper_bounds}")
+    positions = np.searchsorted(edges, probabilities.to_numpy(dtype=float), side="left")
+    return pd.Series(np.asarray(names, dtype=object)[positions], index=probabilities.index, dtype="string")
+
+
+def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: dict[str, float]) -> pd.DataFrame:
+    """Customer id, churn probability and risk band for every row of the feature table."""
+    probabilities = pd.Series(model.predict_proba(model_inputs(features, contract))[:, 1], index=features.index)
+    if probabilities.isna().any() or not probabilities.between(0.0, 1.0).all():
+        raise ScoringError("the model returned probabilities outside [0, 1]; refusing to write them")
+    return pd.DataFrame(
+        {
+            "customer_id": features[contract.id_column].astype("string"),
+            "churn_probability": probabilities.astype("float64"),
+            "risk_band": risk_bands(probabilities, bands),
+        }
+    )
+
+
+def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+    """The warehouse table of churn scores; one row per customer and score date."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("score_date", sa.Date, primary_key=True),
+        sa.Column("customer_id", sa.String(64), primary_key=True),
+        sa.Column("churn_probability", sa.Float(precision=53), nullable=False),
+        sa.Column("risk_band", sa.String(16), nullable=False),
+        sa.Column("model_name", sa.String(128), nullable=False),
+        sa.Column("model_version", sa.String(32), nullable=False),
+        sa.Column("run_id", sa.String(250), nullable=False),
+        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
+    )
+
+
+def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame) -> int:
+    """Replace exactly ``score_date``'s rows with ``rows`` in one transaction."""
+    records = rows.assign(score_date=score_date).to_dict(orient="records")
+    with engine.begin() as connection:
+        table.metadata.create_all(connection, tables=[table], checkfirst=True)
+        connection.execute(sa.delete(table).where(table.c.score_date == score_date))
+        for start in range(0, len(records), INSERT_BATCH_ROWS):
+            connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
+    return len(records)
+
+
+def score_customers(
+    features_path: Path,
+    contract: Contract,
+    model: Any,
+    *,
+    model_name: str,
+    model_version: str,
+    warehouse_url: str,
+    table_name: str,
+    schema: str | None,
+    score_date: date,
+    run_id: str,
+    bands: dict[str, float],
+) -> dict[str, Any]:
+    """Score the scoring snapshot's features and write them to the warehouse table."""
+    features = pd.read_parquet(features_path)
+    scored = score_frame(model, features, contract, bands).assign(
+        model_name=model_name,
+        model_version=model_version,
+        run_id=run_id,
+        scored_at=datetime.now(UTC),
+    )
+    engine = sa.create_engine(warehouse_url)
+    try:
+        written = replace_scores(engine, scores_table(sa.MetaData(), table_name, schema), score_date, scored)
+    finally:
+        engine.dispose()
+    return {
+        "rows_written": written,
+        "table": f"{schema}.{table_name}" if schema else table_name,
+        "warehouse": engine.url.render_as_string(hide_password=True),
+        "score_date": score_date.isoformat(),
+        "model_version": model_version,
+        "risk_band_counts": scored["risk_band"].value_counts().sort_index().to_dict(),
+    }
+
+
+def run_score(run: dict[str, Any], settings: Settings, *, warehouse_url: str) -> dict[str, Any]:
+    """Score the run's customers with the champion version and replace the date's rows."""
+    use_mlflow(settings)
+    champion = champion_version(settings)
+    if champion is None:
+        raise ScoringError(
+            f"no model carries the alias {settings.champion_alias!r} in {settings.registered_model!r}: "
+            "no challenger has passed evaluation yet, so there is nothing safe to score with"
+        )
+    # Load the version the alias named a moment ago, so the rows record the model that scored them.
+    model = load_registered_model(settings, champion.version)
+    result = score_customers(
+        Path(run["feature"]["scoring"]["path"]),
+        load_contract(run["contract"]),
+        model,
+        model_name=settings.registered_model,
+        model_version=str(champion.version),
+        warehouse_url=warehouse_url,
+        table_name=settings.scores_table,
+        schema=settings.scores_schema,
+        score_date=date.fromisoformat(run["score_date"]),
+        run_id=run["airflow_run_id"],
+        bands=settings.pipeline["risk_bands"],
+    )
+    return {**run, "score": write_manifest(Path(run["run_dir"]), "score", result)}

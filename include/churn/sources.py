@@ -1,0 +1,71 @@
+"""Source references: where a snapshot comes from. Light on purpose: the DAG file uses it.
+
+A source is a CSV or Parquet file (a path or ``file://`` URL; relative paths are relative
+to the project folder) or a SQL table read through an Airflow Connection
+(``sql://<connection id>/<[schema.]table>``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from churn.settings import PROJECT_DIR, validated_identifier
+
+# What the trigger form accepts; parse_source gives the precise error for anything else.
+SOURCE_PATTERN = r"^(sql://[A-Za-z0-9_.-]+/[A-Za-z0-9_.]+|(file://)?[^:]+\.(csv|CSV|parquet|pq))$"
+TABLE_SOURCE = re.compile(r"^sql://(?P<conn_id>[A-Za-z0-9_.-]+)/(?P<table>[A-Za-z0-9_.]+)$")
+FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class SourceError(ValueError):
+    """A source cannot be found, read or understood; the message names it."""
+
+
+@dataclass(frozen=True)
+class FileSource:
+    path: Path
+    file_format: str
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class TableSource:
+    conn_id: str
+    schema: str | None
+    table: str
+
+    def describe(self) -> str:
+        qualified = f"{self.schema}.{self.table}" if self.schema else self.table
+        return f"table {qualified} via connection {self.conn_id}"
+
+
+def parse_source(spec: str) -> FileSource | TableSource:
+    """Understand a source reference, or say exactly what is wrong with it."""
+    spec = spec.strip()
+    match = TABLE_SOURCE.match(spec)
+    if match:
+        schema, _, table = match["table"].rpartition(".")
+        try:
+            return TableSource(
+                conn_id=match["conn_id"],
+                schema=validated_identifier(schema) if schema else None,
+                table=validated_identifier(table),
+            )
+        except ValueError as error:
+            raise SourceError(f"source {spec!r}: {error}") from error
+    if "://" in spec and not spec.startswith("file://"):
+        raise SourceError(
+            f"source {spec!r}: unknown scheme; use a .csv or .parquet path, file://..., "
+            "or sql://<connection id>/<table>"
+        )
+    path = Path(spec.removeprefix("file://")).expanduser()
+    if not path.is_absolute():
+        path = PROJECT_DIR / path
+    file_format = FILE_FORMATS.get(path.suffix.lower())
+    if file_format is None:
+        raise SourceError(f"source {spec!r}: file must end in .csv or .parquet")
+    return FileSource(path=path, file_format=file_format)

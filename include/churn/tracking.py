@@ -1,0 +1,52 @@
+"""MLflow set-up shared by the phases that track runs and use the model registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from churn.settings import Settings
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def use_mlflow(settings: Settings) -> str:
+    """Point MLflow at the configured tracking server and return the experiment id.
+
+    On the embedded default the experiment's artifacts go under ``CHURN_HOME``; a
+    tracking server decides its own artifact store.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    name = settings.pipeline["experiment_name"]
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if settings.mlflow_tracking_uri.startswith("sqlite:"):
+        settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+        artifact_location = settings.mlflow_artifact_root.as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifact_location)
+
+
+def champion_version(settings: Settings) -> Any | None:
+    """The model version the champion alias points at, or None before the first promotion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        return client.get_model_version_by_alias(settings.registered_model, settings.champion_alias)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def load_registered_model(settings: Settings, version: str) -> Any:
+    """Load a scikit-learn model by version from the configured registry only."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")

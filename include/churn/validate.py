@@ -1,0 +1,272 @@
+"""Data Validation: check each snapshot against its data contract with Great Expectations.
+
+Validation runs in two stages per snapshot. The first reads every cell as text, so a bad
+value is reported as it was written ("twelve" in ``tenure``), and checks the columns,
+the ids, types, allowed values and null rates. Only a snapshot that passes it is typed;
+the second stage then checks numeric ranges. Every stage's result is rendered into Great
+Expectations Data Docs (HTML) in the run folder, passed or failed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churn.contract import ColumnSpec, Contract, load_contract
+from churn.ingest import write_parquet_atomically
+from churn.manifest import write_manifest
+
+# Great Expectations would otherwise try to send usage statistics, and there is no network.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+INTEGER_TEXT = r"^[+-]?\d+(\.0*)?$"
+NUMBER_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+EXAMPLES_PER_FAILURE = 5
+DATA_DOCS_SITE = "run_report"
+
+
+class ContractViolation(Exception):
+    """A snapshot broke its data contract; the message lists every failed expectation."""
+
+    def __init__(self, message: str, report: Path) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    name: str
+    rows: int
+    expectations: int
+    validated_path: Path
+
+
+def text_view(raw: pd.DataFrame) -> pd.DataFrame:
+    """Every column as trimmed text, blank cells as missing: how a person reads the file."""
+    text = raw.astype("string").apply(lambda column: column.str.strip())
+    return text.mask(text == "")
+
+
+def conform(text: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Type the contract's numeric columns; call only once the text stage has passed."""
+    typed = text.copy()
+    for spec in contract.columns.values():
+        if spec.name in typed and spec.is_numeric:
+            numbers = pd.to_numeric(typed[spec.name])
+            typed[spec.name] = numbers.astype("Int64") if spec.type == "integer" else numbers.astype("float64")
+    return typed
+
+
+def _text_expectations(spec: ColumnSpec) -> list[Any]:
+    import great_expectations as gx
+
+    expectations: list[Any] = []
+    if spec.max_null_fraction < 1.0:
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToNotBeNull(
+                column=spec.name, mostly=round(1.0 - spec.max_null_fraction, 6)
+            )
+        )
+    if spec.unique:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=spec.name))
+    if spec.is_numeric:
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToMatchRegex(
+                column=spec.name, regex=INTEGER_TEXT if spec.type == "integer" else NUMBER_TEXT
+            )
+        )
+    if spec.values is not None:
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column=spec.name, value_set=[str(value) for value in spec.values]
+            )
+        )
+    return expectations
+
+
+def text_stage_expectations(contract: Contract, columns: list[str], *, labelled: bool) -> list[Any]:
+    """Table shape, then per-column checks for the contract's columns that are present."""
+    import great_expectations as gx
+
+    expected = contract.expected_columns(labelled=labelled)
+    minimum_rows = contract.min_training_rows if labelled else 1
+    expectations: list[Any] = [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=minimum_rows),
+        gx.expectations.ExpectTableColumnsToMatchSet(
+            column_set=expected, exact_match=contract.extra_columns == "reject"
+        ),
+    ]
+    for name in expected:
+        if name in columns:
+            expectations += _text_expectations(contract.columns[name])
+    if labelled and contract.label_column in columns:
+        expectations.append(
+            gx.expectations.ExpectColumnDistinctValuesToContainSet(
+                column=contract.label_column,
+                value_set=[contract.positive_label, contract.negative_label],
+            )
+        )
+    return expectations
+
+
+def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]:
+    """Numeric ranges, which only make sense once the numbers are numbers."""
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectColumnValuesToBeBetween(column=spec.name, min_value=spec.min, max_value=spec.max)
+        for name in contract.expected_columns(labelled=labelled)
+        if (spec := contract.columns[name]).is_numeric and (spec.min is not None or spec.max is not None)
+    ]
+
+
+def _context(report_dir: Path) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False),
+        analytics_enabled=False,
+        data_docs_sites={
+            DATA_DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(report_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _run_stage(context: Any, name: str, frame: pd.DataFrame, expectations: list[Any]) -> Any:
+    """Validate ``frame`` with one suite through a Checkpoint that updates the Data Docs."""
+    import great_expectations as gx
+
+    data_source = context.data_sources.add_pandas(f"{name}_source")
+    batch = data_source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_snapshot")
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DATA_DOCS_SITE])],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    return next(iter(result.run_results.values()))
+
+
+def describe_failure(result: Any) -> str:
+    """One line that says which expectation failed, on which column, with example values."""
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in {"column", "batch_id", "result_format"}}
+    column = config.kwargs.get("column")
+    subject = f"column {column!r}" if column else "table"
+    rule = f"{config.type}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    details = result.result or {}
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        return f"{subject}: {rule} could not run: {result.exception_info.get('exception_message')}"
+    mismatched = (details.get("details") or {}).get("mismatched")
+    if mismatched:
+        return (
+            f"{subject}: columns differ from the contract: missing {sorted(mismatched.get('missing') or [])}, "
+            f"unexpected {sorted(mismatched.get('unexpected') or [])}"
+        )
+    if config.type == "expect_column_values_to_not_be_null":
+        return f"{subject}: {rule} failed: {details.get('unexpected_count')} rows are blank"
+    if "unexpected_count" in details:
+        examples = list(dict.fromkeys(str(v) for v in details.get("partial_unexpected_list") or []))
+        shown = ", ".join(repr(v) for v in examples[:EXAMPLES_PER_FAILURE])
+        return f"{subject}: {rule} failed for {details['unexpected_count']} rows, e.g. {shown}"
+    return f"{subject}: {rule} failed; observed {details.get('observed_value')!r}"
+
+
+def validate_snapshots(
+    snapshots: dict[str, tuple[Path, bool]], contract: Contract, run_dir: Path
+) -> dict[str, SnapshotResult]:
+    """Validate each named snapshot (path, labelled?) and write its typed copy.
+
+    Raises :class:`ContractViolation` naming every failed expectation when any snapshot
+    fails; the typed copies are written only when all of them pass.
+    """
+    report_dir = run_dir / "data_docs"
+    context = _context(report_dir)
+    failures: list[str] = []
+    typed_frames: dict[str, pd.DataFrame] = {}
+    counted: dict[str, int] = {}
+    for name, (path, labelled) in snapshots.items():
+        text = text_view(pd.read_parquet(path))
+        if not labelled and contract.label_column in text:
+            text = text.drop(columns=[contract.label_column])
+        stage = _run_stage(
+            context,
+            f"{name}_text",
+            text,
+            text_stage_expectations(contract, list(text.columns), labelled=labelled),
+        )
+        counted[name] = len(stage.results)
+        if stage.success:
+            typed = conform(text, contract)
+            stage = _run_stage(
+                context, f"{name}_typed", typed, typed_stage_expectations(contract, labelled=labelled)
+            )
+            counted[name] += len(stage.results)
+            typed_frames[name] = typed
+        failures += [
+            f"{name} snapshot ({path.name}): {describe_failure(r)}" for r in stage.results if not r.success
+        ]
+    report = report_dir / "index.html"
+    if failures:
+        raise ContractViolation(
+            f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "
+            + "\n  - ".join(failures)
+            + f"\nFull report: {report}",
+            report,
+        )
+    return {
+        name: SnapshotResult(
+            name=name,
+            rows=len(frame),
+            expectations=counted[name],
+            validated_path=write_parquet_atomically(frame, run_dir / "validated" / f"{name}.parquet"),
+        )
+        for name, frame in typed_frames.items()
+    }
+
+
+def run_validate(run: dict[str, Any]) -> dict[str, Any]:
+    """Validate the run's landed snapshots; record rows, expectation counts and the report."""
+    run_dir = Path(run["run_dir"])
+    contract = load_contract(run["contract"])
+    checked = validate_snapshots(
+        {
+            "training": (Path(run["ingest"]["training"]["path"]), True),
+            "scoring": (Path(run["ingest"]["scoring"]["path"]), False),
+        },
+        contract,
+        run_dir,
+    )
+    result = {
+        "contract": contract.name,
+        "contract_sha256": contract.fingerprint,
+        "report": str(run_dir / "data_docs" / "index.html"),
+        **{
+            name: {"rows": r.rows, "expectations": r.expectations, "path": str(r.validated_path)}
+            for name, r in checked.items()
+        },
+    }
+    return {**run, "validate": write_manifest(run_dir, "validate", result)}
