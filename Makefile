@@ -1,0 +1,54 @@
+# Everything runs from the project's own virtualenv; all state goes under $(CHURN_HOME).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+
+export CHURN_HOME ?= $(CURDIR)/.churn
+export AIRFLOW_HOME ?= $(CHURN_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := false
+
+SCORE_DATE ?= $(shell date -u +%F)
+TRAINING_ROWS ?= 20000
+SCORING_ROWS ?= 5000
+
+.PHONY: install data airflow-db demo test lint airflow mlflow clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# Demo snapshots from the bundled generator; delete them (or `make clean`) to regenerate.
+data: $(CHURN_HOME)/sources/training.csv
+
+$(CHURN_HOME)/sources/training.csv: | install
+	$(BIN)/churn-generate --out $(CHURN_HOME)/sources --training-rows $(TRAINING_ROWS) --scoring-rows $(SCORING_ROWS)
+
+airflow-db: install
+	$(BIN)/airflow db migrate > /dev/null
+
+demo: install data airflow-db
+	$(BIN)/python scripts/run_demo.py --score-date $(SCORE_DATE)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
+	$(BIN)/pytest
+
+airflow: install data airflow-db
+	$(BIN)/airflow standalone
+
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(CHURN_HOME)

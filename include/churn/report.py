@@ -1,0 +1,110 @@
+"""A person-readable summary of one pipeline run, checked against where the results live.
+
+Figures come from the warehouse table and the MLflow registry themselves, not only from
+the run's manifests, so the summary shows what a reader of those systems will find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+import sqlalchemy as sa
+
+from churn.manifest import read_manifests
+from churn.score import scores_table
+from churn.settings import Settings
+from churn.tracking import champion_version, use_mlflow
+
+PHASES = ("ingest", "validate", "feature", "train", "evaluate", "package", "score")
+
+
+@dataclass(frozen=True)
+class WarehouseState:
+    rows: int
+    model_versions: list[str]
+    mean_probability: float | None
+
+
+def warehouse_state(warehouse_url: str, settings: Settings, score_date: date) -> WarehouseState:
+    """What the scores table holds for ``score_date``."""
+    engine = sa.create_engine(warehouse_url)
+    table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(table.name, schema=table.schema):
+                return WarehouseState(0, [], None)
+            rows, mean = connection.execute(
+                sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(
+                    table.c.score_date == score_date
+                )
+            ).one()
+            versions = connection.scalars(
+                sa.select(table.c.model_version).where(table.c.score_date == score_date).distinct()
+            ).all()
+    finally:
+        engine.dispose()
+    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None)
+
+
+def summarize_run(run_dir: Path, settings: Settings, warehouse_url: str) -> tuple[str, bool]:
+    """The summary text and whether every phase of the run completed."""
+    import mlflow
+
+    manifests = read_manifests(run_dir)
+    finished = all(phase in manifests for phase in PHASES)
+    lines = [f"Run folder: {run_dir}"]
+    if "ingest" in manifests:
+        ingested = manifests["ingest"]
+        lines.append(
+            f"  ingested   training {ingested['training']['rows']} rows from {ingested['training']['source']}; "
+            f"scoring {ingested['scoring']['rows']} rows from {ingested['scoring']['source']}"
+        )
+    if "validate" in manifests:
+        checked = manifests["validate"]
+        lines.append(
+            f"  validated  training {checked['training']['rows']} rows ({checked['training']['expectations']} "
+            f"expectations), scoring {checked['scoring']['rows']} rows "
+            f"({checked['scoring']['expectations']}) against contract {checked['contract']}"
+        )
+        lines.append(f"             report: {checked['report']}")
+    use_mlflow(settings)
+    if "train" in manifests:
+        trained = manifests["train"]
+        tracked = mlflow.get_run(trained["mlflow_run_id"]).data
+        lines.append(
+            f"  trained    {trained['model_family']} chosen by cross-validated ROC AUC "
+            f"{tracked.metrics['cv_roc_auc']:.4f} (MLflow run {trained['mlflow_run_id']})"
+        )
+        if "test_roc_auc" in tracked.metrics:
+            lines.append(
+                f"  evaluated  test ROC AUC {tracked.metrics['test_roc_auc']:.4f}, PR AUC "
+                f"{tracked.metrics['test_pr_auc']:.4f}, Brier {tracked.metrics['test_brier']:.4f}, "
+                f"top-decile lift {tracked.metrics['test_top_decile_lift']:.2f}"
+            )
+            lines.append(
+                f"             decision: {tracked.tags.get('promotion_decision')} "
+                f"({tracked.tags.get('promotion_reason')})"
+            )
+    if "package" in manifests:
+        packaged = manifests["package"]
+        champion = champion_version(settings)
+        lines.append(
+            f"  packaged   {packaged['model_name']} version {packaged['model_version']}"
+            f"{' (reused: same training fingerprint)' if packaged['reused_existing_version'] else ''}; "
+            f"promoted: {'yes' if packaged['promoted'] else 'no'}; champion is now version "
+            f"{champion.version if champion else 'none'}"
+        )
+    if "score" in manifests:
+        scored = manifests["score"]
+        state = warehouse_state(warehouse_url, settings, date.fromisoformat(scored["score_date"]))
+        lines.append(
+            f"  scored     {scored['rows_written']} rows written; table {scored['table']} at "
+            f"{scored['warehouse']} now holds {state.rows} rows for {scored['score_date']} "
+            f"(model version {', '.join(state.model_versions)}, mean churn probability "
+            f"{state.mean_probability:.3f})"
+        )
+    missing = [phase for phase in PHASES if phase not in manifests]
+    if missing:
+        lines.append(f"  NOT DONE   {', '.join(missing)}")
+    return "\n".join(lines), finished

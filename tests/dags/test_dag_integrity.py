@@ -1,0 +1,138 @@
+"""DAG integrity: the file parses quickly and cleanly, and its wiring matches the RACI matrix."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import PROJECT_DIR
+
+EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
+# The issue's RACI table, restated independently of raci.yaml so a wrong edit there fails here.
+EXPECTED_OWNERS = {
+    "ingest": "data_engineer",
+    "validate": "data_engineer",
+    "feature": "data_scientist",
+    "train": "data_scientist",
+    "evaluate": "data_scientist",
+    "package": "ml_engineer",
+    "score": "mlops_engineer",
+}
+HEAVY_MODULES = ["pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    # Airflow's own parse-time budget: a slower import is reported as an import error.
+    os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "2"
+    return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags["churn_pipeline"]
+
+
+def test_dag_files_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "churn_pipeline" in dagbag.dag_ids
+
+
+def test_dag_file_imports_no_heavy_library_at_parse_time():
+    probe = (
+        "import sys, json, runpy; import airflow.sdk; before = set(sys.modules); "
+        f"runpy.run_path({str(PROJECT_DIR / 'dags' / 'churn_pipeline.py')!r}); "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    heavy = [name for name in loaded if name.split(".")[0] in HEAVY_MODULES]
+    assert heavy == []
+
+
+def test_exactly_the_seven_lifecycle_tasks_in_order(dag):
+    assert sorted(dag.task_ids) == sorted(EXPECTED_CHAIN)
+    for upstream, downstream in zip(EXPECTED_CHAIN, EXPECTED_CHAIN[1:], strict=False):
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+    assert dag.get_task("ingest").upstream_task_ids == set()
+    assert dag.get_task("score").downstream_task_ids == set()
+
+
+def test_each_owner_is_the_raci_responsible_role(dag):
+    from churn.raci import load_raci
+
+    raci = load_raci()
+    for task in dag.tasks:
+        assert task.owner == raci[task.task_id].responsible == EXPECTED_OWNERS[task.task_id]
+
+
+def test_task_docs_state_their_raci_row_and_handoff(dag):
+    from churn.raci import load_raci
+
+    for task in dag.tasks:
+        row = load_raci()[task.task_id]
+        assert row.accountable in task.doc_md
+        assert all(role in task.doc_md for role in row.consulted + row.informed)
+        assert "Hands off" in task.doc_md
+
+
+def test_dag_doc_shows_the_whole_matrix(dag):
+    for task_id, owner in EXPECTED_OWNERS.items():
+        assert f"| `{task_id}` |" in dag.doc_md
+        assert owner in dag.doc_md
+
+
+def test_schedule_retries_and_concurrency(dag):
+    assert dag.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timezone) == "UTC"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.tags
+    for task in dag.tasks:
+        assert task.retries >= 1
+        assert task.retry_delay >= timedelta(minutes=1)
+
+
+def test_every_param_explains_itself_in_the_trigger_form(dag):
+    for name in ("training_source", "scoring_source", "contract", "score_date"):
+        param = dag.params.get_param(name)
+        assert param.schema.get("title") and param.schema.get("type") and param.description, name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("score_date", "2026-13-45"),
+        ("score_date", "yesterday"),
+        ("training_source", "ftp://example.org/training.csv"),
+        ("scoring_source", "/data/scoring.xlsx"),
+        ("contract", ""),
+    ],
+)
+def test_bad_trigger_values_are_rejected_before_any_task_runs(dag, name, value):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError):
+        params[name] = value
+        params.validate()
+
+
+def test_good_trigger_values_are_accepted(dag):
+    params = copy.deepcopy(dag.params)
+    params["score_date"] = "2026-11-29"
+    params["training_source"] = "sql://churn_source/crm.customers"
+    params["scoring_source"] = "file:///data/active.parquet"
+    assert params.validate()["score_date"] == "2026-11-29"
