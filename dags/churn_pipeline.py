@@ -29,6 +29,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
+
 from churn.raci import load_raci, render_matrix
 from churn.settings import load_settings
 from churn.sources import SOURCE_PATTERN
@@ -47,6 +48,7 @@ def connection_url(conn_id: str) -> str | None:
     """SQLAlchemy URL of an Airflow Connection, or None when it is not defined."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
+
     from churn.settings import sqlalchemy_url_from_connection
 
     try:

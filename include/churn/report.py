@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
 import sqlalchemy as sa
 
 from churn.manifest import read_manifests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_dag_file_imports_no_heavy_library_at_parse_time():
 
 def test_exactly_the_seven_lifecycle_tasks_in_order(dag):
     assert sorted(dag.task_ids) == sorted(EXPECTED_CHAIN)
-    for upstream, downstream in zip(EXPECTED_CHAIN, EXPECTED_CHAIN[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(EXPECTED_CHAIN):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert dag.get_task("ingest").upstream_task_ids == set()
     assert dag.get_task("score").downstream_task_ids == set()
