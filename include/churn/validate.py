@@ -23,8 +23,8 @@ from churn.manifest import write_manifest
 # Great Expectations would otherwise try to send usage statistics, and there is no network.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-INTEGER_TEXT = r"^[+-]?\d+(\.0*)?$"
-NUMBER_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+INTEGER_TEXT = r"^[+-]?\d+(?:\.0*)?$"
+NUMBER_TEXT = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
 EXAMPLES_PER_FAILURE = 5
 DATA_DOCS_SITE = "run_report"
 

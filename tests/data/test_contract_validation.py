@@ -1,0 +1,106 @@
+"""Data tests: the contract accepts good snapshots and stops each kind of bad one, by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churn.generate import DEFECTS
+from churn.ingest import land_snapshot
+from churn.sources import parse_source
+from churn.validate import ContractViolation, validate_snapshots
+from tests.conftest import write_csv
+
+
+def land(path: Path, run_dir: Path, name: str) -> Path:
+    destination = run_dir / "raw" / f"{name}.parquet"
+    land_snapshot(parse_source(str(path)), destination)
+    return destination
+
+
+def validate_training(frame: pd.DataFrame, contract, run_dir: Path):
+    raw = land(write_csv(frame, run_dir / "training.csv"), run_dir, "training")
+    return validate_snapshots({"training": (raw, True)}, contract, run_dir)
+
+
+def test_generated_public_format_files_pass_and_are_typed(source_files, contract, tmp_path: Path):
+    results = validate_snapshots(
+        {
+            "training": (land(source_files["training"], tmp_path, "training"), True),
+            "scoring": (land(source_files["scoring"], tmp_path, "scoring"), False),
+        },
+        contract,
+        tmp_path,
+    )
+    assert results["training"].rows == 3000
+    assert results["scoring"].rows == 600
+    typed = pd.read_parquet(results["training"].validated_path)
+    assert str(typed["tenure"].dtype) == "Int64"
+    assert typed["TotalCharges"].dtype == "float64"
+    assert typed.loc[typed["tenure"] == 0, "TotalCharges"].isna().all()
+    assert (tmp_path / "data_docs" / "index.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("defect", "column", "example"),
+    [
+        ("text_in_tenure", "tenure", "twelve"),
+        ("unknown_contract", "Contract", "Three year"),
+        ("duplicate_ids", "customerID", None),
+        ("null_ids", "customerID", "blank"),
+        ("missing_column", "MonthlyCharges", None),
+    ],
+)
+def test_each_defect_is_named_with_its_column(snapshots, contract, tmp_path: Path, defect, column, example):
+    with pytest.raises(ContractViolation) as caught:
+        validate_training(DEFECTS[defect](snapshots.training), contract, tmp_path)
+    message = str(caught.value)
+    assert column in message
+    if example:
+        assert example in message
+    assert caught.value.report.is_file()  # the Data Docs are written for failed runs too
+    assert not (tmp_path / "validated").exists()  # nothing typed is handed downstream
+
+
+def test_out_of_range_values_are_shown(snapshots, contract, tmp_path: Path):
+    with pytest.raises(ContractViolation) as caught:
+        validate_training(DEFECTS["out_of_range"](snapshots.training), contract, tmp_path)
+    message = str(caught.value)
+    assert "'tenure'" in message and "900" in message
+    assert "'MonthlyCharges'" in message and "-12.5" in message
+
+
+def test_unexpected_column_is_rejected_by_the_default_contract(snapshots, contract, tmp_path: Path):
+    with pytest.raises(ContractViolation, match=r"unexpected \['loyalty_points'\]"):
+        validate_training(snapshots.training.assign(loyalty_points=1), contract, tmp_path)
+
+
+def test_column_order_does_not_matter(snapshots, contract, tmp_path: Path):
+    reordered = snapshots.training[list(reversed(snapshots.training.columns))]
+    assert validate_training(reordered, contract, tmp_path)["training"].rows == 3000
+
+
+def test_scoring_snapshot_with_a_label_column_is_accepted(snapshots, contract, tmp_path: Path):
+    labelled_scoring = snapshots.scoring.assign(Churn="No")
+    raw = land(write_csv(labelled_scoring, tmp_path / "scoring.csv"), tmp_path, "scoring")
+    result = validate_snapshots({"scoring": (raw, False)}, contract, tmp_path)
+    assert "Churn" not in pd.read_parquet(result["scoring"].validated_path).columns
+
+
+def test_training_with_a_single_class_is_stopped(snapshots, contract, tmp_path: Path):
+    with pytest.raises(ContractViolation, match="'Churn'"):
+        validate_training(snapshots.training.assign(Churn="No"), contract, tmp_path)
+
+
+def test_too_few_training_rows_are_stopped(snapshots, contract, tmp_path: Path):
+    with pytest.raises(ContractViolation, match="row_count"):
+        validate_training(snapshots.training.head(50), contract, tmp_path)
+
+
+def test_null_rate_above_the_limit_is_stopped(snapshots, contract, tmp_path: Path):
+    frame = snapshots.training.copy()
+    frame.loc[frame.index[:300], "TotalCharges"] = float("nan")  # 10% blank, limit is 2%
+    with pytest.raises(ContractViolation, match=r"'TotalCharges'.*3\d\d rows are blank"):
+        validate_training(frame, contract, tmp_path)

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from churn.contract import ContractError, load_contract, parse_contract
+
+MINIMAL = """
+name: tiny
+id_column: id
+label: {column: churned, positive: "1", negative: "0"}
+columns:
+  id: {type: string, unique: true}
+  age: {type: integer, min: 0}
+  churned: {type: category, values: ["1", "0"]}
+"""
+
+
+def test_bundled_contract_describes_the_telco_schema(contract):
+    assert contract.id_column == "customerID"
+    assert contract.label_column == "Churn"
+    assert contract.positive_label == "Yes"
+    assert len(contract.columns) == 21
+    assert "customerID" not in contract.feature_columns
+    assert "Churn" not in contract.feature_columns
+    assert contract.columns["TotalCharges"].nullable
+    assert not contract.columns["MonthlyCharges"].nullable
+
+
+def test_scoring_snapshots_need_no_label(contract):
+    assert "Churn" not in contract.expected_columns(labelled=False)
+    assert "Churn" in contract.expected_columns(labelled=True)
+
+
+def test_another_table_needs_only_its_own_contract_file(tmp_path: Path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(MINIMAL)
+    tiny = load_contract(str(path))
+    assert tiny.name == "tiny"
+    assert tiny.feature_columns == ["age"]
+    assert tiny.derived_features == ()
+
+
+def test_fingerprint_changes_with_the_contract_text():
+    assert parse_contract(MINIMAL, "a").fingerprint != parse_contract(MINIMAL + "\n# note\n", "b").fingerprint
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL.replace("type: integer", "type: decimal"), "type 'decimal'"),
+        (MINIMAL.replace("id_column: id", ""), "id_column"),
+        (MINIMAL.replace("  age: {type: integer, min: 0}", "  age: {type: integer, minimum: 0}"), "unknown keys"),
+        (
+            MINIMAL + "derived_features:\n  - {name: x, kind: ratio, numerator: age, denominator: height}\n",
+            "height",
+        ),
+        (MINIMAL.replace("id_column: id", "id_column: customer"), "'customer' is not among"),
+        ("name: [unclosed", "not valid YAML"),
+        ("- just a list", "mapping"),
+    ],
+)
+def test_malformed_contracts_are_refused_with_the_reason(text, message):
+    with pytest.raises(ContractError, match=message):
+        parse_contract(text, "test")
+
+
+def test_unknown_contract_reference_says_so():
+    with pytest.raises(ContractError, match="neither a bundled contract nor an existing file"):
+        load_contract("no_such_contract")

@@ -1,0 +1,51 @@
+import pandas as pd
+import pytest
+
+from churn.feature import add_derived_features, band, count_equal, model_columns, ratio
+
+
+def test_band_labels_cover_every_value_with_inclusive_upper_edges():
+    banded = band(pd.Series([0, 12, 13, 24, 25, 72]), [12, 24])
+    assert banded.tolist() == ["<=12", "<=12", "13-24", "13-24", ">24", ">24"]
+
+
+def test_ratio_falls_back_where_undefined():
+    result = ratio(pd.Series([100.0, None, 50.0]), pd.Series([10, 0, 0]), fallback=pd.Series([1.0, 2.0, 3.0]))
+    assert result.tolist() == [10.0, 2.0, 3.0]
+
+
+def test_ratio_without_fallback_leaves_undefined_missing():
+    assert ratio(pd.Series([1.0]), pd.Series([0])).isna().all()
+
+
+def test_count_equal_counts_matching_columns():
+    frame = pd.DataFrame({"a": ["Yes", "No"], "b": ["Yes", "Yes"], "c": ["No internet service", "No"]})
+    assert count_equal(frame, ["a", "b", "c"], "Yes").tolist() == [2, 1]
+
+
+def test_derived_features_are_added_without_touching_the_input(snapshots, contract):
+    original = snapshots.training.copy()
+    featured = add_derived_features(snapshots.training, contract)
+    assert snapshots.training.equals(original)
+    assert {"tenure_band", "charge_per_tenure_month", "subscribed_services"} <= set(featured.columns)
+    zero_tenure = featured[featured["tenure"] == 0]
+    assert (zero_tenure["charge_per_tenure_month"] == zero_tenure["MonthlyCharges"]).all()
+
+
+def test_training_and_scoring_rows_get_identical_features(snapshots, contract):
+    rows = snapshots.training.head(100)
+    as_training = add_derived_features(rows, contract)
+    as_scoring = add_derived_features(rows.drop(columns=["Churn"]), contract)
+    pd.testing.assert_frame_equal(as_training.drop(columns=["Churn"]), as_scoring)
+
+
+def test_missing_input_column_is_named(snapshots, contract):
+    with pytest.raises(KeyError, match="tenure"):
+        add_derived_features(snapshots.training.drop(columns=["tenure"]), contract)
+
+
+def test_model_columns_split_numbers_from_categories(contract):
+    numeric, categorical = model_columns(contract)
+    assert "tenure" in numeric and "charge_per_tenure_month" in numeric and "subscribed_services" in numeric
+    assert "Contract" in categorical and "tenure_band" in categorical
+    assert "customerID" not in numeric + categorical and "Churn" not in numeric + categorical

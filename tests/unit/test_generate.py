@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.generate import COLUMN_ORDER, DEFECTS, main, make_snapshots
+
+
+def test_training_snapshot_has_the_public_schema_and_a_label(snapshots):
+    assert list(snapshots.training.columns) == [*COLUMN_ORDER, "Churn"]
+    assert list(snapshots.scoring.columns) == COLUMN_ORDER
+
+
+def test_values_stay_inside_the_contract(snapshots, contract):
+    for name, spec in contract.columns.items():
+        column = snapshots.training[name]
+        if spec.values is not None:
+            assert set(column.dropna()) <= set(spec.values), name
+        if spec.min is not None:
+            assert column.dropna().between(spec.min, spec.max).all(), name
+
+
+def test_churn_rate_is_about_a_quarter():
+    big = make_snapshots(20000, 10, seed=3)
+    assert 0.24 <= (big.training["Churn"] == "Yes").mean() <= 0.29
+
+
+def test_total_charges_is_blank_exactly_at_zero_tenure():
+    big = make_snapshots(20000, 10, seed=3)
+    blank = big.training["TotalCharges"].isna()
+    assert blank.any()
+    assert (blank == (big.training["tenure"] == 0)).all()
+
+
+def test_ids_are_unique_across_both_snapshots(snapshots):
+    ids = pd.concat([snapshots.training["customerID"], snapshots.scoring["customerID"]])
+    assert ids.is_unique
+    assert ids.str.fullmatch(r"\d{4}-[A-Z]{5}").all()
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    assert make_snapshots(500, 50, seed=1).training.equals(make_snapshots(500, 50, seed=1).training)
+    assert not make_snapshots(500, 50, seed=1).training.equals(make_snapshots(500, 50, seed=2).training)
+
+
+def test_true_probabilities_explain_the_labels(snapshots):
+    truth = snapshots.truth.set_index("customerID")["true_churn_probability"]
+    assert truth.between(0, 1).all()
+    labelled = snapshots.training.set_index("customerID")
+    churners = truth[labelled.index][labelled["Churn"] == "Yes"].mean()
+    stayers = truth[labelled.index][labelled["Churn"] == "No"].mean()
+    assert churners > stayers + 0.1
+
+
+def test_drift_shifts_the_scoring_population():
+    steady = make_snapshots(200, 5000, seed=5)
+    drifted = make_snapshots(200, 5000, seed=5, drift=True)
+    assert drifted.scoring["MonthlyCharges"].mean() > steady.scoring["MonthlyCharges"].mean() + 3
+    assert (drifted.scoring["Contract"] == "Month-to-month").mean() > (
+        steady.scoring["Contract"] == "Month-to-month"
+    ).mean()
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+def test_each_defect_changes_the_snapshot(snapshots, defect):
+    damaged = DEFECTS[defect](snapshots.training)
+    assert not damaged.equals(snapshots.training)
+    assert snapshots.training["customerID"].is_unique  # the original is untouched
+
+
+def test_rows_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        make_snapshots(0, 10)
+
+
+def test_command_line_writes_the_snapshots(tmp_path: Path, capsys):
+    main(["--out", str(tmp_path), "--training-rows", "300", "--scoring-rows", "40", "--format", "parquet"])
+    assert len(pd.read_parquet(tmp_path / "training.parquet")) == 300
+    assert len(pd.read_parquet(tmp_path / "scoring.parquet")) == 40
+    assert np.isclose(pd.read_parquet(tmp_path / "ground_truth.parquet").shape[0], 340)
+    assert "wrote 300 training rows" in capsys.readouterr().out

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from churn.settings import load_settings, safe_path_part, sqlalchemy_url_from_connection, validated_identifier
+
+
+def test_defaults_keep_all_state_under_churn_home(tmp_path: Path):
+    settings = load_settings({"CHURN_HOME": str(tmp_path)})
+    assert settings.warehouse_url == f"sqlite:///{tmp_path / 'warehouse.db'}"
+    assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert settings.run_dir("2026-11-29", "manual__2026-11-29T02:00:00+00:00").is_relative_to(tmp_path)
+
+
+def test_environment_overrides_the_embedded_defaults(tmp_path: Path):
+    settings = load_settings(
+        {
+            "CHURN_HOME": str(tmp_path),
+            "CHURN_WAREHOUSE_URL": "postgresql+psycopg://warehouse/churn",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        }
+    )
+    assert settings.warehouse_url == "postgresql+psycopg://warehouse/churn"
+    assert settings.mlflow_tracking_uri == "http://mlflow:5000"
+
+
+def test_run_ids_become_safe_folder_names():
+    assert safe_path_part("scheduled__2026-11-29T02:00:00+00:00") == "scheduled__2026-11-29T02_00_00_00_00"
+    assert "/" not in safe_path_part("../../etc")
+
+
+def test_postgres_connection_becomes_a_psycopg_url():
+    url = sqlalchemy_url_from_connection("postgres", "db.internal", "churn", "s3cr3t", 5432, "warehouse")
+    assert url == "postgresql+psycopg://churn:s3cr3t@db.internal:5432/warehouse"
+
+
+def test_sqlite_connection_uses_its_host_as_the_file():
+    assert sqlalchemy_url_from_connection("sqlite", "/data/wh.db") == "sqlite:////data/wh.db"
+
+
+def test_explicit_sqlalchemy_url_in_extras_wins():
+    url = sqlalchemy_url_from_connection("generic", None, extra={"sqlalchemy_url": "duckdb:///x.db"})
+    assert url == "duckdb:///x.db"
+
+
+def test_unsupported_connection_type_is_named():
+    with pytest.raises(ValueError, match="'ftp'"):
+        sqlalchemy_url_from_connection("ftp", "host")
+
+
+@pytest.mark.parametrize("name", ["churn_scores", "_x", "Scores2026"])
+def test_plain_identifiers_are_accepted(name):
+    assert validated_identifier(name) == name
+
+
+@pytest.mark.parametrize("name", ["scores; drop table x", "a-b", "1scores", "", "x" * 64, 'sc"ores'])
+def test_identifiers_that_could_inject_sql_are_refused(name):
+    with pytest.raises(ValueError, match="not a valid SQL identifier"):
+        validated_identifier(name)
