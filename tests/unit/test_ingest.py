@@ -46,14 +46,14 @@ def test_csv_is_landed_as_the_text_it_holds(source_files, tmp_path: Path):
 
 
 def test_missing_file_is_named(tmp_path: Path):
-    with pytest.raises(SourceError, match="not found: .*absent.csv"):
+    with pytest.raises(SourceError, match=r"not found: .*absent\.csv"):
         read_source(parse_source(str(tmp_path / "absent.csv")))
 
 
 def test_garbage_parquet_is_reported_as_unreadable(tmp_path: Path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not really parquet")
-    with pytest.raises(SourceError, match="cannot read parquet file .*broken.parquet"):
+    with pytest.raises(SourceError, match=r"cannot read parquet file .*broken\.parquet"):
         read_source(parse_source(str(path)))
 
 
