@@ -26,6 +26,8 @@ def churn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CHURN_HOME: its own SQLite warehouse and MLflow store."""
     home = tmp_path / "churn_home"
     monkeypatch.setenv("CHURN_HOME", str(home))
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; another test's store must not leak in.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
 
 
@@ -66,3 +68,30 @@ def write_csv(frame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     as_public_csv_text(frame).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, snapshots):
+    """One real pass of ingest, validate, feature and train on small data, in its own state."""
+    from datetime import date
+
+    from churn.feature import run_feature
+    from churn.generate import write_snapshots
+    from churn.ingest import run_ingest
+    from churn.settings import load_settings
+    from churn.train import run_train
+    from churn.validate import run_validate
+
+    home = tmp_path_factory.mktemp("trained_run")
+    settings = load_settings({"CHURN_HOME": str(home)})
+    files = write_snapshots(snapshots, home / "sources")
+    run = run_ingest(
+        settings,
+        airflow_run_id="manual__2026-11-29T02:00:00+00:00",
+        score_date=date(2026, 11, 29),
+        training_source=str(files["training"]),
+        scoring_source=str(files["scoring"]),
+        contract="telco_churn",
+        connection_url=lambda conn_id: None,
+    )
+    return run_train(run_feature(run_validate(run)), settings), settings

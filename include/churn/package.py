@@ -11,7 +11,7 @@ from typing import Any
 
 from churn.manifest import write_manifest
 from churn.settings import Settings, code_version
-from churn.tracking import use_mlflow
+from churn.tracking import aliased_version, use_mlflow
 
 FINGERPRINT_TAG = "training_fingerprint"
 
@@ -90,16 +90,13 @@ def register_challenger(
     client.log_text(mlflow_run_id, model_card, "model_card.md")
     if promote:
         client.set_registered_model_alias(model_name, champion_alias, version.version)
-    try:
-        champion = client.get_model_version_by_alias(model_name, champion_alias).version
-    except MlflowException:
-        champion = None
+    champion = aliased_version(model_name, champion_alias)
     return {
         "model_name": model_name,
         "model_version": str(version.version),
         "reused_existing_version": reused,
         "promoted": promote,
-        "champion_version": str(champion) if champion is not None else None,
+        "champion_version": str(champion.version) if champion is not None else None,
     }
 
 

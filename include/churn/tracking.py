@@ -31,18 +31,26 @@ def use_mlflow(settings: Settings) -> str:
     return mlflow.create_experiment(name, artifact_location=artifact_location)
 
 
-def champion_version(settings: Settings) -> Any | None:
-    """The model version the champion alias points at, or None before the first promotion."""
+def aliased_version(model_name: str, alias: str) -> Any | None:
+    """The model version ``alias`` points at, or None if the model or the alias is absent."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     try:
-        return client.get_model_version_by_alias(settings.registered_model, settings.champion_alias)
+        registered = client.get_registered_model(model_name)
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+    if alias not in registered.aliases:
+        return None
+    return client.get_model_version(model_name, registered.aliases[alias])
+
+
+def champion_version(settings: Settings) -> Any | None:
+    """The champion's model version, or None before the first promotion."""
+    return aliased_version(settings.registered_model, settings.champion_alias)
 
 
 def load_registered_model(settings: Settings, version: str) -> Any:

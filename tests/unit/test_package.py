@@ -1,0 +1,75 @@
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from churn.package import register_challenger, render_model_card
+from churn.tracking import champion_version, use_mlflow
+
+FACTS = {
+    "model_name": "churn-classifier",
+    "model_family": "logistic_regression",
+    "calibration": "sigmoid",
+    "score_date": "2026-11-29",
+    "training_rows": 3000,
+    "train_rows": 2400,
+    "test_rows": 600,
+    "scoring_rows": 600,
+    "contract": "telco_customer_churn",
+    "contract_sha256": "abc123",
+    "training_fingerprint": "f00d",
+    "code_version": "0.1.0+gdeadbeef",
+    "mlflow_run_id": "r1",
+    "airflow_run_id": "manual__x",
+    "cv_roc_auc": 0.83,
+    "metrics": {"test_roc_auc": 0.82, "test_brier": 0.14},
+    "promotion_reason": "no champion yet",
+}
+
+
+def test_model_card_states_provenance_and_metrics():
+    card = render_model_card(FACTS)
+    for fact in ("3000 rows", "abc123", "0.1.0+gdeadbeef", "| test_roc_auc | 0.8200 |", "no champion yet"):
+        assert fact in card
+
+
+def test_model_card_holds_no_connection_strings(trained_run):
+    _, settings = trained_run
+    card = render_model_card(FACTS)
+    assert settings.mlflow_tracking_uri not in card and settings.warehouse_url not in card
+    assert "password" not in card.lower()
+
+
+def _register(run, settings, *, fingerprint, promote):
+    return register_challenger(
+        run["train"]["model_uri"],
+        run["train"]["mlflow_run_id"],
+        model_name=settings.registered_model,
+        champion_alias=settings.champion_alias,
+        fingerprint=fingerprint,
+        promote=promote,
+        model_card="card",
+    )
+
+
+def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(trained_run):
+    run, settings = trained_run
+    use_mlflow(settings)
+    first = _register(run, settings, fingerprint="fp-1", promote=False)
+    assert first["champion_version"] is None
+    assert champion_version(settings) is None
+
+    again = _register(run, settings, fingerprint="fp-1", promote=True)
+    assert again["model_version"] == first["model_version"]
+    assert again["reused_existing_version"] is True
+    assert str(champion_version(settings).version) == first["model_version"]
+
+    rejected = _register(run, settings, fingerprint="fp-2", promote=False)
+    assert rejected["model_version"] != first["model_version"]
+    assert str(champion_version(settings).version) == first["model_version"]
+
+    client = MlflowClient()
+    version = client.get_model_version(settings.registered_model, first["model_version"])
+    assert version.description == "card"
+    assert version.tags["training_fingerprint"] == "fp-1"
+    with pytest.raises(MlflowException):
+        client.get_model_version(settings.registered_model, "999")

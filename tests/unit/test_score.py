@@ -1,0 +1,94 @@
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from churn.score import ScoringError, replace_scores, risk_bands, run_score, score_frame, scores_table
+
+BANDS = {"low": 0.3, "medium": 0.6, "high": 1.0}
+
+
+def test_risk_band_upper_edges_are_inclusive():
+    bands = risk_bands(pd.Series([0.0, 0.3, 0.30001, 0.6, 0.61, 1.0]), BANDS)
+    assert bands.tolist() == ["low", "low", "medium", "medium", "high", "high"]
+
+
+@pytest.mark.parametrize("bounds", [{"low": 0.6, "high": 0.3}, {"low": 0.3, "medium": 0.9}])
+def test_bands_must_increase_and_cover_one(bounds):
+    with pytest.raises(ValueError, match="risk band"):
+        risk_bands(pd.Series([0.5]), bounds)
+
+
+def _rows(ids, probability=0.5, version="1"):
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churn_probability": probability,
+            "risk_band": "medium",
+            "model_name": "churn-classifier",
+            "model_version": version,
+            "run_id": "manual__x",
+            "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
+        }
+    )
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    yield engine, scores_table(sa.MetaData(), "churn_scores", None)
+    engine.dispose()
+
+
+def _stored(engine, table):
+    with engine.connect() as connection:
+        return pd.read_sql(sa.select(table).order_by(table.c.score_date, table.c.customer_id), connection)
+
+
+def test_rerun_replaces_exactly_that_date(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, date(2026, 11, 28), _rows(["a", "b", "c"]))
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"], version="1"))
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "d"], probability=0.7, version="2"))
+    stored = _stored(engine, table)
+    assert len(stored) == 6
+    latest = stored[stored["score_date"] == date(2026, 11, 29)]
+    assert latest["customer_id"].tolist() == ["a", "b", "d"]
+    assert set(latest["model_version"]) == {"2"}
+    assert len(stored[stored["score_date"] == date(2026, 11, 28)]) == 3
+
+
+def test_a_failed_write_leaves_the_previous_scores_whole(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "c"]))
+    duplicated = _rows(["x", "y", "x"])  # the primary key rejects this batch half-way through
+    with pytest.raises(sa.exc.IntegrityError):
+        replace_scores(engine, table, date(2026, 11, 29), duplicated)
+    assert _stored(engine, table)["customer_id"].tolist() == ["a", "b", "c"]
+
+
+def test_every_customer_gets_one_probability_and_band(trained_run, contract):
+    import mlflow.sklearn
+
+    from churn.tracking import use_mlflow
+
+    run, settings = trained_run
+    use_mlflow(settings)
+    model = mlflow.sklearn.load_model(run["train"]["model_uri"])
+    features = pd.read_parquet(run["feature"]["scoring"]["path"])
+    scored = score_frame(model, features, contract, BANDS)
+    assert len(scored) == len(features) == 600
+    assert scored["customer_id"].is_unique
+    assert scored["churn_probability"].between(0, 1).all()
+    assert set(scored["risk_band"]) <= set(BANDS)
+
+
+def test_scoring_without_a_champion_refuses_and_writes_nothing(settings, tmp_path):
+    warehouse_url = f"sqlite:///{tmp_path / 'empty.db'}"
+    run = {"score_date": "2026-11-29", "run_dir": str(tmp_path), "contract": "telco_churn"}
+    with pytest.raises(ScoringError, match="champion"):
+        run_score(run, settings, warehouse_url=warehouse_url)
+    engine = sa.create_engine(warehouse_url)
+    assert not sa.inspect(engine).has_table("churn_scores")
+    engine.dispose()
