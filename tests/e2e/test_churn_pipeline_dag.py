@@ -1,0 +1,188 @@
+"""End to end: the real DAG run through Airflow (``airflow dags test``) on generated data.
+
+A module-scoped deployment gets its own Airflow home, metadata database, MLflow store and
+SQLite warehouse, so the assertions read exactly what a user's run would leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sklearn.metrics import roc_auc_score
+
+from churn.manifest import read_manifests
+from churn.settings import Settings, load_settings
+from churn.tracking import champion_version, use_mlflow
+from tests.conftest import PROJECT_DIR
+
+pytestmark = pytest.mark.e2e
+
+SCORE_DATE = "2026-11-29"
+TRAINING_ROWS, SCORING_ROWS = 20_000, 5_000
+BIN = Path(sys.executable).parent
+BUSINESS_COLUMNS = ["score_date", "customer_id", "churn_probability", "risk_band", "model_name", "model_version"]
+
+
+@dataclass
+class Deployment:
+    root: Path
+    env: dict[str, str]
+    settings: Settings
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=check, timeout=900
+        )
+
+    def trigger(self, **conf: str) -> subprocess.CompletedProcess:
+        """Run the DAG once, as `airflow dags test` does, with trigger parameters."""
+        return self.airflow("dags", "test", "churn_pipeline", SCORE_DATE, "--conf", json.dumps(conf), check=False)
+
+    def json_output(self, *args: str) -> list[dict]:
+        """A CLI command's JSON answer; Airflow may log warnings on stdout before it."""
+        lines = self.airflow(*args, "-o", "json").stdout.splitlines()
+        return json.loads(next(line for line in reversed(lines) if line.startswith("[")))
+
+    def latest_run(self) -> dict:
+        runs = self.json_output("dags", "list-runs", "churn_pipeline")
+        return max(runs, key=lambda run: run["run_after"])
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        rows = self.json_output("tasks", "states-for-dag-run", "churn_pipeline", run_id)
+        return {row["task_id"]: row["state"] for row in rows}
+
+    def scores(self) -> pd.DataFrame:
+        engine = sa.create_engine(self.settings.warehouse_url)
+        try:
+            with engine.connect() as connection:
+                return pd.read_sql(
+                    sa.text("select * from churn_scores order by score_date, customer_id"), connection
+                )
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory) -> Deployment:
+    root = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CHURN_HOME": str(root / "churn"),
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+    for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL", "AIRFLOW_CONN_CHURN_WAREHOUSE"):
+        env.pop(inherited, None)
+    settings = load_settings(env)
+    subprocess.run(
+        [
+            str(BIN / "churn-generate"),
+            "--out",
+            str(settings.sources_dir),
+            "--training-rows",
+            str(TRAINING_ROWS),
+            "--scoring-rows",
+            str(SCORING_ROWS),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    deployment = Deployment(root, env, settings)
+    deployment.airflow("db", "migrate")
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def first_run(deployment: Deployment) -> dict:
+    result = deployment.trigger(score_date=SCORE_DATE)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    run = deployment.latest_run()
+    assert run["state"] == "success"
+    assert set(deployment.task_states(run["run_id"]).values()) == {"success"}
+    run_dir = deployment.settings.run_dir(SCORE_DATE, run["run_id"])
+    return {
+        "airflow": run,
+        "run_dir": run_dir,
+        "manifests": read_manifests(run_dir),
+        "scores": deployment.scores(),
+    }
+
+
+def test_every_scoring_customer_gets_one_score(deployment: Deployment, first_run):
+    scores = first_run["scores"]
+    scoring = pd.read_csv(deployment.settings.default_scoring_source, dtype="string")
+    assert len(scores) == SCORING_ROWS
+    assert set(scores["customer_id"]) == set(scoring["customerID"])
+    assert scores["customer_id"].is_unique
+    assert scores["churn_probability"].between(0.0, 1.0).all()
+    assert set(scores["risk_band"]) == {"low", "medium", "high"}
+    assert set(pd.to_datetime(scores["score_date"]).dt.date) == {date.fromisoformat(SCORE_DATE)}
+    assert set(scores["run_id"]) == {first_run["airflow"]["run_id"]}
+
+
+def test_champion_alias_names_the_version_that_scored(deployment: Deployment, first_run):
+    use_mlflow(deployment.settings)
+    champion = champion_version(deployment.settings)
+    assert champion is not None
+    assert set(first_run["scores"]["model_version"]) == {str(champion.version)}
+    assert first_run["manifests"]["package"]["promoted"] is True
+
+
+def test_test_auc_is_within_two_points_of_the_best_achievable(deployment: Deployment, first_run):
+    use_mlflow(deployment.settings)
+    trained = first_run["manifests"]["train"]
+    model_auc = mlflow.get_run(trained["mlflow_run_id"]).data.metrics["test_roc_auc"]
+    test = pd.read_parquet(trained["test_path"])
+    truth = pd.read_parquet(deployment.settings.sources_dir / "ground_truth.parquet").set_index("customerID")
+    best_auc = roc_auc_score(test["Churn"] == "Yes", truth.loc[test["customerID"], "true_churn_probability"])
+    assert model_auc >= best_auc - 0.02, (model_auc, best_auc)
+
+
+def test_data_docs_and_model_card_are_published(deployment: Deployment, first_run):
+    assert (first_run["run_dir"] / "data_docs" / "index.html").is_file()
+    use_mlflow(deployment.settings)
+    champion = champion_version(deployment.settings)
+    assert "Model card" in champion.description
+    assert deployment.settings.warehouse_url not in champion.description
+
+
+def test_second_run_of_the_same_date_leaves_exactly_the_same_rows(deployment: Deployment, first_run):
+    result = deployment.trigger(score_date=SCORE_DATE)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    second = deployment.scores()
+    assert second["run_id"].nunique() == 1 and second["run_id"].iloc[0] != first_run["airflow"]["run_id"]
+    pd.testing.assert_frame_equal(second[BUSINESS_COLUMNS], first_run["scores"][BUSINESS_COLUMNS])
+
+
+def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deployment, first_run):
+    training = pd.read_csv(deployment.settings.default_training_source, dtype="string", keep_default_na=False)
+    training.loc[training.index[:3], "tenure"] = "twelve"
+    broken = deployment.root / "broken_training.csv"
+    training.to_csv(broken, index=False)
+    before = deployment.scores()
+
+    result = deployment.trigger(score_date=SCORE_DATE, training_source=str(broken))
+
+    assert result.returncode != 0
+    run = deployment.latest_run()
+    states = deployment.task_states(run["run_id"])
+    assert states["ingest"] == "success"
+    assert states["validate"] == "failed"
+    assert all(states[task] in {"upstream_failed", None} for task in ("feature", "train", "score"))
+    assert "'tenure'" in result.stdout + result.stderr and "twelve" in result.stdout + result.stderr
+    run_dir = deployment.settings.run_dir(SCORE_DATE, run["run_id"])
+    assert (run_dir / "data_docs" / "index.html").is_file()
+    pd.testing.assert_frame_equal(deployment.scores(), before)
