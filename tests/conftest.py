@@ -95,3 +95,14 @@ def trained_run(tmp_path_factory, snapshots):
         connection_url=lambda conn_id: None,
     )
     return run_train(run_feature(run_validate(run)), settings), settings
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL database for warehouse tests; .ci/run starts one and always sets this."""
+    url = os.environ.get("CHURN_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CHURN_TEST_POSTGRES_URL is unset in CI: .ci/run must start PostgreSQL")
+        pytest.skip("PostgreSQL tests SKIPPED: set CHURN_TEST_POSTGRES_URL (see .ci/run) to run them")
+    return url

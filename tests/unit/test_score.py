@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -34,10 +35,17 @@ def _rows(ids, probability=0.5, version="1"):
     )
 
 
-@pytest.fixture
-def warehouse(tmp_path):
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
-    yield engine, scores_table(sa.MetaData(), "churn_scores", None)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse(request, tmp_path):
+    """The scores table in each supported warehouse, under a name no other test uses."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    table = scores_table(sa.MetaData(), f"churn_scores_{uuid.uuid4().hex[:12]}", None)
+    yield engine, table
+    table.drop(engine, checkfirst=True)
     engine.dispose()
 
 
