@@ -9,6 +9,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := false
+# airflow standalone starts its components as `airflow ...` subprocesses found on PATH.
+export PATH := $(BIN):$(PATH)
 
 SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000

@@ -133,13 +133,14 @@ def sqlalchemy_url_from_connection(
 
     if extra and extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
-    driver = SQLALCHEMY_DRIVERS.get(conn_type)
+    # A URI such as postgresql+psycopg://... arrives with the SQLAlchemy driver as its type.
+    driver = conn_type if "+" in conn_type else SQLALCHEMY_DRIVERS.get(conn_type)
     if driver is None:
         raise ValueError(
             f"connection type {conn_type!r} is not supported; use one of "
             f"{sorted(SQLALCHEMY_DRIVERS)} or set extra.sqlalchemy_url"
         )
-    if driver == "sqlite":
+    if driver.startswith("sqlite"):
         database = host or schema
         if not database:
             raise ValueError("a sqlite connection needs the database file path as its host")

@@ -104,3 +104,19 @@ def test_null_rate_above_the_limit_is_stopped(snapshots, contract, tmp_path: Pat
     frame.loc[frame.index[:300], "TotalCharges"] = float("nan")  # 10% blank, limit is 2%
     with pytest.raises(ContractViolation, match=r"'TotalCharges'.*3\d\d rows are blank"):
         validate_training(frame, contract, tmp_path)
+
+
+def test_rows_of_the_public_telco_file_pass_unchanged(contract, tmp_path: Path):
+    """Verbatim rows of the public IBM file, blank TotalCharges at zero tenure included."""
+    import dataclasses
+
+    public = Path(__file__).parent / "fixtures" / "telco_public_rows.csv"
+    # Six rows are too few for the row-count and 2% blank-rate limits; every other rule applies as is.
+    total_charges = dataclasses.replace(contract.columns["TotalCharges"], max_null_fraction=0.2)
+    small_sample = dataclasses.replace(
+        contract, min_training_rows=1, columns={**contract.columns, "TotalCharges": total_charges}
+    )
+    result = validate_snapshots({"training": (land(public, tmp_path, "training"), True)}, small_sample, tmp_path)
+    typed = pd.read_parquet(result["training"].validated_path)
+    assert len(typed) == 6
+    assert pd.isna(typed.set_index("customerID").loc["4472-LVYGI", "TotalCharges"])

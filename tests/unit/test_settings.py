@@ -38,6 +38,16 @@ def test_sqlite_connection_uses_its_host_as_the_file():
     assert sqlalchemy_url_from_connection("sqlite", "/data/wh.db") == "sqlite:////data/wh.db"
 
 
+def test_sqlite_uri_connection_carries_the_file_as_its_schema():
+    # AIRFLOW_CONN_X='sqlite:////data/wh.db' parses to an empty host and schema '/data/wh.db'.
+    assert sqlalchemy_url_from_connection("sqlite", "", schema="/data/wh.db") == "sqlite:////data/wh.db"
+
+
+def test_connection_typed_with_a_sqlalchemy_driver_keeps_it():
+    url = sqlalchemy_url_from_connection("postgresql+psycopg", "h", "u", "p@ss", 5432, "db")
+    assert url == "postgresql+psycopg://u:p%40ss@h:5432/db"
+
+
 def test_explicit_sqlalchemy_url_in_extras_wins():
     url = sqlalchemy_url_from_connection("generic", None, extra={"sqlalchemy_url": "duckdb:///x.db"})
     assert url == "duckdb:///x.db"
