@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churn.ingest import land_snapshot, read_source, resolve_score_date, run_ingest
+from churn.ingest import land_snapshot, read_source, resolve_score_date
 from churn.settings import PROJECT_DIR
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 
@@ -85,16 +85,8 @@ def test_score_date_prefers_the_trigger_then_the_logical_date():
         resolve_score_date("29/11/2026", None, run_after)
 
 
-def test_run_ingest_lands_both_snapshots_and_records_them(settings, source_files):
-    run = run_ingest(
-        settings,
-        airflow_run_id="manual__2026-11-29T02:00:00+00:00",
-        score_date=date(2026, 11, 29),
-        training_source=str(source_files["training"]),
-        scoring_source=str(source_files["scoring"]),
-        contract="telco_churn",
-        connection_url=lambda conn_id: None,
-    )
+def test_run_ingest_lands_both_snapshots_and_records_them(trained_run):
+    run, _ = trained_run
     assert run["ingest"]["training"]["rows"] == 3000
     assert run["ingest"]["scoring"]["rows"] == 600
     assert Path(run["run_dir"], "manifests", "ingest.json").is_file()
