@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from churn.manifest import read_manifests
-from churn.score import scores_table
+from churn.score import scores_table, warehouse_engine
 from churn.settings import Settings
 from churn.tracking import champion_version, use_mlflow
 
@@ -29,7 +29,7 @@ class WarehouseState:
 
 def warehouse_state(warehouse_url: str, settings: Settings, score_date: date) -> WarehouseState:
     """What the scores table holds for ``score_date``."""
-    engine = sa.create_engine(warehouse_url)
+    engine = warehouse_engine(warehouse_url)
     table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
     try:
         with engine.connect() as connection:

@@ -22,10 +22,15 @@ from churn.tracking import champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
 
 INSERT_BATCH_ROWS = 10_000
+SQLITE_WRITE_WAIT_SECONDS = 60
 
 
 class ScoringError(RuntimeError):
-    """Scoring cannot go ahead safely; nothing was written."""
+    """Scoring cannot go ahead safely; nothing was written. Retrying will not help."""
+
+
+class WarehouseWriteError(RuntimeError):
+    """The warehouse refused or lost the write; the date's earlier rows are unchanged."""
 
 
 def risk_bands(probabilities: pd.Series, upper_bounds: dict[str, float]) -> pd.Series:
@@ -52,6 +57,24 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
     )
 
 
+def warehouse_engine(url: str) -> sa.Engine:
+    """An engine for the warehouse. SQLite writers take the write lock when they begin
+    (BEGIN IMMEDIATE) and wait for each other, instead of failing half-way through."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_WRITE_WAIT_SECONDS})
+
+    @sa.event.listens_for(engine, "connect")
+    def _let_sqlalchemy_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediately(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
 def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
     """The warehouse table of churn scores; one row per customer and score date."""
     return sa.Table(
@@ -69,15 +92,61 @@ def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Tab
     )
 
 
+def _copy_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
+    """Stream rows into PostgreSQL with COPY, inside the caller's transaction."""
+    from psycopg import sql
+
+    columns = [column.name for column in table.columns]
+    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        target, sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+    )
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for record in records:
+            copy.write_row(tuple(record[name] for name in columns))
+
+
+def _insert_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
+    for start in range(0, len(records), INSERT_BATCH_ROWS):
+        connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
+
+
 def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame) -> int:
-    """Replace exactly ``score_date``'s rows with ``rows`` in one transaction."""
+    """Replace exactly ``score_date``'s rows with ``rows`` in one transaction.
+
+    Readers see the date's old rows until the commit and the new ones after it. On
+    PostgreSQL, writers of the table take turns (a transaction-scoped advisory lock), so
+    two runs of one date end with one complete set rather than a key conflict, and the
+    rows go in through COPY.
+    """
     records = rows.assign(score_date=score_date).to_dict(orient="records")
+    postgres = engine.dialect.name == "postgresql"
+    try:
+        _replace_in_transaction(engine, table, score_date, records, postgres=postgres)
+    except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
+        raise WarehouseWriteError(
+            f"writing {len(records)} scores for {score_date} to {table.fullname} at "
+            f"{engine.url.render_as_string(hide_password=True)} failed; the date's earlier rows are "
+            f"unchanged: {error}"
+        ) from error
+    return len(records)
+
+
+def _replace_in_transaction(
+    engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]], *, postgres: bool
+) -> None:
     with engine.begin() as connection:
+        if postgres:
+            qualified = f"{table.schema}.{table.name}" if table.schema else table.name
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(qualified))))
+        if table.schema:
+            connection.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
-        for start in range(0, len(records), INSERT_BATCH_ROWS):
-            connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
-    return len(records)
+        if postgres and engine.dialect.driver == "psycopg":
+            _copy_rows(connection, table, records)
+        else:
+            _insert_rows(connection, table, records)
 
 
 def score_customers(
@@ -102,7 +171,7 @@ def score_customers(
         run_id=run_id,
         scored_at=datetime.now(UTC),
     )
-    engine = sa.create_engine(warehouse_url)
+    engine = warehouse_engine(warehouse_url)
     try:
         written = replace_scores(engine, scores_table(sa.MetaData(), table_name, schema), score_date, scored)
     finally:

@@ -1,3 +1,4 @@
+import threading
 import uuid
 from datetime import UTC, date, datetime
 
@@ -5,7 +6,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churn.score import ScoringError, replace_scores, risk_bands, run_score, score_frame, scores_table
+from churn.score import (
+    ScoringError,
+    WarehouseWriteError,
+    replace_scores,
+    risk_bands,
+    run_score,
+    score_frame,
+    scores_table,
+    warehouse_engine,
+)
 
 BANDS = {"low": 0.3, "medium": 0.6, "high": 1.0}
 
@@ -42,7 +52,7 @@ def warehouse(request, tmp_path):
         url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(url)
+    engine = warehouse_engine(url)
     table = scores_table(sa.MetaData(), f"churn_scores_{uuid.uuid4().hex[:12]}", None)
     yield engine, table
     table.drop(engine, checkfirst=True)
@@ -71,7 +81,7 @@ def test_a_failed_write_leaves_the_previous_scores_whole(warehouse):
     engine, table = warehouse
     replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "c"]))
     duplicated = _rows(["x", "y", "x"])  # the primary key rejects this batch half-way through
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(WarehouseWriteError, match="earlier rows are unchanged"):
         replace_scores(engine, table, date(2026, 11, 29), duplicated)
     assert _stored(engine, table)["customer_id"].tolist() == ["a", "b", "c"]
 
@@ -100,3 +110,71 @@ def test_scoring_without_a_champion_refuses_and_writes_nothing(settings, tmp_pat
     engine = sa.create_engine(warehouse_url)
     assert not sa.inspect(engine).has_table("churn_scores")
     engine.dispose()
+
+
+def test_readers_see_the_old_set_or_the_new_set_never_a_mix(warehouse):
+    engine, table = warehouse
+    old = _rows([f"old-{i}" for i in range(1000)], version="1")
+    new = _rows([f"new-{i}" for i in range(60_000)], version="2")
+    replace_scores(engine, table, date(2026, 11, 29), old)
+    observed: set[tuple[int, int]] = set()
+    writer = threading.Thread(target=replace_scores, args=(engine, table, date(2026, 11, 29), new))
+    writer.start()
+    query = sa.select(sa.func.count(), sa.func.count(sa.distinct(table.c.model_version))).where(
+        table.c.score_date == date(2026, 11, 29)
+    )
+    while writer.is_alive():
+        with engine.connect() as connection:
+            observed.add(tuple(connection.execute(query).one()))
+    writer.join()
+    with engine.connect() as connection:
+        observed.add(tuple(connection.execute(query).one()))
+    assert observed <= {(1000, 1), (60_000, 1)}
+    assert (60_000, 1) in observed
+
+
+def test_two_writers_of_one_date_leave_exactly_one_complete_set(warehouse):
+    engine, table = warehouse
+    batches = [
+        _rows([f"a-{i}" for i in range(20_000)], version="1"),
+        _rows([f"b-{i}" for i in range(15_000)], version="2"),
+    ]
+    errors = []
+
+    def write(batch):
+        try:
+            replace_scores(engine, table, date(2026, 11, 29), batch)
+        except Exception as error:  # collected, so the assertion shows it
+            errors.append(error)
+
+    writers = [threading.Thread(target=write, args=(batch,)) for batch in batches]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    stored = _stored(engine, table)
+    assert errors == []
+    assert sorted(stored["customer_id"]) in [sorted(batch["customer_id"]) for batch in batches]
+    assert stored["model_version"].nunique() == 1
+
+
+def test_configured_schema_is_created_and_the_key_is_date_and_customer(postgres_url):
+    engine = sa.create_engine(postgres_url)
+    schema = f"churn_{uuid.uuid4().hex[:10]}"
+    table = scores_table(sa.MetaData(), "churn_scores", schema)
+    try:
+        replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"]))
+        inspector = sa.inspect(engine)
+        assert inspector.has_table("churn_scores", schema=schema)
+        assert inspector.get_pk_constraint("churn_scores", schema=schema)["constrained_columns"] == [
+            "score_date",
+            "customer_id",
+        ]
+        column_types = {c["name"]: str(c["type"]) for c in inspector.get_columns("churn_scores", schema=schema)}
+        assert column_types["churn_probability"] == "DOUBLE PRECISION"
+        assert column_types["scored_at"] == "TIMESTAMP"
+        assert column_types["score_date"] == "DATE"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
