@@ -37,6 +37,7 @@ from churn.sources import SOURCE_PATTERN
 RACI = load_raci()
 SETTINGS = load_settings()
 WAREHOUSE_CONNECTION = "churn_warehouse"
+MLFLOW_CONNECTION = "churn_mlflow"
 
 
 def owned_by_raci(task_id: str) -> dict[str, Any]:
@@ -44,16 +45,23 @@ def owned_by_raci(task_id: str) -> dict[str, Any]:
     return {"task_id": task_id, "owner": RACI[task_id].responsible, "doc_md": RACI[task_id].task_doc()}
 
 
-def connection_url(conn_id: str) -> str | None:
-    """SQLAlchemy URL of an Airflow Connection, or None when it is not defined."""
+def airflow_connection(conn_id: str):
+    """The Airflow Connection ``conn_id``, or None when it is not defined."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def connection_url(conn_id: str) -> str | None:
+    """SQLAlchemy URL of an Airflow Connection, or None when it is not defined."""
     from churn.settings import sqlalchemy_url_from_connection
 
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
+    connection = airflow_connection(conn_id)
+    if connection is None:
         return None
     return sqlalchemy_url_from_connection(
         connection.conn_type,
@@ -63,6 +71,19 @@ def connection_url(conn_id: str) -> str | None:
         connection.port,
         connection.schema,
         connection.extra_dejson,
+    )
+
+
+def runtime_settings():
+    """Pipeline settings with the warehouse and MLflow Connections applied, when defined."""
+    from churn.settings import tracking_uri_from_connection
+
+    mlflow = airflow_connection(MLFLOW_CONNECTION)
+    return load_settings().overridden(
+        warehouse_url=connection_url(WAREHOUSE_CONNECTION),
+        mlflow_tracking_uri=tracking_uri_from_connection(mlflow.host, mlflow.port, mlflow.schema)
+        if mlflow
+        else None,
     )
 
 
@@ -116,7 +137,7 @@ def churn_pipeline():
 
         try:
             return run_ingest(
-                load_settings(),
+                runtime_settings(),
                 airflow_run_id=run_id,
                 score_date=resolve_score_date(params["score_date"], logical_date, dag_run.run_after),
                 training_source=params["training_source"],
@@ -147,29 +168,26 @@ def churn_pipeline():
     def train(run: dict[str, Any]) -> dict[str, Any]:
         from churn.train import run_train
 
-        return run_train(run, load_settings())
+        return run_train(run, runtime_settings())
 
     @task(**owned_by_raci("evaluate"))
     def evaluate(run: dict[str, Any]) -> dict[str, Any]:
         from churn.evaluate import run_evaluate
 
-        return run_evaluate(run, load_settings())
+        return run_evaluate(run, runtime_settings())
 
     @task(**owned_by_raci("package"))
     def package(run: dict[str, Any]) -> dict[str, Any]:
         from churn.package import run_package
 
-        return run_package(run, load_settings())
+        return run_package(run, runtime_settings())
 
     @task(**owned_by_raci("score"))
     def score(run: dict[str, Any]) -> dict[str, Any]:
         from churn.score import ScoringError, run_score
 
-        settings = load_settings()
         try:
-            return run_score(
-                run, settings, warehouse_url=connection_url(WAREHOUSE_CONNECTION) or settings.warehouse_url
-            )
+            return run_score(run, runtime_settings())
         except ScoringError as error:
             raise AirflowFailException(str(error)) from error
 

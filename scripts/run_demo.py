@@ -29,7 +29,6 @@ def main() -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from churn.report import summarize_run
-    from churn.settings import load_settings
 
     dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
     if dagbag.import_errors:
@@ -40,11 +39,10 @@ def main() -> int:
     dag_run = dag.test(run_conf=conf)
 
     sys.path.insert(0, str(DAGS_FOLDER))
-    from churn_pipeline import WAREHOUSE_CONNECTION, connection_url
+    from churn_pipeline import runtime_settings
 
-    settings = load_settings()
-    warehouse_url = connection_url(WAREHOUSE_CONNECTION) or settings.warehouse_url
-    summary, finished = summarize_run(settings.run_dir(args.score_date, dag_run.run_id), settings, warehouse_url)
+    settings = runtime_settings()
+    summary, finished = summarize_run(settings.run_dir(args.score_date, dag_run.run_id), settings)
     print(f"\n=== churn_pipeline run {dag_run.run_id}: {dag_run.state} ===")
     print(summary)
     print(

@@ -27,9 +27,9 @@ class WarehouseState:
     mean_probability: float | None
 
 
-def warehouse_state(warehouse_url: str, settings: Settings, score_date: date) -> WarehouseState:
+def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
     """What the scores table holds for ``score_date``."""
-    engine = warehouse_engine(warehouse_url)
+    engine = warehouse_engine(settings.warehouse_url)
     table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
     try:
         with engine.connect() as connection:
@@ -48,7 +48,7 @@ def warehouse_state(warehouse_url: str, settings: Settings, score_date: date) ->
     return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None)
 
 
-def summarize_run(run_dir: Path, settings: Settings, warehouse_url: str) -> tuple[str, bool]:
+def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
     """The summary text and whether every phase of the run completed."""
     import mlflow
 
@@ -98,7 +98,7 @@ def summarize_run(run_dir: Path, settings: Settings, warehouse_url: str) -> tupl
         )
     if "score" in manifests:
         scored = manifests["score"]
-        state = warehouse_state(warehouse_url, settings, date.fromisoformat(scored["score_date"]))
+        state = warehouse_state(settings, date.fromisoformat(scored["score_date"]))
         lines.append(
             f"  scored     {scored['rows_written']} rows written; table {scored['table']} at "
             f"{scored['warehouse']} now holds {state.rows} rows for {scored['score_date']} "

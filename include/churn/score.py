@@ -186,7 +186,7 @@ def score_customers(
     }
 
 
-def run_score(run: dict[str, Any], settings: Settings, *, warehouse_url: str) -> dict[str, Any]:
+def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Score the run's customers with the champion version and replace the date's rows."""
     use_mlflow(settings)
     champion = champion_version(settings)
@@ -203,7 +203,7 @@ def run_score(run: dict[str, Any], settings: Settings, *, warehouse_url: str) ->
         model,
         model_name=settings.registered_model,
         model_version=str(champion.version),
-        warehouse_url=warehouse_url,
+        warehouse_url=settings.warehouse_url,
         table_name=settings.scores_table,
         schema=settings.scores_schema,
         score_date=date.fromisoformat(run["score_date"]),

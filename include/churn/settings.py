@@ -9,6 +9,8 @@ Environment variables (all optional; the defaults make an embedded single-machin
     SQLAlchemy URL of the warehouse when no Airflow Connection ``churn_warehouse`` exists.
 ``MLFLOW_TRACKING_URI``
     MLflow tracking and registry server; defaults to a SQLite store under ``CHURN_HOME``.
+
+Inside Airflow, the Connections ``churn_warehouse`` and ``churn_mlflow`` win over these.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -77,6 +79,10 @@ class Settings:
     def scores_schema(self) -> str | None:
         schema = self.pipeline["warehouse"].get("schema")
         return validated_identifier(schema) if schema else None
+
+    def overridden(self, **values: Any) -> Settings:
+        """These settings with the given values replaced; None leaves a value as it is."""
+        return replace(self, **{key: value for key, value in values.items() if value is not None})
 
     def run_dir(self, score_date: str, run_id: str) -> Path:
         """Folder for one pipeline run's files, partitioned by score date then run."""
@@ -154,6 +160,16 @@ def sqlalchemy_url_from_connection(
         database=schema or None,
     )
     return url.render_as_string(hide_password=False)
+
+
+def tracking_uri_from_connection(host: str, port: int | None = None, schema: str | None = None) -> str:
+    """Turn an Airflow HTTP Connection into an MLflow tracking URI (schema: http or https)."""
+    if not host:
+        raise ValueError("the MLflow connection needs a host")
+    if "://" in host:
+        return host.rstrip("/")
+    scheme = schema if schema in {"http", "https"} else "http"
+    return f"{scheme}://{host}{f':{port}' if port else ''}"
 
 
 def code_version() -> str:

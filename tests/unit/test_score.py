@@ -106,7 +106,7 @@ def test_scoring_without_a_champion_refuses_and_writes_nothing(settings, tmp_pat
     warehouse_url = f"sqlite:///{tmp_path / 'empty.db'}"
     run = {"score_date": "2026-11-29", "run_dir": str(tmp_path), "contract": "telco_churn"}
     with pytest.raises(ScoringError, match="champion"):
-        run_score(run, settings, warehouse_url=warehouse_url)
+        run_score(run, settings.overridden(warehouse_url=warehouse_url))
     engine = sa.create_engine(warehouse_url)
     assert not sa.inspect(engine).has_table("churn_scores")
     engine.dispose()

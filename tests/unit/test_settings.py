@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from churn.settings import load_settings, safe_path_part, sqlalchemy_url_from_connection, validated_identifier
+from churn.settings import (
+    load_settings,
+    safe_path_part,
+    sqlalchemy_url_from_connection,
+    tracking_uri_from_connection,
+    validated_identifier,
+)
 
 
 def test_defaults_keep_all_state_under_churn_home(tmp_path: Path):
@@ -67,3 +73,27 @@ def test_plain_identifiers_are_accepted(name):
 def test_identifiers_that_could_inject_sql_are_refused(name):
     with pytest.raises(ValueError, match="not a valid SQL identifier"):
         validated_identifier(name)
+
+
+def test_overrides_replace_only_given_values(tmp_path: Path):
+    settings = load_settings({"CHURN_HOME": str(tmp_path)})
+    changed = settings.overridden(warehouse_url="postgresql+psycopg://w/db", mlflow_tracking_uri=None)
+    assert changed.warehouse_url == "postgresql+psycopg://w/db"
+    assert changed.mlflow_tracking_uri == settings.mlflow_tracking_uri
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "schema", "uri"),
+    [
+        ("mlflow", 5000, None, "http://mlflow:5000"),
+        ("mlflow.example.org", None, "https", "https://mlflow.example.org"),
+        ("https://mlflow.example.org/", None, None, "https://mlflow.example.org"),
+    ],
+)
+def test_mlflow_connection_becomes_a_tracking_uri(host, port, schema, uri):
+    assert tracking_uri_from_connection(host, port, schema) == uri
+
+
+def test_mlflow_connection_without_host_is_refused():
+    with pytest.raises(ValueError, match="host"):
+        tracking_uri_from_connection("")
