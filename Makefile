@@ -18,7 +18,12 @@ SCORING_ROWS ?= 5000
 
 .PHONY: install data airflow-db demo test lint airflow mlflow clean
 
-install: $(VENV)/.installed
+# The Compose Specification's JSON schema, taken from a PyPI wheel that ships it, for the
+# test that validates docker-compose.yaml where no Docker engine runs. Its code is never run.
+COMPOSE_SCHEMA := $(VENV)/share/compose-spec/compose_spec.json
+COMPOSE_SCHEMA_WHEEL := docker-compose==1.29.2
+
+install: $(VENV)/.installed $(COMPOSE_SCHEMA)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +31,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+$(COMPOSE_SCHEMA): | $(VENV)/.installed
+	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/share/compose-spec $(COMPOSE_SCHEMA_WHEEL)
+	$(BIN)/python -c "import glob, sys, zipfile; \
+	wheel = zipfile.ZipFile(glob.glob('$(VENV)/share/compose-spec/docker_compose-*.whl')[0]); \
+	open(sys.argv[1], 'wb').write(wheel.read('compose/config/compose_spec.json'))" $@
 
 # Demo snapshots from the bundled generator; delete them (or `make clean`) to regenerate.
 data: $(CHURN_HOME)/sources/training.csv
