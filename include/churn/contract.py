@@ -55,6 +55,7 @@ class Contract:
     negative_label: str
     extra_columns: str
     min_training_rows: int
+    label_leakage_auc: float
     columns: dict[str, ColumnSpec]
     derived_features: tuple[DerivedFeature, ...]
     fingerprint: str
@@ -128,6 +129,7 @@ def parse_contract(text: str, source: str) -> Contract:
             negative_label=str(label["negative"]),
             extra_columns=document.get("extra_columns", "reject"),
             min_training_rows=int(document.get("min_training_rows", 100)),
+            label_leakage_auc=float(document.get("label_leakage_auc", 0.99)),
             columns=columns,
             derived_features=tuple(_derived_feature(raw, columns) for raw in document.get("derived_features", [])),
             fingerprint=hashlib.sha256(text.encode("utf-8")).hexdigest(),

@@ -7,6 +7,7 @@ for the training and the scoring snapshot, so the two can never disagree.
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import pandas as pd
 from churn.contract import Contract, DerivedFeature, load_contract
 from churn.ingest import write_parquet_atomically
 from churn.manifest import write_manifest
+
+logger = logging.getLogger(__name__)
 
 
 def band(values: pd.Series, edges: list[float]) -> pd.Series:
@@ -72,6 +75,20 @@ def model_columns(contract: Contract) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+    """Category values the scoring snapshot holds that training never saw, per column.
+
+    Not an error: the model encodes them as unknown and still scores the customer; the
+    event is reported so a person can see the population change.
+    """
+    unseen = {}
+    for column in columns:
+        new_values = set(scoring[column].dropna()) - set(training[column].dropna())
+        if new_values:
+            unseen[column] = sorted(str(value) for value in new_values)
+    return unseen
+
+
 def build_feature_tables(validated: dict[str, Path], contract: Contract, run_dir: Path) -> dict[str, Path]:
     """Write a feature table for each validated snapshot into the run folder."""
     return {
@@ -89,8 +106,17 @@ def run_feature(run: dict[str, Any]) -> dict[str, Any]:
     tables = build_feature_tables(
         {name: Path(run["validate"][name]["path"]) for name in ("training", "scoring")}, contract, run_dir
     )
+    _, categorical = model_columns(contract)
+    unseen = unseen_categories(
+        pd.read_parquet(tables["training"], columns=categorical),
+        pd.read_parquet(tables["scoring"], columns=categorical),
+        categorical,
+    )
+    for column, values in unseen.items():
+        logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
     result = {
         "derived_features": [feature.name for feature in contract.derived_features],
+        "unseen_categories": unseen,
         **{name: {"path": str(path)} for name, path in tables.items()},
     }
     return {**run, "feature": write_manifest(run_dir, "feature", result)}

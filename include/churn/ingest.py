@@ -18,6 +18,8 @@ from churn.manifest import write_manifest
 from churn.settings import Settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 
+CSV_SNIFF_BYTES = 8192
+
 
 def read_source(source: FileSource | TableSource, *, sqlalchemy_url: str | None = None) -> pd.DataFrame:
     """Read a whole snapshot. CSV cells stay text, so nothing is silently coerced."""
@@ -37,12 +39,31 @@ def read_source(source: FileSource | TableSource, *, sqlalchemy_url: str | None 
             engine.dispose()
     if not source.path.is_file():
         raise SourceError(f"source file not found: {source.path}")
+    if source.path.stat().st_size == 0:
+        raise SourceError(f"source file is empty (0 bytes): {source.path}")
+    if source.file_format == "csv":
+        return _read_csv_text(source.path)
     try:
-        if source.file_format == "csv":
-            return pd.read_csv(source.path, dtype="string", keep_default_na=False)
         return pd.read_parquet(source.path)
-    except Exception as error:  # pandas and pyarrow raise many types for unreadable files
-        raise SourceError(f"cannot read {source.file_format} file {source.path}: {error}") from error
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise SourceError(f"cannot read parquet file {source.path} (damaged or truncated?): {error}") from error
+
+
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    """Read a CSV as UTF-8 text, naming the usual reasons a file is not one."""
+    with path.open("rb") as handle:
+        head = handle.read(CSV_SNIFF_BYTES)
+    if b"\x00" in head:
+        raise SourceError(f"{path} is not a text CSV: it holds binary data (NUL bytes) in its first bytes")
+    try:
+        return pd.read_csv(path, dtype="string", keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from error
+    except pd.errors.ParserError as error:
+        raise SourceError(f"{path} is not well-formed CSV: {error}") from error
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:

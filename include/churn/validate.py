@@ -124,6 +124,40 @@ def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]
     ]
 
 
+def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
+    """Features that on their own separate the label (near) perfectly: likely leakage.
+
+    Categories are scored by their in-sample churn rate, so columns with nearly one value
+    per row (free text, ids) are skipped rather than flagged for memorising the rows.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = (typed[contract.label_column] == contract.positive_label).to_numpy()
+    if labels.all() or not labels.any():
+        return []
+    leaks = []
+    for column in contract.feature_columns:
+        if column not in typed:
+            continue
+        values = typed[column]
+        if contract.columns[column].is_numeric:
+            numbers = values.astype("float64")
+            score = numbers.fillna(numbers.min() - 1 if numbers.notna().any() else 0.0)
+        elif values.nunique(dropna=False) <= len(values) // 2:
+            groups = values.astype(object).where(values.notna(), "<blank>")
+            score = groups.map(pd.Series(labels).groupby(groups.to_numpy()).mean())
+        else:
+            continue
+        auc = float(roc_auc_score(labels, score.to_numpy(dtype="float64")))
+        separation = max(auc, 1.0 - auc)
+        if separation >= contract.label_leakage_auc:
+            leaks.append(
+                f"column {column!r}: label leakage: on its own it predicts {contract.label_column!r} with "
+                f"ROC AUC {separation:.3f} (limit {contract.label_leakage_auc}); is it recorded after the outcome?"
+            )
+    return leaks
+
+
 def _context(report_dir: Path) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -182,9 +216,19 @@ def describe_failure(result: Any) -> str:
         return f"{subject}: {rule} could not run: {result.exception_info.get('exception_message')}"
     mismatched = (details.get("details") or {}).get("mismatched")
     if mismatched:
+        unexpected = sorted(mismatched.get("unexpected") or [])
+        delimiter_hint = next(
+            (
+                f" (a header like {name[:40]!r} suggests the file uses {sep!r} as its delimiter, not ',')"
+                for name in unexpected
+                for sep in (";", "\t", "|")
+                if sep in name
+            ),
+            "",
+        )
         return (
             f"{subject}: columns differ from the contract: missing {sorted(mismatched.get('missing') or [])}, "
-            f"unexpected {sorted(mismatched.get('unexpected') or [])}"
+            f"unexpected {unexpected}{delimiter_hint}"
         )
     if config.type == "expect_column_values_to_not_be_null":
         return f"{subject}: {rule} failed: {details.get('unexpected_count')} rows are blank"
@@ -226,6 +270,10 @@ def validate_snapshots(
             )
             counted[name] += len(stage.results)
             typed_frames[name] = typed
+            if stage.success and labelled:
+                failures += [
+                    f"{name} snapshot ({path.name}): {leak}" for leak in find_label_leaks(typed, contract)
+                ]
         failures += [
             f"{name} snapshot ({path.name}): {describe_failure(r)}" for r in stage.results if not r.success
         ]
