@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from churn.contract import Contract, load_contract
 from churn.manifest import write_manifest
-from churn.settings import Settings
+from churn.settings import Settings, redact_url
 from churn.tracking import champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
 
@@ -31,6 +31,10 @@ class ScoringError(RuntimeError):
 
 class WarehouseWriteError(RuntimeError):
     """The warehouse refused or lost the write; the date's earlier rows are unchanged."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """The champion could not be looked up or loaded; nothing was scored."""
 
 
 def risk_bands(probabilities: pd.Series, upper_bounds: dict[str, float]) -> pd.Series:
@@ -126,7 +130,7 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseWriteError(
             f"writing {len(records)} scores for {score_date} to {table.fullname} at "
-            f"{engine.url.render_as_string(hide_password=True)} failed; the date's earlier rows are "
+            f"{redact_url(engine.url)} failed; the date's earlier rows are "
             f"unchanged: {error}"
         ) from error
     return len(records)
@@ -179,30 +183,58 @@ def score_customers(
     return {
         "rows_written": written,
         "table": f"{schema}.{table_name}" if schema else table_name,
-        "warehouse": engine.url.render_as_string(hide_password=True),
+        "warehouse": redact_url(engine.url),
         "score_date": score_date.isoformat(),
         "model_version": model_version,
         "risk_band_counts": scored["risk_band"].value_counts().sort_index().to_dict(),
     }
 
 
-def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Score the run's customers with the champion version and replace the date's rows."""
-    use_mlflow(settings)
-    champion = champion_version(settings)
+def load_champion(settings: Settings) -> tuple[Any, str]:
+    """The champion model and its version, from the configured registry only.
+
+    Raises :class:`ModelUnavailableError` (worth a retry) when the registry cannot be
+    reached or the model cannot be loaded, and :class:`ScoringError` when there is no
+    champion at all.
+    """
+    try:
+        use_mlflow(settings)
+        champion = champion_version(settings)
+    except Exception as error:  # MLflow raises MlflowException or requests' errors here
+        raise ModelUnavailableError(
+            f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached, so the "
+            f"champion of {settings.registered_model!r} is unknown; nothing was scored: {error}"
+        ) from error
     if champion is None:
         raise ScoringError(
             f"no model carries the alias {settings.champion_alias!r} in {settings.registered_model!r}: "
             "no challenger has passed evaluation yet, so there is nothing safe to score with"
         )
     # Load the version the alias named a moment ago, so the rows record the model that scored them.
-    model = load_registered_model(settings, champion.version)
+    try:
+        model = load_registered_model(settings, champion.version)
+    except Exception as error:  # missing files, a corrupt pickle, a storage error
+        raise ModelUnavailableError(
+            f"champion {settings.registered_model!r} version {champion.version} could not be loaded from "
+            f"the registry (artifacts missing or corrupt?); nothing was scored: {error}"
+        ) from error
+    if not hasattr(model, "predict_proba"):
+        raise ScoringError(
+            f"champion {settings.registered_model!r} version {champion.version} is not a probabilistic "
+            "classifier; refusing to score with it"
+        )
+    return model, str(champion.version)
+
+
+def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Score the run's customers with the champion version and replace the date's rows."""
+    model, version = load_champion(settings)
     result = score_customers(
         Path(run["feature"]["scoring"]["path"]),
         load_contract(run["contract"]),
         model,
         model_name=settings.registered_model,
-        model_version=str(champion.version),
+        model_version=version,
         warehouse_url=settings.warehouse_url,
         table_name=settings.scores_table,
         schema=settings.scores_schema,

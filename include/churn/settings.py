@@ -172,6 +172,17 @@ def tracking_uri_from_connection(host: str, port: int | None = None, schema: str
     return f"{scheme}://{host}{f':{port}' if port else ''}"
 
 
+def redact_url(url: Any) -> str:
+    """A database or server URL safe for logs, manifests and messages: no password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", str(url))
+
+
 def code_version() -> str:
     """The git commit of the code that runs, or the package version outside a checkout."""
     from churn import __version__

@@ -1,0 +1,244 @@
+"""Faults, made real: killed writers, unreachable servers, damaged models, bad challengers.
+Each ends with a clear error and with the earlier scores, the champion and the history intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from churn.evaluate import run_evaluate
+from churn.package import run_package
+from churn.score import (
+    ModelUnavailableError,
+    WarehouseWriteError,
+    replace_scores,
+    run_score,
+    scores_table,
+    warehouse_engine,
+)
+from churn.tracking import champion_version, use_mlflow
+from churn.train import run_train
+
+SCORE_DATE = date(2026, 11, 29)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def promoted(trained_run, tmp_path_factory):
+    """The shared trained run, evaluated, packaged and promoted, with one scored date."""
+    run, settings = trained_run
+    settings = settings.overridden(warehouse_url=f"sqlite:///{tmp_path_factory.mktemp('wh') / 'warehouse.db'}")
+    run = run_score(run_package(run_evaluate(run, settings), settings), settings)
+    return run, settings
+
+
+def stored_scores(url: str) -> pd.DataFrame:
+    engine = warehouse_engine(url)
+    try:
+        with engine.connect() as connection:
+            return pd.read_sql(sa.text("select * from churn_scores order by score_date, customer_id"), connection)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"faults_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _rows(prefix: str, count: int, version: str) -> pd.DataFrame:
+    from datetime import UTC, datetime
+
+    return pd.DataFrame(
+        {
+            "customer_id": [f"{prefix}-{i}" for i in range(count)],
+            "churn_probability": 0.25,
+            "risk_band": "low",
+            "model_name": "churn-classifier",
+            "model_version": version,
+            "run_id": f"run-{version}",
+            "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
+        }
+    )
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import date
+    import pandas as pd
+    import sqlalchemy as sa
+    from churn.score import replace_scores, scores_table, warehouse_engine
+    from datetime import UTC, datetime
+    rows = pd.DataFrame({"customer_id": [f"new-{i}" for i in range(1_500_000)], "churn_probability": 0.9,
+                         "risk_band": "high", "model_name": "churn-classifier", "model_version": "2",
+                         "run_id": "run-2", "scored_at": datetime(2026, 11, 29, 3, tzinfo=UTC)})
+    print("writing", flush=True)
+    replace_scores(warehouse_engine(sys.argv[1]), scores_table(sa.MetaData(), "churn_scores", None),
+                   date(2026, 11, 29), rows)
+    print("done", flush=True)
+    """
+)
+
+
+def _write_in_progress(url: str) -> bool:
+    if url.startswith("sqlite"):
+        return Path(sa.engine.make_url(url).database + "-journal").exists()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return bool(
+                connection.execute(
+                    sa.text(
+                        "select count(*) from pg_stat_activity where query ilike 'copy %' and state = 'active'"
+                    )
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_rows_and_a_rerun_completes(warehouse_url):
+    table = scores_table(sa.MetaData(), "churn_scores", None)
+    engine = warehouse_engine(warehouse_url)
+    replace_scores(engine, table, SCORE_DATE, _rows("old", 2000, "1"))
+    engine.dispose()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, warehouse_url], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _write_in_progress(warehouse_url):
+        assert writer.poll() is None, "the writer finished before it could be killed; give it more rows"
+        assert time.monotonic() < deadline, "the write never started"
+        time.sleep(0.05)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    survived = stored_scores(warehouse_url)
+    assert len(survived) == 2000 and set(survived["model_version"]) == {"1"}
+
+    engine = warehouse_engine(warehouse_url)
+    replace_scores(engine, table, SCORE_DATE, _rows("rerun", 1500, "2"))
+    engine.dispose()
+    after = stored_scores(warehouse_url)
+    assert len(after) == 1500 and after["customer_id"].is_unique and set(after["model_version"]) == {"2"}
+
+
+def test_unreachable_warehouse_fails_clearly_and_writes_nothing(promoted):
+    run, settings = promoted
+    unreachable = settings.overridden(
+        warehouse_url=f"postgresql+psycopg://churn:s3cret@127.0.0.1:{closed_port()}/w"
+    )
+    with pytest.raises(WarehouseWriteError) as caught:
+        run_score(run, unreachable)
+    message = str(caught.value)
+    assert "earlier rows are unchanged" in message and "127.0.0.1" in message
+    assert "s3cret" not in message
+    assert len(stored_scores(settings.warehouse_url)) == 600
+
+
+def test_unreachable_mlflow_fails_clearly_and_keeps_the_scores(promoted, monkeypatch):
+    run, settings = promoted
+    before = stored_scores(settings.warehouse_url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    offline = settings.overridden(mlflow_tracking_uri=f"http://127.0.0.1:{closed_port()}")
+    try:
+        with pytest.raises(ModelUnavailableError, match="cannot be reached"):
+            run_score(run, offline)
+    finally:
+        use_mlflow(settings)
+    pd.testing.assert_frame_equal(stored_scores(settings.warehouse_url), before)
+
+
+def test_corrupt_champion_artifacts_stop_scoring_and_keep_the_scores(promoted):
+    from mlflow import MlflowClient
+
+    run, settings = promoted
+    use_mlflow(settings)
+    champion = champion_version(settings)
+    model_dir = Path(
+        MlflowClient().get_model_version_download_uri(champion.name, champion.version).removeprefix("file://")
+    )
+    pickle_file = next(model_dir.glob("model.pkl"))
+    original = pickle_file.read_bytes()
+    before = stored_scores(settings.warehouse_url)
+    try:
+        pickle_file.write_bytes(b"this is not a model")
+        with pytest.raises(ModelUnavailableError, match=r"could not be loaded .*artifacts missing or corrupt"):
+            run_score(run, settings)
+        pickle_file.unlink()
+        with pytest.raises(ModelUnavailableError, match="could not be loaded"):
+            run_score(run, settings)
+    finally:
+        pickle_file.write_bytes(original)
+    pd.testing.assert_frame_equal(stored_scores(settings.warehouse_url), before)
+
+
+def test_challenger_trained_on_shuffled_labels_is_never_promoted(promoted, tmp_path):
+    run, settings = promoted
+    use_mlflow(settings)
+    champion_before = champion_version(settings).version
+    features = pd.read_parquet(run["feature"]["training"]["path"])
+    shuffled = features.assign(Churn=features["Churn"].sample(frac=1.0, random_state=3).to_numpy())
+    shuffled_path = tmp_path / "features" / "training.parquet"
+    shuffled_path.parent.mkdir(parents=True)
+    shuffled.to_parquet(shuffled_path)
+    noisy = {
+        **run,
+        "run_dir": str(tmp_path),
+        "feature": {**run["feature"], "training": {"path": str(shuffled_path)}},
+    }
+
+    packaged = run_package(run_evaluate(run_train(noisy, settings), settings), settings)
+
+    assert packaged["evaluate"]["promote"] is False
+    assert "below the quality floor" in packaged["evaluate"]["reason"]
+    assert packaged["package"]["promoted"] is False
+    assert champion_version(settings).version == champion_before
+    assert len(stored_scores(settings.warehouse_url)) == 600
+
+
+def test_score_manifest_and_model_card_hold_no_secret(promoted):
+    run, settings = promoted
+    manifest = (Path(run["run_dir"]) / "manifests" / "score.json").read_text()
+    assert "password" not in manifest.lower()
+    use_mlflow(settings)
+    card = champion_version(settings).description
+    for secret_bearing in (settings.warehouse_url, settings.mlflow_tracking_uri):
+        assert secret_bearing not in card
+
+
+def test_rerunning_the_date_with_the_same_inputs_reproduces_scores_and_version(promoted):
+    run, settings = promoted
+    before = stored_scores(settings.warehouse_url)
+    again = run_score(run_package(run_evaluate(run_train(run, settings), settings), settings), settings)
+    after = stored_scores(settings.warehouse_url)
+    assert again["package"]["reused_existing_version"] is True
+    columns = ["score_date", "customer_id", "churn_probability", "risk_band", "model_version"]
+    pd.testing.assert_frame_equal(after[columns], before[columns])
