@@ -48,7 +48,7 @@ airflow-db: install
 	$(BIN)/airflow db migrate > /dev/null
 
 demo: install data airflow-db
-	$(BIN)/python scripts/run_demo.py --score-date $(SCORE_DATE)
+	$(BIN)/python scripts/run_demo.py --score-date $(SCORE_DATE) $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -45,6 +45,10 @@ def main() -> int:
     summary, finished = summarize_run(settings.run_dir(args.score_date, dag_run.run_id), settings)
     print(f"\n=== churn_pipeline run {dag_run.run_id}: {dag_run.state} ===")
     print(summary)
+    succeeded = finished and str(dag_run.state) in {"success", "DagRunState.SUCCESS"}
+    if not succeeded:
+        print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")
+        return 1
     print(
         "\nNext:\n"
         "  make airflow   Airflow UI at http://localhost:8080 (user admin; the password is in "
@@ -53,7 +57,7 @@ def main() -> int:
         f"  sqlite3 {settings.state_dir / 'warehouse.db'} "
         f'"select risk_band, count(*) from {settings.scores_table} group by 1"'
     )
-    return 0 if finished and str(dag_run.state) in {"success", "DagRunState.SUCCESS"} else 1
+    return 0
 
 
 if __name__ == "__main__":

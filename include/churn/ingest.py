@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 
@@ -111,15 +111,16 @@ def run_ingest(
     """Start the run record and land both snapshots; ``connection_url`` resolves SQL sources."""
     run_dir = settings.run_dir(score_date.isoformat(), airflow_run_id)
     landed: dict[str, Any] = {}
-    for name, spec in (("training", training_source), ("scoring", scoring_source)):
-        source = parse_source(spec)
-        url = connection_url(source.conn_id) if isinstance(source, TableSource) else None
-        path = run_dir / "raw" / f"{name}.parquet"
-        landed[name] = {
-            "source": source.describe(),
-            "path": str(path),
-            "rows": land_snapshot(source, path, sqlalchemy_url=url),
-        }
+    with recording_failure(run_dir, "ingest"):
+        for name, spec in (("training", training_source), ("scoring", scoring_source)):
+            source = parse_source(spec)
+            url = connection_url(source.conn_id) if isinstance(source, TableSource) else None
+            path = run_dir / "raw" / f"{name}.parquet"
+            landed[name] = {
+                "source": source.describe(),
+                "path": str(path),
+                "rows": land_snapshot(source, path, sqlalchemy_url=url),
+            }
     run = {
         "airflow_run_id": airflow_run_id,
         "score_date": score_date.isoformat(),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +30,23 @@ def read_manifests(run_dir: Path) -> dict[str, dict[str, Any]]:
         path.stem: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted((run_dir / "manifests").glob("*.json"))
     }
+
+
+@contextmanager
+def recording_failure(run_dir: Path, phase: str) -> Iterator[None]:
+    """Record why ``phase`` failed as ``manifests/failed.json``, then let the error go on.
+
+    The message is the one the phase raised, written for people, so the demo and anyone
+    reading the run folder can say what to fix without a stack trace.
+    """
+    failure = run_dir / "manifests" / "failed.json"
+    try:
+        yield
+    except Exception as error:
+        write_manifest(
+            run_dir, "failed", {"phase": phase, "error_type": type(error).__name__, "error": str(error)}
+        )
+        raise
+    # A retry that succeeds clears the record its earlier try left.
+    if failure.is_file() and json.loads(failure.read_text(encoding="utf-8"))["phase"] == phase:
+        failure.unlink()

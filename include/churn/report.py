@@ -108,4 +108,7 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
     missing = [phase for phase in PHASES if phase not in manifests]
     if missing:
         lines.append(f"  NOT DONE   {', '.join(missing)}")
+    if "failed" in manifests:
+        failure = manifests["failed"]
+        lines.append(f"\nFAILED at {failure['phase']} ({failure['error_type']}):\n{failure['error']}")
     return "\n".join(lines), finished

@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from churn.contract import Contract, load_contract
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings, redact_url
 from churn.tracking import champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
@@ -228,18 +228,19 @@ def load_champion(settings: Settings) -> tuple[Any, str]:
 
 def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Score the run's customers with the champion version and replace the date's rows."""
-    model, version = load_champion(settings)
-    result = score_customers(
-        Path(run["feature"]["scoring"]["path"]),
-        load_contract(run["contract"]),
-        model,
-        model_name=settings.registered_model,
-        model_version=version,
-        warehouse_url=settings.warehouse_url,
-        table_name=settings.scores_table,
-        schema=settings.scores_schema,
-        score_date=date.fromisoformat(run["score_date"]),
-        run_id=run["airflow_run_id"],
-        bands=settings.pipeline["risk_bands"],
-    )
+    with recording_failure(Path(run["run_dir"]), "score"):
+        model, version = load_champion(settings)
+        result = score_customers(
+            Path(run["feature"]["scoring"]["path"]),
+            load_contract(run["contract"]),
+            model,
+            model_name=settings.registered_model,
+            model_version=version,
+            warehouse_url=settings.warehouse_url,
+            table_name=settings.scores_table,
+            schema=settings.scores_schema,
+            score_date=date.fromisoformat(run["score_date"]),
+            run_id=run["airflow_run_id"],
+            bands=settings.pipeline["risk_bands"],
+        )
     return {**run, "score": write_manifest(Path(run["run_dir"]), "score", result)}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from churn.contract import ColumnSpec, Contract, load_contract
 from churn.ingest import write_parquet_atomically
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 
 # Great Expectations would otherwise try to send usage statistics, and there is no network.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -299,15 +299,16 @@ def validate_snapshots(
 def run_validate(run: dict[str, Any]) -> dict[str, Any]:
     """Validate the run's landed snapshots; record rows, expectation counts and the report."""
     run_dir = Path(run["run_dir"])
-    contract = load_contract(run["contract"])
-    checked = validate_snapshots(
-        {
-            "training": (Path(run["ingest"]["training"]["path"]), True),
-            "scoring": (Path(run["ingest"]["scoring"]["path"]), False),
-        },
-        contract,
-        run_dir,
-    )
+    with recording_failure(run_dir, "validate"):
+        contract = load_contract(run["contract"])
+        checked = validate_snapshots(
+            {
+                "training": (Path(run["ingest"]["training"]["path"]), True),
+                "scoring": (Path(run["ingest"]["scoring"]["path"]), False),
+            },
+            contract,
+            run_dir,
+        )
     result = {
         "contract": contract.name,
         "contract_sha256": contract.fingerprint,

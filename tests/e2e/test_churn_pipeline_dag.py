@@ -185,4 +185,6 @@ def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deploy
     assert "'tenure'" in result.stdout + result.stderr and "twelve" in result.stdout + result.stderr
     run_dir = deployment.settings.run_dir(SCORE_DATE, run["run_id"])
     assert (run_dir / "data_docs" / "index.html").is_file()
+    failure = read_manifests(run_dir)["failed"]
+    assert failure["phase"] == "validate" and "twelve" in failure["error"]
     pd.testing.assert_frame_equal(deployment.scores(), before)
