@@ -178,3 +178,17 @@ def test_configured_schema_is_created_and_the_key_is_date_and_customer(postgres_
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def test_a_category_training_never_saw_is_still_scored(trained_run, contract):
+    import mlflow.sklearn
+
+    from churn.tracking import use_mlflow
+
+    run, settings = trained_run
+    use_mlflow(settings)
+    model = mlflow.sklearn.load_model(run["train"]["model_uri"])
+    features = pd.read_parquet(run["feature"]["scoring"]["path"]).head(20)
+    features.loc[features.index[:3], "PaymentMethod"] = "Bank transfer (manual)"
+    scored = score_frame(model, features, contract, BANDS)
+    assert len(scored) == 20 and scored["churn_probability"].between(0, 1).all()
