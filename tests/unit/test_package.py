@@ -1,9 +1,11 @@
+import uuid
+
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn.package import register_challenger, render_model_card
-from churn.tracking import champion_version, use_mlflow
+from churn.tracking import aliased_version, use_mlflow
 
 FACTS = {
     "model_name": "churn-classifier",
@@ -39,12 +41,12 @@ def test_model_card_holds_no_connection_strings(trained_run):
     assert "password" not in card.lower()
 
 
-def _register(run, settings, *, fingerprint, promote):
+def _register(run, model_name, *, fingerprint, promote):
     return register_challenger(
         run["train"]["model_uri"],
         run["train"]["mlflow_run_id"],
-        model_name=settings.registered_model,
-        champion_alias=settings.champion_alias,
+        model_name=model_name,
+        champion_alias="champion",
         fingerprint=fingerprint,
         promote=promote,
         model_card="card",
@@ -54,22 +56,24 @@ def _register(run, settings, *, fingerprint, promote):
 def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(trained_run):
     run, settings = trained_run
     use_mlflow(settings)
-    first = _register(run, settings, fingerprint="fp-1", promote=False)
+    # A model of its own: other tests promote the shared run's model under the real name.
+    model_name = f"churn-classifier-{uuid.uuid4().hex[:8]}"
+    first = _register(run, model_name, fingerprint="fp-1", promote=False)
     assert first["champion_version"] is None
-    assert champion_version(settings) is None
+    assert aliased_version(model_name, "champion") is None
 
-    again = _register(run, settings, fingerprint="fp-1", promote=True)
+    again = _register(run, model_name, fingerprint="fp-1", promote=True)
     assert again["model_version"] == first["model_version"]
     assert again["reused_existing_version"] is True
-    assert str(champion_version(settings).version) == first["model_version"]
+    assert str(aliased_version(model_name, "champion").version) == first["model_version"]
 
-    rejected = _register(run, settings, fingerprint="fp-2", promote=False)
+    rejected = _register(run, model_name, fingerprint="fp-2", promote=False)
     assert rejected["model_version"] != first["model_version"]
-    assert str(champion_version(settings).version) == first["model_version"]
+    assert str(aliased_version(model_name, "champion").version) == first["model_version"]
 
     client = MlflowClient()
-    version = client.get_model_version(settings.registered_model, first["model_version"])
+    version = client.get_model_version(model_name, first["model_version"])
     assert version.description == "card"
     assert version.tags["training_fingerprint"] == "fp-1"
     with pytest.raises(MlflowException):
-        client.get_model_version(settings.registered_model, "999")
+        client.get_model_version(model_name, "999")
