@@ -81,7 +81,7 @@ def runtime_settings():
     mlflow = airflow_connection(MLFLOW_CONNECTION)
     return load_settings().overridden(
         warehouse_url=connection_url(WAREHOUSE_CONNECTION),
-        mlflow_tracking_uri=tracking_uri_from_connection(mlflow.host, mlflow.port, mlflow.schema)
+        mlflow_tracking_uri=tracking_uri_from_connection(mlflow.host, mlflow.port, mlflow.schema, mlflow.conn_type)
         if mlflow
         else None,
     )

@@ -24,7 +24,7 @@ from sklearn.metrics import (
 from churn.contract import Contract, load_contract
 from churn.manifest import write_manifest
 from churn.settings import Settings
-from churn.tracking import champion_version, use_mlflow
+from churn.tracking import champion_version, load_registered_model, use_mlflow
 from churn.train import label_vector, model_inputs
 
 PLOT_DIR = "plots"
@@ -150,7 +150,7 @@ def evaluate_challenger(
     champion_version = None
     if champion is not None:
         champion_version = str(champion.version)
-        champion_model = mlflow.sklearn.load_model(f"models:/{champion.name}/{champion.version}")
+        champion_model = load_registered_model(champion.name, champion.version)
         champion_auc = float(roc_auc_score(labels, champion_model.predict_proba(inputs)[:, 1]))
     decision = decide_promotion(metrics["test_roc_auc"], champion_auc, quality_gates["min_test_roc_auc"])
     with mlflow.start_run(run_id=mlflow_run_id):

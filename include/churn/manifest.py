@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from churn.settings import redact_text
+
 
 def write_manifest(run_dir: Path, phase: str, result: dict[str, Any]) -> dict[str, Any]:
     """Store ``result`` as ``<run_dir>/manifests/<phase>.json`` atomically and return it."""
@@ -44,7 +46,9 @@ def recording_failure(run_dir: Path, phase: str) -> Iterator[None]:
         yield
     except Exception as error:
         write_manifest(
-            run_dir, "failed", {"phase": phase, "error_type": type(error).__name__, "error": str(error)}
+            run_dir,
+            "failed",
+            {"phase": phase, "error_type": type(error).__name__, "error": redact_text(str(error))},
         )
         raise
     # A retry that succeeds clears the record its earlier try left.

@@ -16,6 +16,10 @@ from churn.tracking import aliased_version, use_mlflow
 FINGERPRINT_TAG = "training_fingerprint"
 
 
+class ChampionChangedError(RuntimeError):
+    """Another run moved the champion between this run's evaluation and its packaging."""
+
+
 def render_model_card(facts: dict[str, Any]) -> str:
     """A Markdown model card from the run's facts; holds no connection strings or secrets."""
     metrics = facts["metrics"]
@@ -68,6 +72,7 @@ def register_challenger(
     fingerprint: str,
     promote: bool,
     model_card: str,
+    compared_champion: str | None = None,
 ) -> dict[str, Any]:
     """Register (or reuse) the challenger's version; point the champion alias at it on promotion."""
     import mlflow
@@ -89,6 +94,14 @@ def register_challenger(
     client.set_model_version_tag(model_name, version.version, "source_mlflow_run_id", mlflow_run_id)
     client.log_text(mlflow_run_id, model_card, "model_card.md")
     if promote:
+        current = aliased_version(model_name, champion_alias)
+        current_version = str(current.version) if current is not None else None
+        if current_version != compared_champion:
+            raise ChampionChangedError(
+                f"the {champion_alias!r} alias of {model_name!r} moved from version {compared_champion} to "
+                f"{current_version} after this run's evaluation; not promoting a challenger compared with an "
+                "outdated champion. Rerun the date to compare with the new one."
+            )
         client.set_registered_model_alias(model_name, champion_alias, version.version)
     champion = aliased_version(model_name, champion_alias)
     return {
@@ -127,6 +140,7 @@ def run_package(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
         champion_alias=settings.champion_alias,
         fingerprint=trained["training_fingerprint"],
         promote=evaluated["promote"],
+        compared_champion=evaluated["champion_version"],
         model_card=card,
     )
     return {**run, "package": write_manifest(Path(run["run_dir"]), "package", result)}

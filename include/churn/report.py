@@ -103,7 +103,7 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
             f"  scored     {scored['rows_written']} rows written; table {scored['table']} at "
             f"{scored['warehouse']} now holds {state.rows} rows for {scored['score_date']} "
             f"(model version {', '.join(state.model_versions)}, mean churn probability "
-            f"{state.mean_probability:.3f})"
+            f"{'n/a' if state.mean_probability is None else f'{state.mean_probability:.3f}'})"
         )
     missing = [phase for phase in PHASES if phase not in manifests]
     if missing:

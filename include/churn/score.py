@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from churn.contract import Contract, load_contract
 from churn.manifest import recording_failure, write_manifest
-from churn.settings import Settings, redact_url
+from churn.settings import Settings, redact_text, redact_url
 from churn.tracking import champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
 
@@ -64,9 +64,10 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
 def warehouse_engine(url: str) -> sa.Engine:
     """An engine for the warehouse. SQLite writers take the write lock when they begin
     (BEGIN IMMEDIATE) and wait for each other, instead of failing half-way through."""
+    # hide_parameters: error messages must not carry customer rows into logs.
     if not url.startswith("sqlite"):
-        return sa.create_engine(url)
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_WRITE_WAIT_SECONDS})
+        return sa.create_engine(url, hide_parameters=True)
+    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": SQLITE_WRITE_WAIT_SECONDS})
 
     @sa.event.listens_for(engine, "connect")
     def _let_sqlalchemy_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -130,7 +131,7 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseWriteError(
             f"writing {len(records)} scores for {score_date} to {table.fullname} at "
-            f"{redact_url(engine.url)} failed; the date's earlier rows are "
+            f"{redact_url(engine.url)} failed; unless the failure came at commit, the date's earlier rows are "
             f"unchanged: {error}"
         ) from error
     return len(records)
@@ -143,8 +144,8 @@ def _replace_in_transaction(
         if postgres:
             qualified = f"{table.schema}.{table.name}" if table.schema else table.name
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(qualified))))
-        if table.schema:
-            connection.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
+        if table.schema and not sa.inspect(connection).has_schema(table.schema):
+            connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
         if postgres and engine.dialect.driver == "psycopg":
@@ -203,7 +204,7 @@ def load_champion(settings: Settings) -> tuple[Any, str]:
     except Exception as error:  # MLflow raises MlflowException or requests' errors here
         raise ModelUnavailableError(
             f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached, so the "
-            f"champion of {settings.registered_model!r} is unknown; nothing was scored: {error}"
+            f"champion of {settings.registered_model!r} is unknown; nothing was scored: {redact_text(str(error))}"
         ) from error
     if champion is None:
         raise ScoringError(
@@ -212,7 +213,7 @@ def load_champion(settings: Settings) -> tuple[Any, str]:
         )
     # Load the version the alias named a moment ago, so the rows record the model that scored them.
     try:
-        model = load_registered_model(settings, champion.version)
+        model = load_registered_model(settings.registered_model, champion.version)
     except Exception as error:  # missing files, a corrupt pickle, a storage error
         raise ModelUnavailableError(
             f"champion {settings.registered_model!r} version {champion.version} could not be loaded from "

@@ -162,13 +162,19 @@ def sqlalchemy_url_from_connection(
     return url.render_as_string(hide_password=False)
 
 
-def tracking_uri_from_connection(host: str, port: int | None = None, schema: str | None = None) -> str:
-    """Turn an Airflow HTTP Connection into an MLflow tracking URI (schema: http or https)."""
+def tracking_uri_from_connection(
+    host: str, port: int | None = None, schema: str | None = None, conn_type: str | None = None
+) -> str:
+    """Turn an Airflow HTTP Connection into an MLflow tracking URI.
+
+    The scheme comes from the schema field (the Connection form) or, for a URI such as
+    ``AIRFLOW_CONN_CHURN_MLFLOW=https://...``, from the connection type Airflow parsed it to.
+    """
     if not host:
         raise ValueError("the MLflow connection needs a host")
     if "://" in host:
         return host.rstrip("/")
-    scheme = schema if schema in {"http", "https"} else "http"
+    scheme = next((s for s in (schema, conn_type) if s in {"http", "https"}), "http")
     return f"{scheme}://{host}{f':{port}' if port else ''}"
 
 
@@ -180,7 +186,12 @@ def redact_url(url: Any) -> str:
     try:
         return make_url(str(url)).render_as_string(hide_password=True)
     except ArgumentError:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", str(url))
+        return redact_text(str(url))
+
+
+def redact_text(text: str) -> str:
+    """Text with any ``scheme://user:password@`` credentials in it masked."""
+    return re.sub(r"(\w[\w+.-]*://[^:/@\s]+):[^@\s]*@", r"\1:***@", text)
 
 
 def code_version() -> str:

@@ -53,8 +53,8 @@ def champion_version(settings: Settings) -> Any | None:
     return aliased_version(settings.registered_model, settings.champion_alias)
 
 
-def load_registered_model(settings: Settings, version: str) -> Any:
-    """Load a scikit-learn model by version from the configured registry only."""
+def load_registered_model(model_name: str, version: str) -> Any:
+    """Load a scikit-learn model by name and version from the configured registry only."""
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")
+    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")

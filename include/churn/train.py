@@ -172,6 +172,23 @@ def fit_calibrated(
     return CalibratedClassifierCV(clone(pipeline), method=method, cv=splitter).fit(inputs, labels)
 
 
+def code_digest() -> str:
+    """Hash of the churn package's own files and the versions of the libraries that fit models.
+
+    Part of the training fingerprint, so a code or library change never reuses a model
+    version trained by other code, even where no git commit identifies the code.
+    """
+    import mlflow
+    import sklearn
+
+    digest = hashlib.sha256(f"sklearn {sklearn.__version__} mlflow {mlflow.__version__}".encode())
+    package_dir = Path(__file__).parent
+    for path in sorted([*package_dir.rglob("*.py"), *package_dir.rglob("*.yaml")]):
+        digest.update(path.relative_to(package_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def training_fingerprint(
     train: pd.DataFrame, contract: Contract, config: dict[str, Any], code_version: str
 ) -> str:
@@ -214,7 +231,7 @@ def train_challenger(
     winner = choose_winner(scores)
     model = fit_calibrated(pipelines[winner], inputs, labels, training_config["calibration"], folds, seed)
     fingerprint = training_fingerprint(
-        train, contract, {"split": split_config, "training": training_config}, code_version
+        train, contract, {"split": split_config, "training": training_config}, f"{code_version} {code_digest()}"
     )
     example = inputs.head(5)
     with mlflow.start_run(

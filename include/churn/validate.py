@@ -23,8 +23,9 @@ from churn.manifest import recording_failure, write_manifest
 # Great Expectations would otherwise try to send usage statistics, and there is no network.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-INTEGER_TEXT = r"^[+-]?\d+(?:\.0*)?$"
-NUMBER_TEXT = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
+# ASCII digits only: \d would admit other scripts' digits, which pandas cannot parse.
+INTEGER_TEXT = r"^[+-]?[0-9]+(?:\.0*)?$"
+NUMBER_TEXT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 EXAMPLES_PER_FAILURE = 5
 DATA_DOCS_SITE = "run_report"
 

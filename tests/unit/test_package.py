@@ -4,7 +4,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from churn.package import register_challenger, render_model_card
+from churn.package import ChampionChangedError, register_challenger, render_model_card
 from churn.tracking import aliased_version, use_mlflow
 
 FACTS = {
@@ -41,7 +41,7 @@ def test_model_card_holds_no_connection_strings(trained_run):
     assert "password" not in card.lower()
 
 
-def _register(run, model_name, *, fingerprint, promote):
+def _register(run, model_name, *, fingerprint, promote, compared=None):
     return register_challenger(
         run["train"]["model_uri"],
         run["train"]["mlflow_run_id"],
@@ -50,6 +50,7 @@ def _register(run, model_name, *, fingerprint, promote):
         fingerprint=fingerprint,
         promote=promote,
         model_card="card",
+        compared_champion=compared,
     )
 
 
@@ -65,6 +66,10 @@ def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(traine
     again = _register(run, model_name, fingerprint="fp-1", promote=True)
     assert again["model_version"] == first["model_version"]
     assert again["reused_existing_version"] is True
+    assert str(aliased_version(model_name, "champion").version) == first["model_version"]
+
+    with pytest.raises(ChampionChangedError, match="moved from version None"):
+        _register(run, model_name, fingerprint="fp-3", promote=True, compared=None)
     assert str(aliased_version(model_name, "champion").version) == first["model_version"]
 
     rejected = _register(run, model_name, fingerprint="fp-2", promote=False)

@@ -170,7 +170,9 @@ def test_configured_schema_is_created_and_the_key_is_date_and_customer(postgres_
             "score_date",
             "customer_id",
         ]
-        column_types = {c["name"]: str(c["type"]) for c in inspector.get_columns("churn_scores", schema=schema)}
+        columns = {c["name"]: c["type"] for c in inspector.get_columns("churn_scores", schema=schema)}
+        assert columns["scored_at"].timezone is True
+        column_types = {name: str(kind) for name, kind in columns.items()}
         assert column_types["churn_probability"] == "DOUBLE PRECISION"
         assert column_types["scored_at"] == "TIMESTAMP"
         assert column_types["score_date"] == "DATE"

@@ -4,6 +4,7 @@ import pytest
 
 from churn.settings import (
     load_settings,
+    redact_text,
     safe_path_part,
     sqlalchemy_url_from_connection,
     tracking_uri_from_connection,
@@ -92,6 +93,19 @@ def test_overrides_replace_only_given_values(tmp_path: Path):
 )
 def test_mlflow_connection_becomes_a_tracking_uri(host, port, schema, uri):
     assert tracking_uri_from_connection(host, port, schema) == uri
+
+
+def test_https_uri_connection_keeps_its_scheme():
+    # AIRFLOW_CONN_CHURN_MLFLOW=https://mlflow.example.org parses to conn_type "https".
+    assert tracking_uri_from_connection("mlflow.example.org", None, None, "https") == "https://mlflow.example.org"
+
+
+def test_credentials_in_free_text_are_masked():
+    text = "API request to https://bob:t0ken@mlflow:5000/api failed; db postgresql+psycopg://u:pw@h/db"
+    assert (
+        redact_text(text)
+        == "API request to https://bob:***@mlflow:5000/api failed; db postgresql+psycopg://u:***@h/db"
+    )
 
 
 def test_mlflow_connection_without_host_is_refused():
