@@ -9,6 +9,16 @@ from pathlib import Path
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The RACI table, restated independently of raci.yaml so a wrong edit there fails here.
+EXPECTED_OWNERS = {
+    "ingest": "data_engineer",
+    "validate": "data_engineer",
+    "feature": "data_scientist",
+    "train": "data_scientist",
+    "evaluate": "data_scientist",
+    "package": "ml_engineer",
+    "score": "mlops_engineer",
+}
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="churn-tests-"))
 
 # Set before anything imports Airflow, so Airflow reads this configuration and no other.

@@ -11,19 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
-# The RACI table, restated independently of raci.yaml so a wrong edit there fails here.
-EXPECTED_OWNERS = {
-    "ingest": "data_engineer",
-    "validate": "data_engineer",
-    "feature": "data_scientist",
-    "train": "data_scientist",
-    "evaluate": "data_scientist",
-    "package": "ml_engineer",
-    "score": "mlops_engineer",
-}
 HEAVY_MODULES = ["pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow"]
 
 

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from churn.generate import make_snapshots, write_snapshots
-from tests.conftest import PROJECT_DIR
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -174,15 +174,7 @@ def test_anonymous_requests_are_refused(stack: Stack):
 
 def test_ui_lists_the_seven_tasks_with_their_owners(stack: Stack):
     tasks = stack.api.get("/api/v2/dags/churn_pipeline/tasks").json()["tasks"]
-    assert {task["task_id"]: task["owner"] for task in tasks} == {
-        "ingest": "data_engineer",
-        "validate": "data_engineer",
-        "feature": "data_scientist",
-        "train": "data_scientist",
-        "evaluate": "data_scientist",
-        "package": "ml_engineer",
-        "score": "mlops_engineer",
-    }
+    assert {task["task_id"]: task["owner"] for task in tasks} == EXPECTED_OWNERS
 
 
 @pytest.mark.parametrize(
