@@ -27,8 +27,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from airflow.dag_processing.dagbag import DagBag
+    from sqlalchemy.engine import make_url
 
     from churn.report import summarize_run
+    from churn.settings import redact_url
 
     dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
     if dagbag.import_errors:
@@ -49,13 +51,18 @@ def main() -> int:
     if not succeeded:
         print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")
         return 1
+    query = f"select risk_band, count(*) from {settings.scores_table} group by 1"
+    reader = (
+        f'sqlite3 {make_url(settings.warehouse_url).database} "{query}"'
+        if settings.warehouse_url.startswith("sqlite")
+        else f"psql on {redact_url(settings.warehouse_url)}: {query}"
+    )
     print(
         "\nNext:\n"
         "  make airflow   Airflow UI at http://localhost:8080 (user admin; the password is in "
         f"{Path(os.environ.get('AIRFLOW_HOME', '~/airflow')) / 'simple_auth_manager_passwords.json.generated'})\n"
         "  make mlflow    MLflow UI at http://localhost:5000 (experiments, the churn-classifier registry)\n"
-        f"  sqlite3 {settings.state_dir / 'warehouse.db'} "
-        f'"select risk_band, count(*) from {settings.scores_table} group by 1"'
+        f"  {reader}"
     )
     return 0
 

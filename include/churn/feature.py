@@ -89,29 +89,20 @@ def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: li
     return unseen
 
 
-def build_feature_tables(validated: dict[str, Path], contract: Contract, run_dir: Path) -> dict[str, Path]:
-    """Write a feature table for each validated snapshot into the run folder."""
-    return {
-        name: write_parquet_atomically(
-            add_derived_features(pd.read_parquet(path), contract), run_dir / "features" / f"{name}.parquet"
-        )
-        for name, path in validated.items()
-    }
-
-
 def run_feature(run: dict[str, Any]) -> dict[str, Any]:
     """Build the run's training and scoring feature tables."""
     run_dir = Path(run["run_dir"])
     contract = load_contract(run["contract"])
-    tables = build_feature_tables(
-        {name: Path(run["validate"][name]["path"]) for name in ("training", "scoring")}, contract, run_dir
-    )
+    featured = {
+        name: add_derived_features(pd.read_parquet(run["validate"][name]["path"]), contract)
+        for name in ("training", "scoring")
+    }
+    tables = {
+        name: write_parquet_atomically(frame, run_dir / "features" / f"{name}.parquet")
+        for name, frame in featured.items()
+    }
     _, categorical = model_columns(contract)
-    unseen = unseen_categories(
-        pd.read_parquet(tables["training"], columns=categorical),
-        pd.read_parquet(tables["scoring"], columns=categorical),
-        categorical,
-    )
+    unseen = unseen_categories(featured["training"], featured["scoring"], categorical)
     for column, values in unseen.items():
         logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
     result = {

@@ -13,11 +13,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from churn.manifest import read_manifests
+from churn.raci import load_raci
 from churn.score import scores_table, warehouse_engine
 from churn.settings import Settings
 from churn.tracking import champion_version, use_mlflow
 
-PHASES = ("ingest", "validate", "feature", "train", "evaluate", "package", "score")
+# The lifecycle phases, in order, as the RACI matrix (and so the DAG) defines them.
+PHASES = tuple(load_raci())
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,8 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
     rows go in through COPY.
     """
     records = rows.assign(score_date=score_date).to_dict(orient="records")
-    postgres = engine.dialect.name == "postgresql"
     try:
-        _replace_in_transaction(engine, table, score_date, records, postgres=postgres)
+        _replace_in_transaction(engine, table, score_date, records)
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseWriteError(
             f"writing {len(records)} scores for {score_date} to {table.fullname} at "
@@ -138,12 +137,12 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
 
 
 def _replace_in_transaction(
-    engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]], *, postgres: bool
+    engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]]
 ) -> None:
+    postgres = engine.dialect.name == "postgresql"
     with engine.begin() as connection:
         if postgres:
-            qualified = f"{table.schema}.{table.name}" if table.schema else table.name
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(qualified))))
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
@@ -177,13 +176,14 @@ def score_customers(
         scored_at=datetime.now(UTC),
     )
     engine = warehouse_engine(warehouse_url)
+    table = scores_table(sa.MetaData(), table_name, schema)
     try:
-        written = replace_scores(engine, scores_table(sa.MetaData(), table_name, schema), score_date, scored)
+        written = replace_scores(engine, table, score_date, scored)
     finally:
         engine.dispose()
     return {
         "rows_written": written,
-        "table": f"{schema}.{table_name}" if schema else table_name,
+        "table": table.fullname,
         "warehouse": redact_url(engine.url),
         "score_date": score_date.isoformat(),
         "model_version": model_version,
