@@ -75,15 +75,18 @@ def connection_url(conn_id: str) -> str | None:
 
 
 def runtime_settings():
-    """Pipeline settings with the warehouse and MLflow Connections applied, when defined."""
+    """Pipeline settings with the warehouse and MLflow Connections (address and login) applied, if defined."""
     from churn.settings import tracking_uri_from_connection
 
+    settings = load_settings().overridden(warehouse_url=connection_url(WAREHOUSE_CONNECTION))
     mlflow = airflow_connection(MLFLOW_CONNECTION)
-    return load_settings().overridden(
-        warehouse_url=connection_url(WAREHOUSE_CONNECTION),
-        mlflow_tracking_uri=tracking_uri_from_connection(mlflow.host, mlflow.port, mlflow.schema, mlflow.conn_type)
-        if mlflow
-        else None,
+    if mlflow is None:
+        return settings
+    tracking_uri = tracking_uri_from_connection(mlflow.host, mlflow.port, mlflow.schema, mlflow.conn_type)
+    return settings.overridden(
+        mlflow_tracking_uri=tracking_uri,
+        mlflow_username=mlflow.login or None,
+        mlflow_password=mlflow.password or None,
     )
 
 

@@ -9,8 +9,11 @@ Environment variables (all optional; the defaults make an embedded single-machin
     SQLAlchemy URL of the warehouse when no Airflow Connection ``churn_warehouse`` exists.
 ``MLFLOW_TRACKING_URI``
     MLflow tracking and registry server; defaults to a SQLite store under ``CHURN_HOME``.
+``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``
+    Basic-auth login for an MLflow server that requires one (read by MLflow itself).
 
-Inside Airflow, the Connections ``churn_warehouse`` and ``churn_mlflow`` win over these.
+Inside Airflow, the Connections ``churn_warehouse`` and ``churn_mlflow`` (address and
+login) win over these.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -37,6 +40,28 @@ SQLALCHEMY_DRIVERS = {
     "sqlite": "sqlite",
     "mysql": "mysql+pymysql",
 }
+# libpq parameters that Airflow's Postgres form keeps in extras; its other extras (cursor, iam, ...)
+# would make libpq refuse to connect. sslpassword stays out: redact_url would print it.
+LIBPQ_EXTRAS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslcrl",
+        "connect_timeout",
+        "application_name",
+        "options",
+        "target_session_attrs",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "client_encoding",
+        "gssencmode",
+        "channel_binding",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,9 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
     pipeline: dict[str, Any]
+    # Basic-auth credentials for the MLflow server; kept out of repr so logs never show them.
+    mlflow_username: str | None = field(default=None, repr=False)
+    mlflow_password: str | None = field(default=None, repr=False)
 
     @property
     def sources_dir(self) -> Path:
@@ -133,7 +161,8 @@ def sqlalchemy_url_from_connection(
     """Turn the fields of an Airflow Connection into a SQLAlchemy URL.
 
     ``schema`` is the database name, as in Airflow's own Postgres connection form; a
-    ``sqlalchemy_url`` key in the extras wins, for drivers Airflow has no form for.
+    ``sqlalchemy_url`` key in the extras wins, for drivers Airflow has no form for. For
+    PostgreSQL the libpq parameters among the extras (``sslmode``...) go into the URL's query.
     """
     from sqlalchemy.engine import URL
 
@@ -151,6 +180,9 @@ def sqlalchemy_url_from_connection(
         if not database:
             raise ValueError("a sqlite connection needs the database file path as its host")
         return f"sqlite:///{database}"
+    query: dict[str, str] = {}
+    if driver.startswith("postgresql") and extra:
+        query = {key: str(value) for key, value in extra.items() if key in LIBPQ_EXTRAS}
     url = URL.create(
         drivername=driver,
         username=login or None,
@@ -158,6 +190,7 @@ def sqlalchemy_url_from_connection(
         host=host or None,
         port=port or None,
         database=schema or None,
+        query=query,
     )
     return url.render_as_string(hide_password=False)
 

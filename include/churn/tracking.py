@@ -17,7 +17,14 @@ def use_mlflow(settings: Settings) -> str:
     tracking server decides its own artifact store.
     """
     import mlflow
+    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 
+    # MLflow's client takes basic-auth credentials only from the environment (or a credentials
+    # file); each Airflow task is its own process, so the export reaches no other task.
+    if settings.mlflow_username:
+        MLFLOW_TRACKING_USERNAME.set(settings.mlflow_username)
+    if settings.mlflow_password:
+        MLFLOW_TRACKING_PASSWORD.set(settings.mlflow_password)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     name = settings.pipeline["experiment_name"]

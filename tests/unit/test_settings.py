@@ -1,10 +1,12 @@
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from churn.settings import (
     load_settings,
     redact_text,
+    redact_url,
     safe_path_part,
     sqlalchemy_url_from_connection,
     tracking_uri_from_connection,
@@ -39,6 +41,35 @@ def test_run_ids_become_safe_folder_names():
 def test_postgres_connection_becomes_a_psycopg_url():
     url = sqlalchemy_url_from_connection("postgres", "db.internal", "churn", "s3cr3t", 5432, "warehouse")
     assert url == "postgresql+psycopg://churn:s3cr3t@db.internal:5432/warehouse"
+
+
+def test_postgres_extras_reach_libpq_but_airflow_keys_do_not():
+    extra = {
+        "sslmode": "verify-full",
+        "sslrootcert": "/certs/ca.pem",
+        "connect_timeout": 10,
+        "cursor": "dictcursor",
+        "iam": True,
+        "aws_conn_id": "aws_default",
+    }
+    url = sqlalchemy_url_from_connection("postgres", "db.internal", "churn", "s3cr3t", 5432, "warehouse", extra)
+    assert dict(make_url(url).query) == {
+        "sslmode": "verify-full",
+        "sslrootcert": "/certs/ca.pem",
+        "connect_timeout": "10",
+    }
+    assert make_url(url).password == "s3cr3t"
+
+
+def test_redacted_postgres_url_keeps_extras_and_hides_the_password():
+    url = sqlalchemy_url_from_connection("postgres", "h", "u", "s3cr3t", None, "db", {"sslmode": "require"})
+    assert "s3cr3t" not in redact_url(url)
+    assert "sslmode=require" in redact_url(url)
+
+
+def test_libpq_extras_are_not_given_to_other_databases():
+    url = sqlalchemy_url_from_connection("mysql", "h", "u", "p", 3306, "db", {"sslmode": "require"})
+    assert url == "mysql+pymysql://u:p@h:3306/db"
 
 
 def test_sqlite_connection_uses_its_host_as_the_file():
@@ -81,6 +112,14 @@ def test_overrides_replace_only_given_values(tmp_path: Path):
     changed = settings.overridden(warehouse_url="postgresql+psycopg://w/db", mlflow_tracking_uri=None)
     assert changed.warehouse_url == "postgresql+psycopg://w/db"
     assert changed.mlflow_tracking_uri == settings.mlflow_tracking_uri
+
+
+def test_mlflow_credentials_stay_out_of_repr_and_the_environment_is_left_to_mlflow(tmp_path: Path):
+    settings = load_settings({"CHURN_HOME": str(tmp_path), "MLFLOW_TRACKING_PASSWORD": "t0ps3cret"})
+    assert settings.mlflow_password is None
+    with_login = settings.overridden(mlflow_username="bob", mlflow_password="t0ps3cret")
+    assert "t0ps3cret" not in repr(with_login)
+    assert "bob" not in repr(with_login)
 
 
 @pytest.mark.parametrize(
