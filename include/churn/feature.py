@@ -16,7 +16,7 @@ import pandas as pd
 
 from churn.contract import Contract, DerivedFeature, load_contract
 from churn.ingest import write_parquet_atomically
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +92,18 @@ def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: li
 def run_feature(run: dict[str, Any]) -> dict[str, Any]:
     """Build the run's training and scoring feature tables."""
     run_dir = Path(run["run_dir"])
-    contract = load_contract(run["contract"])
-    featured = {
-        name: add_derived_features(pd.read_parquet(run["validate"][name]["path"]), contract)
-        for name in ("training", "scoring")
-    }
-    tables = {
-        name: write_parquet_atomically(frame, run_dir / "features" / f"{name}.parquet")
-        for name, frame in featured.items()
-    }
-    _, categorical = model_columns(contract)
-    unseen = unseen_categories(featured["training"], featured["scoring"], categorical)
+    with recording_failure(run_dir, "feature"):
+        contract = load_contract(run["contract"])
+        featured = {
+            name: add_derived_features(pd.read_parquet(run["validate"][name]["path"]), contract)
+            for name in ("training", "scoring")
+        }
+        tables = {
+            name: write_parquet_atomically(frame, run_dir / "features" / f"{name}.parquet")
+            for name, frame in featured.items()
+        }
+        _, categorical = model_columns(contract)
+        unseen = unseen_categories(featured["training"], featured["scoring"], categorical)
     for column, values in unseen.items():
         logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
     result = {

@@ -27,7 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from churn.contract import Contract, load_contract
 from churn.feature import model_columns
 from churn.ingest import write_parquet_atomically
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings, code_version
 from churn.tracking import use_mlflow
 
@@ -282,13 +282,14 @@ def train_challenger(
 def run_train(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Train the run's challenger and record its MLflow run and test split."""
     run_dir = Path(run["run_dir"])
-    outcome = train_challenger(
-        Path(run["feature"]["training"]["path"]),
-        load_contract(run["contract"]),
-        settings.pipeline,
-        run_dir,
-        experiment_id=use_mlflow(settings),
-        tags={"airflow_run_id": run["airflow_run_id"], "score_date": run["score_date"]},
-        code_version=code_version(),
-    )
+    with recording_failure(run_dir, "train"):
+        outcome = train_challenger(
+            Path(run["feature"]["training"]["path"]),
+            load_contract(run["contract"]),
+            settings.pipeline,
+            run_dir,
+            experiment_id=use_mlflow(settings),
+            tags={"airflow_run_id": run["airflow_run_id"], "score_date": run["score_date"]},
+            code_version=code_version(),
+        )
     return {**run, "train": write_manifest(run_dir, "train", asdict(outcome))}
