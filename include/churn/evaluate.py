@@ -1,12 +1,14 @@
 """Model Evaluation: test metrics and plots for the challenger, and the promotion decision.
 
 The champion is scored on the same held-out rows as the challenger, so the decision
-compares like with like.
+compares like with like. A run for a date before the one the champion was promoted for
+(a backfill) never promotes: it must not move the alias back to an older model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,9 @@ from sklearn.metrics import (
 )
 
 from churn.contract import Contract, load_contract
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings
-from churn.tracking import champion_version, load_registered_model, use_mlflow
+from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, champion_version, load_registered_model, use_mlflow
 from churn.train import label_vector, model_inputs
 
 PLOT_DIR = "plots"
@@ -60,11 +62,35 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
-def decide_promotion(challenger_auc: float, champion_auc: float | None, min_auc: float) -> PromotionDecision:
-    """Promote a challenger that clears the quality floor and is at least as good as the champion."""
+def decide_promotion(
+    challenger_auc: float,
+    champion_auc: float | None,
+    min_auc: float,
+    *,
+    score_date: date,
+    champion_promoted_for: date | None = None,
+    champion_contract_differs: bool = False,
+) -> PromotionDecision:
+    """Promote a challenger that clears the quality floor and is at least as good as the champion.
+
+    Never from a run for a date before the champion's own (a backfill). A champion trained
+    under another data contract cannot be compared on these rows, so the floor decides.
+    """
+    if champion_promoted_for is not None and score_date < champion_promoted_for:
+        return PromotionDecision(
+            False,
+            f"this run is for {score_date}, before {champion_promoted_for}, the date the champion was promoted "
+            "for: runs for past dates (backfills) never move the champion",
+        )
     if challenger_auc < min_auc:
         return PromotionDecision(
             False, f"challenger test ROC AUC {challenger_auc:.4f} is below the quality floor {min_auc:.4f}"
+        )
+    if champion_contract_differs:
+        return PromotionDecision(
+            True,
+            f"the champion was trained under another data contract, so it cannot be compared on these rows; "
+            f"challenger clears the floor {min_auc:.4f}",
         )
     if champion_auc is None:
         return PromotionDecision(True, f"no champion yet; challenger clears the floor {min_auc:.4f}")
@@ -134,6 +160,7 @@ def evaluate_challenger(
     *,
     quality_gates: dict[str, float],
     champion: Any | None,
+    score_date: date,
     seed: int,
 ) -> dict[str, Any]:
     """Score the challenger (and the champion, if any) on the test rows; log and decide."""
@@ -146,13 +173,25 @@ def evaluate_challenger(
     challenger = mlflow.sklearn.load_model(model_uri)
     probabilities = challenger.predict_proba(inputs)[:, 1]
     metrics = classification_metrics(labels, probabilities, quality_gates["operating_threshold"])
-    champion_auc = None
-    champion_version = None
+    champion_auc = champion_version = champion_promoted_for = None
+    champion_contract_differs = False
     if champion is not None:
         champion_version = str(champion.version)
-        champion_model = load_registered_model(champion.name, champion.version)
-        champion_auc = float(roc_auc_score(labels, champion_model.predict_proba(inputs)[:, 1]))
-    decision = decide_promotion(metrics["test_roc_auc"], champion_auc, quality_gates["min_test_roc_auc"])
+        if PROMOTED_FOR_TAG in champion.tags:
+            champion_promoted_for = date.fromisoformat(champion.tags[PROMOTED_FOR_TAG])
+        # Versions registered before the tag existed carry none; they are compared as usual.
+        champion_contract_differs = champion.tags.get(CONTRACT_TAG, contract.fingerprint) != contract.fingerprint
+        if not champion_contract_differs:
+            champion_model = load_registered_model(champion.name, champion.version)
+            champion_auc = float(roc_auc_score(labels, champion_model.predict_proba(inputs)[:, 1]))
+    decision = decide_promotion(
+        metrics["test_roc_auc"],
+        champion_auc,
+        quality_gates["min_test_roc_auc"],
+        score_date=score_date,
+        champion_promoted_for=champion_promoted_for,
+        champion_contract_differs=champion_contract_differs,
+    )
     with mlflow.start_run(run_id=mlflow_run_id):
         mlflow.log_metrics(metrics)
         if champion_auc is not None:
@@ -177,15 +216,17 @@ def evaluate_challenger(
 
 def run_evaluate(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Evaluate the run's challenger against the current champion and decide."""
-    use_mlflow(settings)
     trained = run["train"]
-    result = evaluate_challenger(
-        Path(trained["test_path"]),
-        load_contract(run["contract"]),
-        trained["mlflow_run_id"],
-        trained["model_uri"],
-        quality_gates=settings.pipeline["quality_gates"],
-        champion=champion_version(settings),
-        seed=settings.pipeline["training"]["seed"],
-    )
+    with recording_failure(Path(run["run_dir"]), "evaluate"):
+        use_mlflow(settings)
+        result = evaluate_challenger(
+            Path(trained["test_path"]),
+            load_contract(run["contract"]),
+            trained["mlflow_run_id"],
+            trained["model_uri"],
+            quality_gates=settings.pipeline["quality_gates"],
+            champion=champion_version(settings),
+            score_date=date.fromisoformat(run["score_date"]),
+            seed=settings.pipeline["training"]["seed"],
+        )
     return {**run, "evaluate": write_manifest(Path(run["run_dir"]), "evaluate", result)}

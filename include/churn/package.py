@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from churn.manifest import write_manifest
+from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings, code_version
-from churn.tracking import aliased_version, use_mlflow
+from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, aliased_version, use_mlflow
 
 FINGERPRINT_TAG = "training_fingerprint"
 
@@ -70,11 +70,17 @@ def register_challenger(
     model_name: str,
     champion_alias: str,
     fingerprint: str,
+    contract_sha256: str,
+    score_date: str,
     promote: bool,
     model_card: str,
     compared_champion: str | None = None,
 ) -> dict[str, Any]:
-    """Register (or reuse) the challenger's version; point the champion alias at it on promotion."""
+    """Register (or reuse) the challenger's version; point the champion alias at it on promotion.
+
+    The version is tagged with its data contract, and on promotion with the score date it
+    was promoted for, so later evaluations know what they compare with.
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -92,6 +98,7 @@ def register_challenger(
         version = mlflow.register_model(model_uri, model_name, tags={FINGERPRINT_TAG: fingerprint})
         client.update_model_version(model_name, version.version, description=model_card)
     client.set_model_version_tag(model_name, version.version, "source_mlflow_run_id", mlflow_run_id)
+    client.set_model_version_tag(model_name, version.version, CONTRACT_TAG, contract_sha256)
     client.log_text(mlflow_run_id, model_card, "model_card.md")
     if promote:
         current = aliased_version(model_name, champion_alias)
@@ -102,6 +109,7 @@ def register_challenger(
                 f"{current_version} after this run's evaluation; not promoting a challenger compared with an "
                 "outdated champion. Rerun the date to compare with the new one."
             )
+        client.set_model_version_tag(model_name, version.version, PROMOTED_FOR_TAG, score_date)
         client.set_registered_model_alias(model_name, champion_alias, version.version)
     champion = aliased_version(model_name, champion_alias)
     return {
@@ -115,9 +123,27 @@ def register_challenger(
 
 def run_package(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Register the run's challenger with a model card; promote it if evaluation said so."""
-    use_mlflow(settings)
+    with recording_failure(Path(run["run_dir"]), "package"):
+        use_mlflow(settings)
+        result = register_challenger(
+            run["train"]["model_uri"],
+            run["train"]["mlflow_run_id"],
+            model_name=settings.registered_model,
+            champion_alias=settings.champion_alias,
+            fingerprint=run["train"]["training_fingerprint"],
+            contract_sha256=run["validate"]["contract_sha256"],
+            score_date=run["score_date"],
+            promote=run["evaluate"]["promote"],
+            compared_champion=run["evaluate"]["champion_version"],
+            model_card=model_card(run, settings),
+        )
+    return {**run, "package": write_manifest(Path(run["run_dir"]), "package", result)}
+
+
+def model_card(run: dict[str, Any], settings: Settings) -> str:
+    """The model card of the run's challenger, from what the earlier phases recorded."""
     trained, evaluated, validated = run["train"], run["evaluate"], run["validate"]
-    card = render_model_card(
+    return render_model_card(
         {
             **trained,
             "model_name": settings.registered_model,
@@ -133,14 +159,3 @@ def run_package(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
             "promotion_reason": evaluated["reason"],
         }
     )
-    result = register_challenger(
-        trained["model_uri"],
-        trained["mlflow_run_id"],
-        model_name=settings.registered_model,
-        champion_alias=settings.champion_alias,
-        fingerprint=trained["training_fingerprint"],
-        promote=evaluated["promote"],
-        compared_champion=evaluated["champion_version"],
-        model_card=card,
-    )
-    return {**run, "package": write_manifest(Path(run["run_dir"]), "package", result)}

@@ -1,12 +1,15 @@
-"""Deployment: score every active customer with the champion and replace the date's rows.
+"""Deployment: score every active customer and replace the date's rows.
 
-The write is one transaction: the date's earlier scores are deleted and the new ones
-inserted together, so readers see the old set or the new set, never a mix, and a rerun
-of a date never duplicates a row.
+The model is the one of record for the date: the version this run promoted, else the
+version that scored the date before (so a rerun or backfill reproduces it), else the
+current champion. The write is one transaction: the date's earlier scores are deleted and
+the new ones inserted together, so readers see the old set or the new set, never a mix,
+and a rerun of a date never duplicates a row.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import sqlalchemy as sa
 from churn.contract import Contract, load_contract
 from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings, redact_text, redact_url
-from churn.tracking import champion_version, load_registered_model, use_mlflow
+from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
 
 INSERT_BATCH_ROWS = 10_000
@@ -29,12 +32,17 @@ class ScoringError(RuntimeError):
     """Scoring cannot go ahead safely; nothing was written. Retrying will not help."""
 
 
-class WarehouseWriteError(RuntimeError):
-    """The warehouse refused or lost the write; the date's earlier rows are unchanged."""
+class WarehouseError(RuntimeError):
+    """The warehouse could not be read or refused the write; the date's earlier rows are unchanged."""
 
 
-class ModelUnavailableError(RuntimeError):
-    """The champion could not be looked up or loaded; nothing was scored."""
+@dataclass(frozen=True)
+class ModelOfRecord:
+    """The registered model version that scores a date, and why it is that one."""
+
+    name: str
+    version: str
+    reason: str
 
 
 def risk_bands(probabilities: pd.Series, upper_bounds: dict[str, float]) -> pd.Series:
@@ -62,8 +70,9 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
 
 
 def warehouse_engine(url: str) -> sa.Engine:
-    """An engine for the warehouse. SQLite writers take the write lock when they begin
-    (BEGIN IMMEDIATE) and wait for each other, instead of failing half-way through."""
+    """An engine for the warehouse. On SQLite, transactions begun with the execution option
+    ``write_lock=True`` take the write lock at once (BEGIN IMMEDIATE), so writers wait for
+    each other instead of failing half-way through; readers never take it."""
     # hide_parameters: error messages must not carry customer rows into logs.
     if not url.startswith("sqlite"):
         return sa.create_engine(url, hide_parameters=True)
@@ -74,8 +83,9 @@ def warehouse_engine(url: str) -> sa.Engine:
         dbapi_connection.isolation_level = None
 
     @sa.event.listens_for(engine, "begin")
-    def _begin_immediately(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get("write_lock", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -128,7 +138,7 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
     try:
         _replace_in_transaction(engine, table, score_date, records)
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
-        raise WarehouseWriteError(
+        raise WarehouseError(
             f"writing {len(records)} scores for {score_date} to {table.fullname} at "
             f"{redact_url(engine.url)} failed; unless the failure came at commit, the date's earlier rows are "
             f"unchanged: {error}"
@@ -140,7 +150,7 @@ def _replace_in_transaction(
     engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]]
 ) -> None:
     postgres = engine.dialect.name == "postgresql"
-    with engine.begin() as connection:
+    with engine.execution_options(write_lock=True).begin() as connection:
         if postgres:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
@@ -153,95 +163,100 @@ def _replace_in_transaction(
             _insert_rows(connection, table, records)
 
 
-def score_customers(
-    features_path: Path,
-    contract: Contract,
-    model: Any,
-    *,
-    model_name: str,
-    model_version: str,
-    warehouse_url: str,
-    table_name: str,
-    schema: str | None,
-    score_date: date,
-    run_id: str,
-    bands: dict[str, float],
-) -> dict[str, Any]:
-    """Score the scoring snapshot's features and write them to the warehouse table."""
-    features = pd.read_parquet(features_path)
-    scored = score_frame(model, features, contract, bands).assign(
-        model_name=model_name,
-        model_version=model_version,
-        run_id=run_id,
-        scored_at=datetime.now(UTC),
-    )
-    engine = warehouse_engine(warehouse_url)
-    table = scores_table(sa.MetaData(), table_name, schema)
+def recorded_version(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> str | None:
+    """The version of ``model_name`` that scored ``score_date`` before, if the date has rows."""
     try:
-        written = replace_scores(engine, table, score_date, scored)
-    finally:
-        engine.dispose()
-    return {
+        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            return None
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.select(table.c.model_version)
+                .where(table.c.score_date == score_date, table.c.model_name == model_name)
+                .order_by(table.c.scored_at.desc())
+                .limit(1)
+            ).scalar()
+    except sa.exc.SQLAlchemyError as error:
+        raise WarehouseError(
+            f"reading {table.fullname} at {redact_url(engine.url)} failed before anything was written; the "
+            f"date's earlier rows are unchanged: {error}"
+        ) from error
+
+
+def choose_model(
+    settings: Settings, package: dict[str, Any], recorded: str | None, champion: str | None, score_date: date
+) -> ModelOfRecord:
+    """The version that scores the date: promoted by this run, else the date's earlier one, else the champion.
+
+    A run for a past date never promotes (see evaluate), so a rerun or backfill scores with
+    the version that scored the date before and reproduces its rows.
+    """
+    name, alias = settings.registered_model, settings.champion_alias
+    if package["promoted"]:
+        return ModelOfRecord(name, package["model_version"], f"this run promoted it to {alias!r}")
+    if recorded is not None:
+        return ModelOfRecord(
+            name, recorded, f"it scored {score_date} before, and a rerun or backfill reproduces the date's scores"
+        )
+    if champion is None:
+        raise ScoringError(
+            f"no model carries the alias {alias!r} in {name!r}: no challenger has passed evaluation yet, so "
+            "there is nothing safe to score with"
+        )
+    return ModelOfRecord(name, champion, f"it is the current {alias!r}")
+
+
+def load_scoring_model(chosen: ModelOfRecord) -> Any:
+    """Load the chosen version from the configured registry; refuse anything but a probabilistic classifier."""
+    model = load_registered_model(chosen.name, chosen.version)
+    if not hasattr(model, "predict_proba"):
+        raise ScoringError(
+            f"{chosen.name!r} version {chosen.version} is not a probabilistic classifier; refusing to score "
+            "with it"
+        )
+    return model
+
+
+def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Score the run's customers with the date's model of record and replace the date's rows."""
+    score_date = date.fromisoformat(run["score_date"])
+    with recording_failure(Path(run["run_dir"]), "score"):
+        contract = load_contract(run["contract"])
+        engine = warehouse_engine(settings.warehouse_url)
+        table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
+        try:
+            recorded = recorded_version(engine, table, score_date, settings.registered_model)
+            try:
+                use_mlflow(settings)
+                champion = champion_version(settings)
+            except Exception as error:  # MLflow raises MlflowException or requests' errors here
+                raise ModelUnavailableError(
+                    f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached; "
+                    f"nothing was scored: {redact_text(str(error))}"
+                ) from error
+            chosen = choose_model(
+                settings, run["package"], recorded, str(champion.version) if champion else None, score_date
+            )
+            scored = score_frame(
+                load_scoring_model(chosen),
+                pd.read_parquet(run["feature"]["scoring"]["path"]),
+                contract,
+                settings.pipeline["risk_bands"],
+            ).assign(
+                model_name=chosen.name,
+                model_version=chosen.version,
+                run_id=run["airflow_run_id"],
+                scored_at=datetime.now(UTC),
+            )
+            written = replace_scores(engine, table, score_date, scored)
+        finally:
+            engine.dispose()
+    result = {
         "rows_written": written,
         "table": table.fullname,
         "warehouse": redact_url(engine.url),
         "score_date": score_date.isoformat(),
-        "model_version": model_version,
+        "model_version": chosen.version,
+        "model_chosen_because": chosen.reason,
         "risk_band_counts": scored["risk_band"].value_counts().sort_index().to_dict(),
     }
-
-
-def load_champion(settings: Settings) -> tuple[Any, str]:
-    """The champion model and its version, from the configured registry only.
-
-    Raises :class:`ModelUnavailableError` (worth a retry) when the registry cannot be
-    reached or the model cannot be loaded, and :class:`ScoringError` when there is no
-    champion at all.
-    """
-    try:
-        use_mlflow(settings)
-        champion = champion_version(settings)
-    except Exception as error:  # MLflow raises MlflowException or requests' errors here
-        raise ModelUnavailableError(
-            f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached, so the "
-            f"champion of {settings.registered_model!r} is unknown; nothing was scored: {redact_text(str(error))}"
-        ) from error
-    if champion is None:
-        raise ScoringError(
-            f"no model carries the alias {settings.champion_alias!r} in {settings.registered_model!r}: "
-            "no challenger has passed evaluation yet, so there is nothing safe to score with"
-        )
-    # Load the version the alias named a moment ago, so the rows record the model that scored them.
-    try:
-        model = load_registered_model(settings.registered_model, champion.version)
-    except Exception as error:  # missing files, a corrupt pickle, a storage error
-        raise ModelUnavailableError(
-            f"champion {settings.registered_model!r} version {champion.version} could not be loaded from "
-            f"the registry (artifacts missing or corrupt?); nothing was scored: {error}"
-        ) from error
-    if not hasattr(model, "predict_proba"):
-        raise ScoringError(
-            f"champion {settings.registered_model!r} version {champion.version} is not a probabilistic "
-            "classifier; refusing to score with it"
-        )
-    return model, str(champion.version)
-
-
-def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Score the run's customers with the champion version and replace the date's rows."""
-    with recording_failure(Path(run["run_dir"]), "score"):
-        model, version = load_champion(settings)
-        result = score_customers(
-            Path(run["feature"]["scoring"]["path"]),
-            load_contract(run["contract"]),
-            model,
-            model_name=settings.registered_model,
-            model_version=version,
-            warehouse_url=settings.warehouse_url,
-            table_name=settings.scores_table,
-            schema=settings.scores_schema,
-            score_date=date.fromisoformat(run["score_date"]),
-            run_id=run["airflow_run_id"],
-            bands=settings.pipeline["risk_bands"],
-        )
     return {**run, "score": write_manifest(Path(run["run_dir"]), "score", result)}

@@ -5,9 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from churn.settings import Settings
+from churn.settings import Settings, redact_text
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
+
+# Tags on registered model versions: what a version was trained under, and the score date
+# of the run that last made it champion (runs for earlier dates must not move the alias).
+CONTRACT_TAG = "contract_sha256"
+PROMOTED_FOR_TAG = "promoted_for_score_date"
+
+
+class ModelUnavailableError(RuntimeError):
+    """A registered model could not be looked up or loaded; nothing was scored with it."""
 
 
 def use_mlflow(settings: Settings) -> str:
@@ -64,4 +73,10 @@ def load_registered_model(model_name: str, version: str) -> Any:
     """Load a scikit-learn model by name and version from the configured registry only."""
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    try:
+        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    except Exception as error:  # missing files, a corrupt pickle, a storage or network error
+        raise ModelUnavailableError(
+            f"{model_name!r} version {version} could not be loaded from the registry (artifacts missing or "
+            f"corrupt?): {redact_text(str(error))}"
+        ) from error

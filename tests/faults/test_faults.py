@@ -20,14 +20,13 @@ import sqlalchemy as sa
 from churn.evaluate import run_evaluate
 from churn.package import run_package
 from churn.score import (
-    ModelUnavailableError,
-    WarehouseWriteError,
+    WarehouseError,
     replace_scores,
     run_score,
     scores_table,
     warehouse_engine,
 )
-from churn.tracking import champion_version, use_mlflow
+from churn.tracking import ModelUnavailableError, champion_version, use_mlflow
 from churn.train import run_train
 
 SCORE_DATE = date(2026, 11, 29)
@@ -154,7 +153,7 @@ def test_unreachable_warehouse_fails_clearly_and_writes_nothing(promoted):
     unreachable = settings.overridden(
         warehouse_url=f"postgresql+psycopg://churn:s3cret@127.0.0.1:{closed_port()}/w"
     )
-    with pytest.raises(WarehouseWriteError) as caught:
+    with pytest.raises(WarehouseError) as caught:
         run_score(run, unreachable)
     message = str(caught.value)
     assert "earlier rows are unchanged" in message and "127.0.0.1" in message

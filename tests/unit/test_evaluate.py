@@ -1,3 +1,5 @@
+from datetime import date
+
 import mlflow
 import numpy as np
 import pytest
@@ -41,9 +43,29 @@ def test_metrics_of_a_confident_perfect_model():
     ],
 )
 def test_promotion_rule(challenger, champion, promote, reason):
-    decision = decide_promotion(challenger, champion, min_auc=0.70)
+    decision = decide_promotion(challenger, champion, min_auc=0.70, score_date=date(2026, 11, 29))
     assert decision.promote is promote
     assert reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("score_date", "promote"),
+    [(date(2026, 11, 20), False), (date(2026, 11, 28), True), (date(2026, 11, 29), True)],
+)
+def test_a_run_for_a_date_before_the_champions_never_promotes(score_date, promote):
+    decision = decide_promotion(
+        0.95, 0.80, min_auc=0.70, score_date=score_date, champion_promoted_for=date(2026, 11, 28)
+    )
+    assert decision.promote is promote
+    if not promote:
+        assert "backfills" in decision.reason and "2026-11-28" in decision.reason
+
+
+def test_a_champion_under_another_contract_is_not_compared_but_the_floor_still_holds():
+    kwargs = {"min_auc": 0.70, "score_date": date(2026, 11, 29), "champion_contract_differs": True}
+    decision = decide_promotion(0.75, None, **kwargs)
+    assert decision.promote is True and "another data contract" in decision.reason
+    assert decide_promotion(0.65, None, **kwargs).promote is False
 
 
 def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, contract):
@@ -56,6 +78,7 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
         run["train"]["model_uri"],
         quality_gates={"min_test_roc_auc": 0.7, "operating_threshold": 0.5},
         champion=None,
+        score_date=date(2026, 11, 29),
         seed=1,
     )
     assert result["promote"] is True

@@ -48,6 +48,8 @@ def _register(run, model_name, *, fingerprint, promote, compared=None):
         model_name=model_name,
         champion_alias="champion",
         fingerprint=fingerprint,
+        contract_sha256="contract-sha",
+        score_date="2026-11-29",
         promote=promote,
         model_card="card",
         compared_champion=compared,
@@ -80,5 +82,8 @@ def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(traine
     version = client.get_model_version(model_name, first["model_version"])
     assert version.description == "card"
     assert version.tags["training_fingerprint"] == "fp-1"
+    assert version.tags["contract_sha256"] == "contract-sha"
+    assert version.tags["promoted_for_score_date"] == "2026-11-29"
+    assert "promoted_for_score_date" not in client.get_model_version(model_name, rejected["model_version"]).tags
     with pytest.raises(MlflowException):
         client.get_model_version(model_name, "999")

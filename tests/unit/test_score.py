@@ -8,7 +8,9 @@ import sqlalchemy as sa
 
 from churn.score import (
     ScoringError,
-    WarehouseWriteError,
+    WarehouseError,
+    choose_model,
+    recorded_version,
     replace_scores,
     risk_bands,
     run_score,
@@ -81,7 +83,7 @@ def test_a_failed_write_leaves_the_previous_scores_whole(warehouse):
     engine, table = warehouse
     replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "c"]))
     duplicated = _rows(["x", "y", "x"])  # the primary key rejects this batch half-way through
-    with pytest.raises(WarehouseWriteError, match="earlier rows are unchanged"):
+    with pytest.raises(WarehouseError, match="earlier rows are unchanged"):
         replace_scores(engine, table, date(2026, 11, 29), duplicated)
     assert _stored(engine, table)["customer_id"].tolist() == ["a", "b", "c"]
 
@@ -104,7 +106,12 @@ def test_every_customer_gets_one_probability_and_band(trained_run, contract):
 
 def test_scoring_without_a_champion_refuses_and_writes_nothing(settings, tmp_path):
     warehouse_url = f"sqlite:///{tmp_path / 'empty.db'}"
-    run = {"score_date": "2026-11-29", "run_dir": str(tmp_path), "contract": "telco_churn"}
+    run = {
+        "score_date": "2026-11-29",
+        "run_dir": str(tmp_path),
+        "contract": "telco_churn",
+        "package": {"promoted": False, "model_version": "1"},
+    }
     with pytest.raises(ScoringError, match="champion"):
         run_score(run, settings.overridden(warehouse_url=warehouse_url))
     engine = sa.create_engine(warehouse_url)
@@ -194,3 +201,57 @@ def test_a_category_training_never_saw_is_still_scored(trained_run, contract):
     features.loc[features.index[:3], "PaymentMethod"] = "Bank transfer (manual)"
     scored = score_frame(model, features, contract, BANDS)
     assert len(scored) == 20 and scored["churn_probability"].between(0, 1).all()
+
+
+NOT_PROMOTED = {"promoted": False, "model_version": "7"}
+
+
+@pytest.mark.parametrize(
+    ("package", "recorded", "champion", "version", "reason"),
+    [
+        ({"promoted": True, "model_version": "7"}, "3", "7", "7", "this run promoted it"),
+        (NOT_PROMOTED, "3", "5", "3", "scored 2026-11-29 before"),
+        (NOT_PROMOTED, None, "5", "5", "current 'champion'"),
+    ],
+)
+def test_the_model_of_record_is_promoted_then_recorded_then_champion(
+    settings, package, recorded, champion, version, reason
+):
+    chosen = choose_model(settings, package, recorded, champion, date(2026, 11, 29))
+    assert (chosen.name, chosen.version) == (settings.registered_model, version)
+    assert reason in chosen.reason
+
+
+def test_without_a_recorded_version_or_a_champion_nothing_is_chosen(settings):
+    with pytest.raises(ScoringError, match="no model carries the alias 'champion'"):
+        choose_model(settings, NOT_PROMOTED, None, None, date(2026, 11, 29))
+
+
+def test_the_recorded_version_is_the_dates_latest_for_the_configured_model(warehouse):
+    engine, table = warehouse
+    assert recorded_version(engine, table, date(2026, 11, 29), "churn-classifier") is None
+    replace_scores(engine, table, date(2026, 11, 28), _rows(["a"], version="1"))
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"], version="4"))
+    assert recorded_version(engine, table, date(2026, 11, 29), "churn-classifier") == "4"
+    assert recorded_version(engine, table, date(2026, 11, 28), "churn-classifier") == "1"
+    assert recorded_version(engine, table, date(2026, 11, 29), "another-model") is None
+    assert recorded_version(engine, table, date(2026, 11, 30), "churn-classifier") is None
+
+
+def test_sqlite_readers_do_not_take_the_write_lock(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "warehouse.db"
+    engine = warehouse_engine(f"sqlite:///{path}")
+    table = scores_table(sa.MetaData(), "churn_scores", None)
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a"]))
+    writer = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        with engine.connect() as reader:
+            assert reader.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 1
+            # Inside the reader's open transaction a writer can still take the write lock.
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+        engine.dispose()
