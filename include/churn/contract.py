@@ -33,6 +33,7 @@ class ColumnSpec:
     nullable: bool = False
     max_null_fraction: float = 0.0
     unique: bool = False
+    max_length: int | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -71,6 +72,10 @@ class Contract:
         return [c for c in self.columns if labelled or c != self.label_column]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _column_spec(name: str, raw: dict[str, Any]) -> ColumnSpec:
     column_type = raw.get("type")
     if column_type not in COLUMN_TYPES:
@@ -85,6 +90,14 @@ def _column_spec(name: str, raw: dict[str, Any]) -> ColumnSpec:
     max_null_fraction = float(raw.get("max_null_fraction", 1.0 if nullable else 0.0))
     if not 0.0 <= max_null_fraction <= 1.0:
         raise ContractError(f"column {name!r}: max_null_fraction must be between 0 and 1")
+    max_length = raw.get("max_length")
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise ContractError(f"column {name!r}: max_length must be a positive whole number")
+    numeric = column_type in {"integer", "number"}
+    if numeric and values is not None and not all(_is_number(value) for value in values):
+        raise ContractError(f"column {name!r}: the values of a numeric column must be numbers")
     return ColumnSpec(
         name=name,
         type=column_type,
@@ -94,6 +107,7 @@ def _column_spec(name: str, raw: dict[str, Any]) -> ColumnSpec:
         nullable=nullable,
         max_null_fraction=max_null_fraction if nullable else 0.0,
         unique=bool(raw.get("unique", False)),
+        max_length=max_length,
     )
 
 

@@ -1,12 +1,15 @@
-"""Data Collection: land the training and scoring snapshots as Parquet in the run folder.
+"""Data Collection: land the training and scoring snapshots in the run folder as they are.
 
-CSV files are landed as text, exactly as read, so that validation can report the
-offending values themselves rather than what a parser made of them.
+Files are copied byte for byte, with their checksum, and tables are exported to Parquet,
+so a run keeps exactly what it was given. Judging the data, including whether a file can
+be read at all, is validation's job: every input problem is reported in one place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -21,32 +24,37 @@ from churn.sources import FileSource, SourceError, TableSource, parse_source
 CSV_SNIFF_BYTES = 8192
 
 
-def read_source(source: FileSource | TableSource, *, sqlalchemy_url: str | None = None) -> pd.DataFrame:
-    """Read a whole snapshot. CSV cells stay text, so nothing is silently coerced."""
-    if isinstance(source, TableSource):
-        if not sqlalchemy_url:
-            raise SourceError(f"{source.describe()}: no database URL for connection {source.conn_id}")
-        import sqlalchemy as sa
+def read_table(source: TableSource, sqlalchemy_url: str | None) -> pd.DataFrame:
+    """Read a whole table through SQLAlchemy."""
+    if not sqlalchemy_url:
+        raise SourceError(f"{source.describe()}: no database URL for connection {source.conn_id}")
+    import sqlalchemy as sa
 
-        engine = sa.create_engine(sqlalchemy_url)
-        try:
-            table = sa.Table(source.table, sa.MetaData(), schema=source.schema, autoload_with=engine)
-            with engine.connect() as connection:
-                return pd.read_sql(sa.select(table), connection)
-        except sa.exc.NoSuchTableError as error:
-            raise SourceError(f"{source.describe()}: table not found") from error
-        finally:
-            engine.dispose()
-    if not source.path.is_file():
-        raise SourceError(f"source file not found: {source.path}")
-    if source.path.stat().st_size == 0:
-        raise SourceError(f"source file is empty (0 bytes): {source.path}")
-    if source.file_format == "csv":
-        return _read_csv_text(source.path)
+    engine = sa.create_engine(sqlalchemy_url)
     try:
-        return pd.read_parquet(source.path)
+        table = sa.Table(source.table, sa.MetaData(), schema=source.schema, autoload_with=engine)
+        with engine.connect() as connection:
+            return pd.read_sql(sa.select(table), connection)
+    except sa.exc.NoSuchTableError as error:
+        raise SourceError(f"{source.describe()}: table not found") from error
+    finally:
+        engine.dispose()
+
+
+def read_snapshot_file(path: Path, file_format: str) -> pd.DataFrame:
+    """Read a CSV or Parquet snapshot; CSV cells stay text, so nothing is silently coerced.
+
+    Raises :class:`SourceError` saying why the file is not readable, without its path: the
+    caller names the snapshot.
+    """
+    if path.stat().st_size == 0:
+        raise SourceError("the file is empty (0 bytes)")
+    if file_format == "csv":
+        return _read_csv_text(path)
+    try:
+        return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for damaged files
-        raise SourceError(f"cannot read parquet file {source.path} (damaged or truncated?): {error}") from error
+        raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
 
 
 def _read_csv_text(path: Path) -> pd.DataFrame:
@@ -54,16 +62,16 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
     with path.open("rb") as handle:
         head = handle.read(CSV_SNIFF_BYTES)
     if b"\x00" in head:
-        raise SourceError(f"{path} is not a text CSV: it holds binary data (NUL bytes) in its first bytes")
+        raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
     try:
         return pd.read_csv(path, dtype="string", keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as error:
         raise SourceError(
-            f"{path} is not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset "
-            f"{error.start}); save it as UTF-8"
+            f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
+            "save it as UTF-8"
         ) from error
     except pd.errors.ParserError as error:
-        raise SourceError(f"{path} is not well-formed CSV: {error}") from error
+        raise SourceError(f"not well-formed CSV: {error}") from error
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
@@ -75,13 +83,42 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def copy_atomically(source: Path, destination: Path) -> Path:
+    """Copy a file under a temporary name, then rename, so readers never see half a copy."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, destination)
+    return destination
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def land_snapshot(
-    source: FileSource | TableSource, destination: Path, *, sqlalchemy_url: str | None = None
-) -> int:
-    """Copy one snapshot from its source into the run folder; returns its row count."""
-    frame = read_source(source, sqlalchemy_url=sqlalchemy_url)
-    write_parquet_atomically(frame, destination)
-    return len(frame)
+    source: FileSource | TableSource, landing_dir: Path, name: str, *, sqlalchemy_url: str | None = None
+) -> dict[str, Any]:
+    """Land one snapshot unchanged as ``landing_dir/<name>.<format>``; returns where, and its checksum."""
+    if isinstance(source, TableSource):
+        file_format = "parquet"
+        landed = write_parquet_atomically(read_table(source, sqlalchemy_url), landing_dir / f"{name}.parquet")
+    else:
+        if not source.path.is_file():
+            raise SourceError(f"source file not found: {source.path}")
+        file_format = source.file_format
+        landed = copy_atomically(source.path, landing_dir / f"{name}.{file_format}")
+    return {
+        "source": source.describe(),
+        "path": str(landed),
+        "format": file_format,
+        "bytes": landed.stat().st_size,
+        "sha256": file_sha256(landed),
+    }
 
 
 def resolve_score_date(requested: str | None, logical_date: datetime | None, run_after: datetime) -> date:
@@ -115,12 +152,7 @@ def run_ingest(
         for name, spec in (("training", training_source), ("scoring", scoring_source)):
             source = parse_source(spec)
             url = connection_url(source.conn_id) if isinstance(source, TableSource) else None
-            path = run_dir / "raw" / f"{name}.parquet"
-            landed[name] = {
-                "source": source.describe(),
-                "path": str(path),
-                "rows": land_snapshot(source, path, sqlalchemy_url=url),
-            }
+            landed[name] = land_snapshot(source, run_dir / "raw", name, sqlalchemy_url=url)
     run = {
         "airflow_run_id": airflow_run_id,
         "score_date": score_date.isoformat(),

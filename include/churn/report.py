@@ -59,10 +59,12 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
     lines = [f"Run folder: {run_dir}"]
     if "ingest" in manifests:
         ingested = manifests["ingest"]
-        lines.append(
-            f"  ingested   training {ingested['training']['rows']} rows from {ingested['training']['source']}; "
-            f"scoring {ingested['scoring']['rows']} rows from {ingested['scoring']['source']}"
-        )
+        for name in ("training", "scoring"):
+            landed = ingested[name]
+            lines.append(
+                f"  ingested   {name} snapshot from {landed['source']} ({landed['bytes']:,} bytes, "
+                f"sha256 {landed['sha256'][:12]})"
+            )
     if "validate" in manifests:
         checked = manifests["validate"]
         lines.append(

@@ -1,6 +1,8 @@
 """Data Validation: check each snapshot against its data contract with Great Expectations.
 
-Validation runs in two stages per snapshot. The first reads every cell as text, so a bad
+A landed file that cannot be read at all (empty, binary, another encoding, damaged
+Parquet) is reported like any other broken rule. Validation then runs in two stages per
+snapshot. The first reads every cell as text, so a bad
 value is reported as it was written ("twelve" in ``tenure``), and checks the columns,
 the ids, types, allowed values and null rates. Only a snapshot that passes it is typed;
 the second stage then checks numeric ranges. Every stage's result is rendered into Great
@@ -17,8 +19,9 @@ from typing import Any
 import pandas as pd
 
 from churn.contract import ColumnSpec, Contract, load_contract
-from churn.ingest import write_parquet_atomically
+from churn.ingest import read_snapshot_file, write_parquet_atomically
 from churn.manifest import recording_failure, write_manifest
+from churn.sources import SourceError
 
 # Great Expectations would otherwise try to send usage statistics, and there is no network.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -36,6 +39,17 @@ class ContractViolation(Exception):
     def __init__(self, message: str, report: Path) -> None:
         super().__init__(message)
         self.report = report
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A landed snapshot to validate: its name, file, whether it must carry the label, and its origin."""
+
+    name: str
+    path: Path
+    file_format: str
+    labelled: bool
+    source: str
 
 
 @dataclass(frozen=True)
@@ -74,13 +88,18 @@ def _text_expectations(spec: ColumnSpec) -> list[Any]:
         )
     if spec.unique:
         expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=spec.name))
+    if spec.max_length is not None:
+        expectations.append(
+            gx.expectations.ExpectColumnValueLengthsToBeBetween(column=spec.name, max_value=spec.max_length)
+        )
     if spec.is_numeric:
         expectations.append(
             gx.expectations.ExpectColumnValuesToMatchRegex(
                 column=spec.name, regex=INTEGER_TEXT if spec.type == "integer" else NUMBER_TEXT
             )
         )
-    if spec.values is not None:
+    # Numeric value sets wait for the typed stage, where "1.0" and "1" are the same number.
+    if spec.values is not None and not spec.is_numeric:
         expectations.append(
             gx.expectations.ExpectColumnValuesToBeInSet(
                 column=spec.name, value_set=[str(value) for value in spec.values]
@@ -115,14 +134,23 @@ def text_stage_expectations(contract: Contract, columns: list[str], *, labelled:
 
 
 def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]:
-    """Numeric ranges, which only make sense once the numbers are numbers."""
+    """Numeric ranges and value sets, which only make sense once the numbers are numbers."""
     import great_expectations as gx
 
-    return [
-        gx.expectations.ExpectColumnValuesToBeBetween(column=spec.name, min_value=spec.min, max_value=spec.max)
-        for name in contract.expected_columns(labelled=labelled)
-        if (spec := contract.columns[name]).is_numeric and (spec.min is not None or spec.max is not None)
-    ]
+    expectations: list[Any] = []
+    for name in contract.expected_columns(labelled=labelled):
+        spec = contract.columns[name]
+        if not spec.is_numeric:
+            continue
+        if spec.min is not None or spec.max is not None:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
+            )
+        if spec.values is not None:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.values))
+            )
+    return expectations
 
 
 def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
@@ -240,21 +268,28 @@ def describe_failure(result: Any) -> str:
     return f"{subject}: {rule} failed; observed {details.get('observed_value')!r}"
 
 
-def validate_snapshots(
-    snapshots: dict[str, tuple[Path, bool]], contract: Contract, run_dir: Path
-) -> dict[str, SnapshotResult]:
-    """Validate each named snapshot (path, labelled?) and write its typed copy.
+def validate_snapshots(snapshots: list[Snapshot], contract: Contract, run_dir: Path) -> dict[str, SnapshotResult]:
+    """Validate each snapshot and write its typed copy.
 
-    Raises :class:`ContractViolation` naming every failed expectation when any snapshot
-    fails; the typed copies are written only when all of them pass.
+    Raises :class:`ContractViolation` naming every unreadable file and failed expectation
+    when any snapshot fails; the typed copies are written only when all of them pass.
     """
     report_dir = run_dir / "data_docs"
     context = _context(report_dir)
     failures: list[str] = []
     typed_frames: dict[str, pd.DataFrame] = {}
     counted: dict[str, int] = {}
-    for name, (path, labelled) in snapshots.items():
-        text = text_view(pd.read_parquet(path))
+    for snapshot in snapshots:
+        name, labelled, described = (
+            snapshot.name,
+            snapshot.labelled,
+            f"{snapshot.name} snapshot ({snapshot.source})",
+        )
+        try:
+            text = text_view(read_snapshot_file(snapshot.path, snapshot.file_format))
+        except SourceError as error:
+            failures.append(f"{described}: cannot be read: {error}")
+            continue
         if not labelled and contract.label_column in text:
             text = text.drop(columns=[contract.label_column])
         stage = _run_stage(
@@ -272,18 +307,14 @@ def validate_snapshots(
             counted[name] += len(stage.results)
             typed_frames[name] = typed
             if stage.success and labelled:
-                failures += [
-                    f"{name} snapshot ({path.name}): {leak}" for leak in find_label_leaks(typed, contract)
-                ]
-        failures += [
-            f"{name} snapshot ({path.name}): {describe_failure(r)}" for r in stage.results if not r.success
-        ]
+                failures += [f"{described}: {leak}" for leak in find_label_leaks(typed, contract)]
+        failures += [f"{described}: {describe_failure(r)}" for r in stage.results if not r.success]
     report = report_dir / "index.html"
     if failures:
         raise ContractViolation(
             f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "
             + "\n  - ".join(failures)
-            + f"\nFull report: {report}",
+            + (f"\nFull report: {report}" if report.is_file() else ""),
             report,
         )
     return {
@@ -302,14 +333,18 @@ def run_validate(run: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(run["run_dir"])
     with recording_failure(run_dir, "validate"):
         contract = load_contract(run["contract"])
-        checked = validate_snapshots(
-            {
-                "training": (Path(run["ingest"]["training"]["path"]), True),
-                "scoring": (Path(run["ingest"]["scoring"]["path"]), False),
-            },
-            contract,
-            run_dir,
-        )
+        landed = run["ingest"]
+        snapshots = [
+            Snapshot(
+                name,
+                Path(landed[name]["path"]),
+                landed[name]["format"],
+                labelled=name == "training",
+                source=landed[name]["source"],
+            )
+            for name in ("training", "scoring")
+        ]
+        checked = validate_snapshots(snapshots, contract, run_dir)
     result = {
         "contract": contract.name,
         "contract_sha256": contract.fingerprint,

@@ -1,5 +1,5 @@
-"""Bad input, as users' real files arrive: each is stopped before training with a message
-that names the file or column, the rule, and example values."""
+"""Bad input, as users' real files arrive: each is stopped at validation, before training,
+with a message that names the file or column, the rule, and example values."""
 
 from __future__ import annotations
 
@@ -10,18 +10,22 @@ import pandas as pd
 import pytest
 
 from churn.feature import unseen_categories
-from churn.ingest import land_snapshot
-from churn.sources import SourceError, parse_source
 from churn.validate import ContractViolation, find_label_leaks, validate_snapshots
 from tests.conftest import write_csv
 from tests.data.test_contract_validation import land, validate_training
 
 
-def test_empty_file_is_named(tmp_path: Path):
-    empty = tmp_path / "training.csv"
+def validate_file(path: Path, contract, run_dir: Path):
+    return validate_snapshots([land(path, run_dir, "training")], contract, run_dir)
+
+
+def test_empty_file_is_named(contract, tmp_path: Path):
+    empty = tmp_path / "customers.csv"
     empty.write_bytes(b"")
-    with pytest.raises(SourceError, match=r"empty \(0 bytes\).*training\.csv"):
-        land_snapshot(parse_source(str(empty)), tmp_path / "raw.parquet")
+    with pytest.raises(
+        ContractViolation, match=r"training snapshot \(.*customers\.csv\): cannot be read: .*empty"
+    ):
+        validate_file(empty, contract, tmp_path)
 
 
 def test_header_only_file_fails_the_row_count(snapshots, contract, tmp_path: Path):
@@ -29,35 +33,66 @@ def test_header_only_file_fails_the_row_count(snapshots, contract, tmp_path: Pat
         validate_training(snapshots.training.head(0), contract, tmp_path)
 
 
-def test_truncated_parquet_is_reported_as_damaged(snapshots, tmp_path: Path):
+def test_truncated_parquet_is_reported_as_damaged(snapshots, contract, tmp_path: Path):
     whole = tmp_path / "whole.parquet"
     snapshots.training.to_parquet(whole)
-    truncated = tmp_path / "training.parquet"
+    truncated = tmp_path / "customers.parquet"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(SourceError, match=r"cannot read parquet file .*training\.parquet \(damaged or truncated"):
-        land_snapshot(parse_source(str(truncated)), tmp_path / "raw.parquet")
+    with pytest.raises(ContractViolation, match=r"customers\.parquet\): cannot be read: .*\(damaged or truncated"):
+        validate_file(truncated, contract, tmp_path)
 
 
-def test_binary_garbage_named_csv_is_refused(tmp_path: Path):
-    garbage = tmp_path / "training.csv"
+def test_binary_garbage_named_csv_is_refused_and_the_readable_snapshot_still_reported(
+    source_files, contract, tmp_path: Path
+):
+    garbage = tmp_path / "customers.csv"
     garbage.write_bytes(bytes(range(256)) * 64)
-    with pytest.raises(SourceError, match="not a text CSV: it holds binary data"):
-        land_snapshot(parse_source(str(garbage)), tmp_path / "raw.parquet")
+    with pytest.raises(ContractViolation) as caught:
+        validate_snapshots(
+            [
+                land(garbage, tmp_path, "training"),
+                land(source_files["scoring"], tmp_path, "scoring", labelled=False),
+            ],
+            contract,
+            tmp_path,
+        )
+    message = str(caught.value)
+    assert "1 problem(s)" in message
+    assert "customers.csv): cannot be read: not a text CSV: it holds binary data" in message
+    assert caught.value.report.is_file() and str(caught.value.report) in message
+    assert not (tmp_path / "validated").exists()
 
 
-def test_file_in_another_encoding_is_named(snapshots, tmp_path: Path):
+def test_file_in_another_encoding_is_named(snapshots, contract, tmp_path: Path):
     text = write_csv(snapshots.training.head(50), tmp_path / "utf8.csv").read_text()
-    latin = tmp_path / "training.csv"
+    latin = tmp_path / "customers.csv"
     latin.write_bytes(text.replace("Male", "Mâle", 1).encode("latin-1"))
-    with pytest.raises(SourceError, match=r"not UTF-8 text .*save it as UTF-8"):
-        land_snapshot(parse_source(str(latin)), tmp_path / "raw.parquet")
+    with pytest.raises(
+        ContractViolation, match=r"customers\.csv\): cannot be read: not UTF-8 text .*save it as UTF-8"
+    ):
+        validate_file(latin, contract, tmp_path)
 
 
 def test_wrong_delimiter_gets_a_hint(snapshots, contract, tmp_path: Path):
     path = tmp_path / "training.csv"
     snapshots.training.to_csv(path, sep=";", index=False)
     with pytest.raises(ContractViolation, match=r"suggests the file uses ';' as its delimiter"):
-        validate_snapshots({"training": (land(path, tmp_path, "training"), True)}, contract, tmp_path)
+        validate_file(path, contract, tmp_path)
+
+
+def test_numbers_in_a_value_set_are_compared_as_numbers(snapshots, contract, tmp_path: Path):
+    written_as_floats = snapshots.training.assign(SeniorCitizen=snapshots.training["SeniorCitizen"].astype(float))
+    assert validate_training(written_as_floats, contract, tmp_path)["training"].rows == 3000
+    outside = snapshots.training.assign(SeniorCitizen=snapshots.training["SeniorCitizen"].replace(1, 2))
+    with pytest.raises(ContractViolation, match=r"'SeniorCitizen': expect_column_values_to_be_in_set.*e\.g\. '2'"):
+        validate_training(outside, contract, tmp_path)
+
+
+def test_customer_id_longer_than_the_warehouse_column_is_stopped(snapshots, contract, tmp_path: Path):
+    frame = snapshots.training.copy()
+    frame.loc[frame.index[0], "customerID"] = "C" * 65
+    with pytest.raises(ContractViolation, match=r"'customerID': expect_column_value_lengths_to_be_between.*CCCC"):
+        validate_training(frame, contract, tmp_path)
 
 
 def test_renamed_column_is_reported_as_missing_and_unexpected(snapshots, contract, tmp_path: Path):

@@ -10,27 +10,28 @@ import pytest
 from churn.generate import DEFECTS
 from churn.ingest import land_snapshot
 from churn.sources import parse_source
-from churn.validate import ContractViolation, validate_snapshots
+from churn.validate import ContractViolation, Snapshot, validate_snapshots
 from tests.conftest import write_csv
 
 
-def land(path: Path, run_dir: Path, name: str) -> Path:
-    destination = run_dir / "raw" / f"{name}.parquet"
-    land_snapshot(parse_source(str(path)), destination)
-    return destination
+def land(path: Path, run_dir: Path, name: str, *, labelled: bool = True) -> Snapshot:
+    """Land a file as ingest does and describe it as validation receives it."""
+    landed = land_snapshot(parse_source(str(path)), run_dir / "raw", name)
+    return Snapshot(name, Path(landed["path"]), landed["format"], labelled=labelled, source=landed["source"])
 
 
 def validate_training(frame: pd.DataFrame, contract, run_dir: Path):
-    raw = land(write_csv(frame, run_dir / "training.csv"), run_dir, "training")
-    return validate_snapshots({"training": (raw, True)}, contract, run_dir)
+    return validate_snapshots(
+        [land(write_csv(frame, run_dir / "training.csv"), run_dir, "training")], contract, run_dir
+    )
 
 
 def test_generated_public_format_files_pass_and_are_typed(source_files, contract, tmp_path: Path):
     results = validate_snapshots(
-        {
-            "training": (land(source_files["training"], tmp_path, "training"), True),
-            "scoring": (land(source_files["scoring"], tmp_path, "scoring"), False),
-        },
+        [
+            land(source_files["training"], tmp_path, "training"),
+            land(source_files["scoring"], tmp_path, "scoring", labelled=False),
+        ],
         contract,
         tmp_path,
     )
@@ -84,8 +85,8 @@ def test_column_order_does_not_matter(snapshots, contract, tmp_path: Path):
 
 def test_scoring_snapshot_with_a_label_column_is_accepted(snapshots, contract, tmp_path: Path):
     labelled_scoring = snapshots.scoring.assign(Churn="No")
-    raw = land(write_csv(labelled_scoring, tmp_path / "scoring.csv"), tmp_path, "scoring")
-    result = validate_snapshots({"scoring": (raw, False)}, contract, tmp_path)
+    raw = land(write_csv(labelled_scoring, tmp_path / "scoring.csv"), tmp_path, "scoring", labelled=False)
+    result = validate_snapshots([raw], contract, tmp_path)
     assert "Churn" not in pd.read_parquet(result["scoring"].validated_path).columns
 
 
@@ -116,7 +117,7 @@ def test_rows_of_the_public_telco_file_pass_unchanged(contract, tmp_path: Path):
     small_sample = dataclasses.replace(
         contract, min_training_rows=1, columns={**contract.columns, "TotalCharges": total_charges}
     )
-    result = validate_snapshots({"training": (land(public, tmp_path, "training"), True)}, small_sample, tmp_path)
+    result = validate_snapshots([land(public, tmp_path, "training")], small_sample, tmp_path)
     typed = pd.read_parquet(result["training"].validated_path)
     assert len(typed) == 6
     assert pd.isna(typed.set_index("customerID").loc["4472-LVYGI", "TotalCharges"])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churn.ingest import land_snapshot, read_source, resolve_score_date
+from churn.ingest import land_snapshot, read_snapshot_file, read_table, resolve_score_date
 from churn.settings import PROJECT_DIR
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 
@@ -37,43 +37,50 @@ def test_bad_source_references_say_what_is_wrong(spec, message):
         parse_source(spec)
 
 
-def test_csv_is_landed_as_the_text_it_holds(source_files, tmp_path: Path):
-    rows = land_snapshot(parse_source(str(source_files["training"])), tmp_path / "raw.parquet")
-    landed = pd.read_parquet(tmp_path / "raw.parquet")
-    assert rows == len(landed) == 3000
-    assert all(pd.api.types.is_string_dtype(dtype) for dtype in landed.dtypes)
-    assert " " in set(landed["TotalCharges"])  # the public file's blank, kept for validation to judge
+def test_a_file_is_landed_byte_for_byte_with_its_checksum(source_files, tmp_path: Path):
+    import hashlib
+
+    original = source_files["training"]
+    landed = land_snapshot(parse_source(str(original)), tmp_path / "raw", "training")
+    copy = Path(landed["path"])
+    assert copy == tmp_path / "raw" / "training.csv" and landed["format"] == "csv"
+    assert copy.read_bytes() == original.read_bytes()
+    assert landed["sha256"] == hashlib.sha256(original.read_bytes()).hexdigest()
+    assert landed["bytes"] == original.stat().st_size
 
 
-def test_missing_file_is_named(tmp_path: Path):
+def test_csv_is_read_as_the_text_it_holds(source_files):
+    frame = read_snapshot_file(source_files["training"], "csv")
+    assert len(frame) == 3000
+    assert all(pd.api.types.is_string_dtype(dtype) for dtype in frame.dtypes)
+    assert " " in set(frame["TotalCharges"])  # the public file's blank, kept for validation to judge
+
+
+def test_missing_file_stops_ingest_with_its_path_and_lands_nothing(tmp_path: Path):
     with pytest.raises(SourceError, match=r"not found: .*absent\.csv"):
-        read_source(parse_source(str(tmp_path / "absent.csv")))
+        land_snapshot(parse_source(str(tmp_path / "absent.csv")), tmp_path / "raw", "training")
+    assert not (tmp_path / "raw").exists()
 
 
 def test_garbage_parquet_is_reported_as_unreadable(tmp_path: Path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not really parquet")
-    with pytest.raises(SourceError, match=r"cannot read parquet file .*broken\.parquet"):
-        read_source(parse_source(str(path)))
+    with pytest.raises(SourceError, match=r"not a readable Parquet file"):
+        read_snapshot_file(path, "parquet")
 
 
-def test_sql_table_source_reads_through_sqlalchemy(tmp_path: Path, snapshots):
+def test_sql_table_source_is_landed_as_parquet(tmp_path: Path, snapshots):
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = sa.create_engine(url)
     snapshots.scoring.to_sql("active_customers", engine, index=False)
     engine.dispose()
-    frame = read_source(parse_source("sql://crm/active_customers"), sqlalchemy_url=url)
-    assert len(frame) == 600
+    landed = land_snapshot(
+        parse_source("sql://crm/active_customers"), tmp_path / "raw", "scoring", sqlalchemy_url=url
+    )
+    assert landed["format"] == "parquet" and landed["source"] == "table active_customers via connection crm"
+    assert len(read_snapshot_file(Path(landed["path"]), "parquet")) == 600
     with pytest.raises(SourceError, match="table not found"):
-        read_source(parse_source("sql://crm/nobody"), sqlalchemy_url=url)
-
-
-def test_failed_landing_leaves_no_half_written_file(tmp_path: Path):
-    destination = tmp_path / "raw" / "training.parquet"
-    with pytest.raises(SourceError):
-        land_snapshot(parse_source(str(tmp_path / "absent.csv")), destination)
-    assert not destination.exists()
-    assert not list(tmp_path.rglob("*.partial"))
+        read_table(parse_source("sql://crm/nobody"), url)
 
 
 def test_score_date_prefers_the_trigger_then_the_logical_date():
@@ -87,7 +94,7 @@ def test_score_date_prefers_the_trigger_then_the_logical_date():
 
 def test_run_ingest_lands_both_snapshots_and_records_them(trained_run):
     run, _ = trained_run
-    assert run["ingest"]["training"]["rows"] == 3000
-    assert run["ingest"]["scoring"]["rows"] == 600
+    assert run["ingest"]["training"]["format"] == run["ingest"]["scoring"]["format"] == "csv"
+    assert len(run["ingest"]["scoring"]["sha256"]) == 64
     assert Path(run["run_dir"], "manifests", "ingest.json").is_file()
     assert Path(run["ingest"]["scoring"]["path"]).is_file()
