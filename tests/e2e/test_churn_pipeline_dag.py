@@ -188,3 +188,31 @@ def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deploy
     failure = read_manifests(run_dir)["failed"]
     assert failure["phase"] == "validate" and "twelve" in failure["error"]
     pd.testing.assert_frame_equal(deployment.scores(), before)
+
+
+def test_the_demo_names_an_unreadable_file_without_a_stack_trace(deployment: Deployment, first_run):
+    garbage = deployment.root / "customers_export.csv"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    before = deployment.scores()
+
+    result = subprocess.run(
+        [
+            str(BIN / "python"),
+            str(PROJECT_DIR / "scripts" / "run_demo.py"),
+            "--score-date",
+            SCORE_DATE,
+            "--conf",
+            f"training_source={garbage}",
+        ],
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    assert result.returncode == 1
+    summary = result.stdout[result.stdout.index("=== churn_pipeline run") :]
+    assert "validate" in summary
+    assert "customers_export.csv): cannot be read: not a text CSV" in summary
+    assert "Traceback" not in summary
+    pd.testing.assert_frame_equal(deployment.scores(), before)

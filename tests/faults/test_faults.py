@@ -241,3 +241,40 @@ def test_rerunning_the_date_with_the_same_inputs_reproduces_scores_and_version(p
     assert again["package"]["reused_existing_version"] is True
     columns = ["score_date", "customer_id", "churn_probability", "risk_band", "model_version"]
     pd.testing.assert_frame_equal(after[columns], before[columns])
+
+
+PARQUET_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import numpy as np
+    import pandas as pd
+    from churn.ingest import write_parquet_atomically
+    rows = 6_000_000
+    frame = pd.DataFrame({"customer_id": np.arange(rows).astype(str), "tenure": np.arange(rows) % 72})
+    write_parquet_atomically(frame, Path(sys.argv[1]))
+    """
+)
+
+
+def test_a_parquet_writer_killed_mid_file_leaves_the_earlier_file_whole(tmp_path):
+    from churn.ingest import write_parquet_atomically
+
+    destination = tmp_path / "raw" / "training.parquet"
+    write_parquet_atomically(pd.DataFrame({"customer_id": ["a", "b"], "tenure": [1, 2]}), destination)
+    before = destination.read_bytes()
+    partial = destination.with_name(f".{destination.name}.partial")
+    writer = subprocess.Popen([sys.executable, "-c", PARQUET_WRITER, str(destination)])
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert writer.poll() is None, "the writer finished before it could be killed; give it more rows"
+        assert time.monotonic() < deadline, "the write never started"
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    assert destination.read_bytes() == before
+    assert pd.read_parquet(destination)["customer_id"].tolist() == ["a", "b"]
+    write_parquet_atomically(pd.DataFrame({"customer_id": ["c"], "tenure": [3]}), destination)
+    assert pd.read_parquet(destination)["customer_id"].tolist() == ["c"]
+    assert not partial.exists()
