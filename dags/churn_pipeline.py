@@ -105,7 +105,8 @@ def runtime_settings():
             pattern=SOURCE_PATTERN,
             title="Training snapshot",
             description="Customers with a known churn outcome. A .csv or .parquet path (absolute, "
-            "or relative to the project folder), file://..., or sql://<connection id>/<[schema.]table>.",
+            "or relative to the project folder), file://..., or sql://<connection id>/<[schema.]table>. "
+            "{score_date} in a path stands for the run's score date, e.g. /data/{score_date}/training.csv.",
         ),
         "scoring_source": Param(
             str(SETTINGS.default_scoring_source),

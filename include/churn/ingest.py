@@ -150,7 +150,7 @@ def run_ingest(
     landed: dict[str, Any] = {}
     with recording_failure(run_dir, "ingest"):
         for name, spec in (("training", training_source), ("scoring", scoring_source)):
-            source = parse_source(spec)
+            source = parse_source(spec, score_date)
             url = connection_url(source.conn_id) if isinstance(source, TableSource) else None
             landed[name] = land_snapshot(source, run_dir / "raw", name, sqlalchemy_url=url)
     run = {

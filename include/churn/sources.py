@@ -2,13 +2,15 @@
 
 A source is a CSV or Parquet file (a path or ``file://`` URL; relative paths are relative
 to the project folder) or a SQL table read through an Airflow Connection
-(``sql://<connection id>/<[schema.]table>``).
+(``sql://<connection id>/<[schema.]table>``). ``{score_date}`` in a file path stands for the
+run's score date, so one reference reads each date's own snapshot, in backfills too.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from churn.settings import PROJECT_DIR, validated_identifier
@@ -17,6 +19,7 @@ from churn.settings import PROJECT_DIR, validated_identifier
 SOURCE_PATTERN = r"^(sql://[A-Za-z0-9_.-]+/[A-Za-z0-9_.]+|(file://)?[^:]+\.(csv|CSV|parquet|pq))$"
 TABLE_SOURCE = re.compile(r"^sql://(?P<conn_id>[A-Za-z0-9_.-]+)/(?P<table>[A-Za-z0-9_.]+)$")
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SCORE_DATE_PLACEHOLDER = "{score_date}"
 
 
 class SourceError(ValueError):
@@ -43,9 +46,16 @@ class TableSource:
         return f"table {qualified} via connection {self.conn_id}"
 
 
-def parse_source(spec: str) -> FileSource | TableSource:
-    """Understand a source reference, or say exactly what is wrong with it."""
+def parse_source(spec: str, score_date: date | None = None) -> FileSource | TableSource:
+    """Understand a source reference, or say exactly what is wrong with it.
+
+    ``{score_date}`` in the reference becomes ``score_date`` (YYYY-MM-DD).
+    """
     spec = spec.strip()
+    if SCORE_DATE_PLACEHOLDER in spec:
+        if score_date is None:
+            raise SourceError(f"source {spec!r}: {SCORE_DATE_PLACEHOLDER} needs a score date")
+        spec = spec.replace(SCORE_DATE_PLACEHOLDER, score_date.isoformat())
     match = TABLE_SOURCE.match(spec)
     if match:
         schema, _, table = match["table"].rpartition(".")

@@ -26,14 +26,15 @@ EARLY, LATE, NEVER_SCORED = date(2026, 11, 20), date(2026, 11, 28), date(2026, 1
 COMPARED = ["score_date", "customer_id", "churn_probability", "risk_band", "model_name", "model_version"]
 
 
-def run_pipeline(settings, files, score_date: date, run_type: str) -> dict:
-    """One run of every phase for ``score_date``, as the DAG's tasks would call them."""
+def run_pipeline(settings, score_date: date, run_type: str) -> dict:
+    """One run of every phase for ``score_date``, as the DAG's tasks would call them, on the
+    date's own snapshots: the same source references serve every date."""
     run = run_ingest(
         settings,
         airflow_run_id=f"{run_type}__{score_date}T02:00:00+00:00",
         score_date=score_date,
-        training_source=str(files["training"]),
-        scoring_source=str(files["scoring"]),
+        training_source=str(settings.sources_dir / "{score_date}" / "training.csv"),
+        scoring_source=str(settings.sources_dir / "{score_date}" / "scoring.csv"),
         contract="telco_churn",
         connection_url=lambda conn_id: None,
     )
@@ -63,16 +64,20 @@ def history(tmp_path_factory):
     model, trained on much more, beats it on the same rows and becomes champion."""
     home = tmp_path_factory.mktemp("backfill")
     settings = load_settings({"CHURN_HOME": str(home)})
-    early_files = write_snapshots(make_snapshots(600, 400, seed=21), home / "sources" / "early")
-    late_files = write_snapshots(make_snapshots(6000, 400, seed=22), home / "sources" / "late")
-    early = run_pipeline(settings, early_files, EARLY, "scheduled")
+    for score_date, snapshots in (
+        (NEVER_SCORED, make_snapshots(600, 400, seed=20)),
+        (EARLY, make_snapshots(600, 400, seed=21)),
+        (LATE, make_snapshots(6000, 400, seed=22)),
+    ):
+        write_snapshots(snapshots, settings.sources_dir / score_date.isoformat())
+    early = run_pipeline(settings, EARLY, "scheduled")
     early_scores = stored_scores(settings, EARLY)
-    late = run_pipeline(settings, late_files, LATE, "scheduled")
-    return settings, early_files, early, early_scores, late
+    late = run_pipeline(settings, LATE, "scheduled")
+    return settings, early, early_scores, late
 
 
 def test_a_later_date_promotes_a_better_model(history):
-    settings, _, early, _, late = history
+    settings, early, _, late = history
     assert early["package"]["promoted"] and late["package"]["promoted"]
     assert late["package"]["model_version"] != early["package"]["model_version"]
     use_mlflow(settings)
@@ -80,8 +85,8 @@ def test_a_later_date_promotes_a_better_model(history):
 
 
 def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(history):
-    settings, early_files, early, early_scores, late = history
-    backfill = run_pipeline(settings, early_files, EARLY, "backfill")
+    settings, early, early_scores, late = history
+    backfill = run_pipeline(settings, EARLY, "backfill")
 
     assert backfill["package"]["reused_existing_version"] is True
     assert backfill["evaluate"]["promote"] is False
@@ -94,8 +99,8 @@ def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(
 
 
 def test_backfill_of_a_date_never_scored_uses_the_champion_and_does_not_promote(history):
-    settings, early_files, _, _, late = history
-    backfill = run_pipeline(settings, early_files, NEVER_SCORED, "backfill")
+    settings, _, _, late = history
+    backfill = run_pipeline(settings, NEVER_SCORED, "backfill")
 
     assert backfill["package"]["promoted"] is False
     assert backfill["score"]["model_version"] == late["package"]["model_version"]

@@ -37,6 +37,13 @@ def test_bad_source_references_say_what_is_wrong(spec, message):
         parse_source(spec)
 
 
+def test_a_score_date_placeholder_reads_each_dates_own_snapshot():
+    source = parse_source("/data/{score_date}/training.csv", date(2026, 11, 20))
+    assert source == FileSource(Path("/data/2026-11-20/training.csv"), "csv")
+    with pytest.raises(SourceError, match="needs a score date"):
+        parse_source("/data/{score_date}/training.csv")
+
+
 def test_a_file_is_landed_byte_for_byte_with_its_checksum(source_files, tmp_path: Path):
     import hashlib
 
