@@ -75,6 +75,13 @@ class Settings:
     mlflow_username: str | None = field(default=None, repr=False)
     mlflow_password: str | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        # URLs may carry passwords; a logged Settings must not.
+        return (
+            f"Settings(state_dir={str(self.state_dir)!r}, warehouse_url={redact_url(self.warehouse_url)!r}, "
+            f"mlflow_tracking_uri={redact_url(self.mlflow_tracking_uri)!r})"
+        )
+
     @property
     def sources_dir(self) -> Path:
         return self.state_dir / "sources"

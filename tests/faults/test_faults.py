@@ -3,6 +3,7 @@ Each ends with a clear error and with the earlier scores, the champion and the h
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -223,14 +224,31 @@ def test_challenger_trained_on_shuffled_labels_is_never_promoted(promoted, tmp_p
     assert len(stored_scores(settings.warehouse_url)) == 600
 
 
-def test_score_manifest_and_model_card_hold_no_secret(promoted):
+@pytest.mark.parametrize("warehouse_url", ["postgresql"], indirect=True)
+def test_passwords_stay_out_of_manifests_model_card_and_logs(promoted, warehouse_url, caplog, monkeypatch):
     run, settings = promoted
-    manifest = (Path(run["run_dir"]) / "manifests" / "score.json").read_text()
-    assert "password" not in manifest.lower()
+    password = "s3cret-Pa55word"
+    # The test server trusts loopback connections, so it accepts any password in the URL.
+    with_password = sa.engine.make_url(warehouse_url).set(password=password).render_as_string(hide_password=False)
+    for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(variable, "restored-after-the-test")
+    secret = settings.overridden(warehouse_url=with_password, mlflow_username="churn", mlflow_password=password)
+
+    with caplog.at_level(logging.DEBUG):
+        scored = run_score(run_package(run_evaluate(run, secret), secret), secret)
+
+    assert scored["score"]["rows_written"] == 600
     use_mlflow(settings)
-    card = champion_version(settings).description
-    for secret_bearing in (settings.warehouse_url, settings.mlflow_tracking_uri):
-        assert secret_bearing not in card
+    champion = champion_version(settings)
+    exposed = {
+        "manifests": "".join(path.read_text() for path in (Path(run["run_dir"]) / "manifests").glob("*.json")),
+        "model card": champion.description,
+        "logs": caplog.text,
+        "settings repr": repr(secret),
+    }
+    for where, text in exposed.items():
+        assert password not in text, f"the password leaked into the {where}"
+    assert "***" in scored["score"]["warehouse"]
 
 
 def test_rerunning_the_date_with_the_same_inputs_reproduces_scores_and_version(promoted):
