@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from churn.manifest import read_manifests
 from churn.raci import load_raci
-from churn.score import scores_table, warehouse_engine
 from churn.settings import Settings
 from churn.tracking import champion_version, use_mlflow
+from churn.warehouse import open_scores_table
 
 # The lifecycle phases, in order, as the RACI matrix (and so the DAG) defines them.
 PHASES = tuple(load_raci())
@@ -31,22 +31,17 @@ class WarehouseState:
 
 def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
     """What the scores table holds for ``score_date``."""
-    engine = warehouse_engine(settings.warehouse_url)
-    table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
-    try:
-        with engine.connect() as connection:
-            if not sa.inspect(connection).has_table(table.name, schema=table.schema):
-                return WarehouseState(0, [], None)
-            rows, mean = connection.execute(
-                sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(
-                    table.c.score_date == score_date
-                )
-            ).one()
-            versions = connection.scalars(
-                sa.select(table.c.model_version).where(table.c.score_date == score_date).distinct()
-            ).all()
-    finally:
-        engine.dispose()
+    with open_scores_table(settings) as (engine, table), engine.connect() as connection:
+        if not sa.inspect(connection).has_table(table.name, schema=table.schema):
+            return WarehouseState(0, [], None)
+        rows, mean = connection.execute(
+            sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(
+                table.c.score_date == score_date
+            )
+        ).one()
+        versions = connection.scalars(
+            sa.select(table.c.model_version).where(table.c.score_date == score_date).distinct()
+        ).all()
     return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None)
 
 

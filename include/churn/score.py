@@ -1,10 +1,10 @@
 """Deployment: score every active customer and replace the date's rows.
 
-The model is the one of record for the date: the version this run promoted, else the
-version that scored the date before (so a rerun or backfill reproduces it), else the
-current champion. The write is one transaction: the date's earlier scores are deleted and
-the new ones inserted together, so readers see the old set or the new set, never a mix,
-and a rerun of a date never duplicates a row.
+The model is the one of record for the date: the version that scored the date before (so
+a rerun or backfill reproduces it), else the version this run promoted, else the current
+champion. The write is one transaction: the date's earlier scores are deleted and the new
+ones inserted together, so readers see the old set or the new set, never a mix, and a
+rerun of a date never duplicates a row.
 """
 
 from __future__ import annotations
@@ -16,24 +16,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from churn.contract import Contract, load_contract
 from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings, redact_text, redact_url
 from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
 from churn.train import model_inputs
-
-INSERT_BATCH_ROWS = 10_000
-SQLITE_WRITE_WAIT_SECONDS = 60
+from churn.warehouse import open_scores_table, replace_scores, scoring_record
 
 
 class ScoringError(RuntimeError):
     """Scoring cannot go ahead safely; nothing was written. Retrying will not help."""
-
-
-class WarehouseError(RuntimeError):
-    """The warehouse could not be read or refused the write; the date's earlier rows are unchanged."""
 
 
 @dataclass(frozen=True)
@@ -69,134 +62,21 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
     )
 
 
-def warehouse_engine(url: str) -> sa.Engine:
-    """An engine for the warehouse. On SQLite, transactions begun with the execution option
-    ``write_lock=True`` take the write lock at once (BEGIN IMMEDIATE), so writers wait for
-    each other instead of failing half-way through; readers never take it."""
-    # hide_parameters: error messages must not carry customer rows into logs.
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, hide_parameters=True)
-    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": SQLITE_WRITE_WAIT_SECONDS})
-
-    @sa.event.listens_for(engine, "connect")
-    def _let_sqlalchemy_begin(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(connection: sa.Connection) -> None:
-        immediate = connection.get_execution_options().get("write_lock", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
-    """The warehouse table of churn scores; one row per customer and score date."""
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("score_date", sa.Date, primary_key=True),
-        sa.Column("customer_id", sa.String(64), primary_key=True),
-        sa.Column("churn_probability", sa.Float(precision=53), nullable=False),
-        sa.Column("risk_band", sa.String(16), nullable=False),
-        sa.Column("model_name", sa.String(128), nullable=False),
-        sa.Column("model_version", sa.String(32), nullable=False),
-        sa.Column("run_id", sa.String(250), nullable=False),
-        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
-        schema=schema,
-    )
-
-
-def _copy_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
-    """Stream rows into PostgreSQL with COPY, inside the caller's transaction."""
-    from psycopg import sql
-
-    columns = [column.name for column in table.columns]
-    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        target, sql.SQL(", ").join(sql.Identifier(name) for name in columns)
-    )
-    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for record in records:
-            copy.write_row(tuple(record[name] for name in columns))
-
-
-def _insert_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
-    for start in range(0, len(records), INSERT_BATCH_ROWS):
-        connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
-
-
-def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame) -> int:
-    """Replace exactly ``score_date``'s rows with ``rows`` in one transaction.
-
-    Readers see the date's old rows until the commit and the new ones after it. On
-    PostgreSQL, writers of the table take turns (a transaction-scoped advisory lock), so
-    two runs of one date end with one complete set rather than a key conflict, and the
-    rows go in through COPY.
-    """
-    records = rows.assign(score_date=score_date).to_dict(orient="records")
-    try:
-        _replace_in_transaction(engine, table, score_date, records)
-    except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
-        raise WarehouseError(
-            f"writing {len(records)} scores for {score_date} to {table.fullname} at "
-            f"{redact_url(engine.url)} failed; unless the failure came at commit, the date's earlier rows are "
-            f"unchanged: {error}"
-        ) from error
-    return len(records)
-
-
-def _replace_in_transaction(
-    engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]]
-) -> None:
-    postgres = engine.dialect.name == "postgresql"
-    with engine.execution_options(write_lock=True).begin() as connection:
-        if postgres:
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
-        if table.schema and not sa.inspect(connection).has_schema(table.schema):
-            connection.execute(sa.schema.CreateSchema(table.schema))
-        table.metadata.create_all(connection, tables=[table], checkfirst=True)
-        connection.execute(sa.delete(table).where(table.c.score_date == score_date))
-        if postgres and engine.dialect.driver == "psycopg":
-            _copy_rows(connection, table, records)
-        else:
-            _insert_rows(connection, table, records)
-
-
-def recorded_version(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> str | None:
-    """The version of ``model_name`` that scored ``score_date`` before, if the date has rows."""
-    try:
-        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
-            return None
-        with engine.connect() as connection:
-            return connection.execute(
-                sa.select(table.c.model_version)
-                .where(table.c.score_date == score_date, table.c.model_name == model_name)
-                .order_by(table.c.scored_at.desc())
-                .limit(1)
-            ).scalar()
-    except sa.exc.SQLAlchemyError as error:
-        raise WarehouseError(
-            f"reading {table.fullname} at {redact_url(engine.url)} failed before anything was written; the "
-            f"date's earlier rows are unchanged: {error}"
-        ) from error
-
-
 def choose_model(
     settings: Settings, package: dict[str, Any], recorded: str | None, champion: str | None, score_date: date
 ) -> ModelOfRecord:
-    """The version that scores the date: promoted by this run, else the date's earlier one, else the champion.
+    """The version that scores the date: the date's earlier one, else promoted by this run, else the champion.
 
-    A run for a past date never promotes (see evaluate), so a rerun or backfill scores with
-    the version that scored the date before and reproduces its rows.
+    Reruns and backfills of a scored date never promote (see evaluate), so they score with
+    the version that scored the date before and reproduce its rows.
     """
     name, alias = settings.registered_model, settings.champion_alias
-    if package["promoted"]:
-        return ModelOfRecord(name, package["model_version"], f"this run promoted it to {alias!r}")
     if recorded is not None:
         return ModelOfRecord(
             name, recorded, f"it scored {score_date} before, and a rerun or backfill reproduces the date's scores"
         )
+    if package["promoted"]:
+        return ModelOfRecord(name, package["model_version"], f"this run promoted it to {alias!r}")
     if champion is None:
         raise ScoringError(
             f"no model carries the alias {alias!r} in {name!r}: no challenger has passed evaluation yet, so "
@@ -207,7 +87,13 @@ def choose_model(
 
 def load_scoring_model(chosen: ModelOfRecord) -> Any:
     """Load the chosen version from the configured registry; refuse anything but a probabilistic classifier."""
-    model = load_registered_model(chosen.name, chosen.version)
+    try:
+        model = load_registered_model(chosen.name, chosen.version)
+    except ModelUnavailableError as error:
+        raise ModelUnavailableError(
+            f"{error}. It was chosen because {chosen.reason}; nothing was scored, and no other model is "
+            "used in its place (to score a date with the current champion instead, delete the date's rows)"
+        ) from error
     if not hasattr(model, "predict_proba"):
         raise ScoringError(
             f"{chosen.name!r} version {chosen.version} is not a probabilistic classifier; refusing to score "
@@ -219,41 +105,45 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
 def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Score the run's customers with the date's model of record and replace the date's rows."""
     score_date = date.fromisoformat(run["score_date"])
-    with recording_failure(Path(run["run_dir"]), "score"):
+    with recording_failure(Path(run["run_dir"]), "score"), open_scores_table(settings) as (engine, table):
         contract = load_contract(run["contract"])
-        engine = warehouse_engine(settings.warehouse_url)
-        table = scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
+        record = scoring_record(engine, table, score_date, settings.registered_model)
         try:
-            recorded = recorded_version(engine, table, score_date, settings.registered_model)
-            try:
-                use_mlflow(settings)
-                champion = champion_version(settings)
-            except Exception as error:  # MLflow raises MlflowException or requests' errors here
-                raise ModelUnavailableError(
-                    f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached; "
-                    f"nothing was scored: {redact_text(str(error))}"
-                ) from error
-            chosen = choose_model(
-                settings, run["package"], recorded, str(champion.version) if champion else None, score_date
-            )
-            scored = score_frame(
-                load_scoring_model(chosen),
-                pd.read_parquet(run["feature"]["scoring"]["path"]),
-                contract,
-                settings.pipeline["risk_bands"],
-            ).assign(
-                model_name=chosen.name,
-                model_version=chosen.version,
-                run_id=run["airflow_run_id"],
-                scored_at=datetime.now(UTC),
-            )
-            written = replace_scores(engine, table, score_date, scored)
-        finally:
-            engine.dispose()
+            use_mlflow(settings)
+            champion = champion_version(settings)
+        except Exception as error:  # MLflow raises MlflowException or requests' errors here
+            raise ModelUnavailableError(
+                f"the MLflow registry at {redact_url(settings.mlflow_tracking_uri)} cannot be reached; "
+                f"nothing was scored: {redact_text(str(error))}"
+            ) from error
+        chosen = choose_model(
+            settings,
+            run["package"],
+            record.version_for_date,
+            str(champion.version) if champion else None,
+            score_date,
+        )
+        model = load_scoring_model(chosen)
+        features = pd.read_parquet(run["feature"]["scoring"]["path"])
+        try:
+            scored = score_frame(model, features, contract, settings.pipeline["risk_bands"])
+        except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
+            raise ScoringError(
+                f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score this "
+                f"run's features; was it trained under another data contract? {error}"
+            ) from error
+        scored = scored.assign(
+            model_name=chosen.name,
+            model_version=chosen.version,
+            run_id=run["airflow_run_id"],
+            scored_at=datetime.now(UTC),
+        )
+        written = replace_scores(engine, table, score_date, scored)
+        warehouse = redact_url(engine.url)
     result = {
         "rows_written": written,
         "table": table.fullname,
-        "warehouse": redact_url(engine.url),
+        "warehouse": warehouse,
         "score_date": score_date.isoformat(),
         "model_version": chosen.version,
         "model_chosen_because": chosen.reason,

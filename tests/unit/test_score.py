@@ -6,16 +6,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churn.score import (
-    ScoringError,
+from churn.score import ScoringError, choose_model, risk_bands, run_score, score_frame
+from churn.warehouse import (
+    ScoringRecord,
     WarehouseError,
-    choose_model,
-    recorded_version,
     replace_scores,
-    risk_bands,
-    run_score,
-    score_frame,
     scores_table,
+    scoring_record,
     warehouse_engine,
 )
 
@@ -209,12 +206,13 @@ NOT_PROMOTED = {"promoted": False, "model_version": "7"}
 @pytest.mark.parametrize(
     ("package", "recorded", "champion", "version", "reason"),
     [
-        ({"promoted": True, "model_version": "7"}, "3", "7", "7", "this run promoted it"),
+        ({"promoted": True, "model_version": "7"}, "3", "7", "3", "scored 2026-11-29 before"),
+        ({"promoted": True, "model_version": "7"}, None, "7", "7", "this run promoted it"),
         (NOT_PROMOTED, "3", "5", "3", "scored 2026-11-29 before"),
         (NOT_PROMOTED, None, "5", "5", "current 'champion'"),
     ],
 )
-def test_the_model_of_record_is_promoted_then_recorded_then_champion(
+def test_the_model_of_record_is_recorded_then_promoted_then_champion(
     settings, package, recorded, champion, version, reason
 ):
     chosen = choose_model(settings, package, recorded, champion, date(2026, 11, 29))
@@ -227,15 +225,21 @@ def test_without_a_recorded_version_or_a_champion_nothing_is_chosen(settings):
         choose_model(settings, NOT_PROMOTED, None, None, date(2026, 11, 29))
 
 
-def test_the_recorded_version_is_the_dates_latest_for_the_configured_model(warehouse):
+def test_the_scoring_record_names_the_dates_version_and_the_latest_date(warehouse):
     engine, table = warehouse
-    assert recorded_version(engine, table, date(2026, 11, 29), "churn-classifier") is None
+    assert scoring_record(engine, table, date(2026, 11, 29), "churn-classifier") == ScoringRecord(None, None)
     replace_scores(engine, table, date(2026, 11, 28), _rows(["a"], version="1"))
     replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"], version="4"))
-    assert recorded_version(engine, table, date(2026, 11, 29), "churn-classifier") == "4"
-    assert recorded_version(engine, table, date(2026, 11, 28), "churn-classifier") == "1"
-    assert recorded_version(engine, table, date(2026, 11, 29), "another-model") is None
-    assert recorded_version(engine, table, date(2026, 11, 30), "churn-classifier") is None
+    assert scoring_record(engine, table, date(2026, 11, 29), "churn-classifier") == ScoringRecord(
+        "4", date(2026, 11, 29)
+    )
+    assert scoring_record(engine, table, date(2026, 11, 28), "churn-classifier") == ScoringRecord(
+        "1", date(2026, 11, 29)
+    )
+    assert scoring_record(engine, table, date(2026, 11, 30), "churn-classifier") == ScoringRecord(
+        None, date(2026, 11, 29)
+    )
+    assert scoring_record(engine, table, date(2026, 11, 29), "another-model") == ScoringRecord(None, None)
 
 
 def test_sqlite_readers_do_not_take_the_write_lock(tmp_path):
