@@ -14,7 +14,9 @@ makes Responsible for it; each arrow between tasks is a handoff between roles.
   saved in the run folder either way.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
   least as good as the champion on the same test rows and clears the quality floor.
-* Rerunning a date replaces exactly that date's scores, in one transaction.
+* Rerunning a date replaces exactly that date's scores, in one transaction. A rerun or
+  backfill of a date scored before uses the same model version, and reruns and backfills
+  never move the alias.
 
 Trigger with parameters from the UI's trigger form, or
 `airflow dags trigger churn_pipeline --conf '{"score_date": "2026-11-29"}'`.

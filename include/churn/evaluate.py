@@ -1,8 +1,8 @@
 """Model Evaluation: test metrics and plots for the challenger, and the promotion decision.
 
 The champion is scored on the same held-out rows as the challenger, so the decision
-compares like with like. A run for a date before the one the champion was promoted for
-(a backfill) never promotes: it must not move the alias back to an older model.
+compares like with like. A rerun or backfill (a date scored before, or earlier than one
+scored or promoted for) never promotes: it must not move the alias back to an older model.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from sklearn.metrics import (
 from churn.contract import Contract, load_contract
 from churn.manifest import recording_failure, write_manifest
 from churn.settings import Settings
-from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, champion_version, load_registered_model, use_mlflow
+from churn.tracking import CONTRACT_TAG, champion_version, load_registered_model, promoted_for, use_mlflow
 from churn.train import label_vector, model_inputs
+from churn.warehouse import ScoringRecord, open_scores_table, scoring_record
 
 PLOT_DIR = "plots"
 IMPORTANCE_ROWS = 2000
@@ -62,36 +63,47 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
+def why_held_back(score_date: date, champion_promoted_for: date | None, record: ScoringRecord) -> str | None:
+    """Why a run for ``score_date`` must not move the champion (a rerun or backfill), or None.
+
+    A date scored before keeps its model, and a date earlier than one already scored or
+    promoted for is history: moving the alias from there would undo a newer decision.
+    """
+    if record.version_for_date is not None:
+        return (
+            f"{score_date} was scored before by version {record.version_for_date}: reruns and backfills of a "
+            "scored date keep its model and never move the champion"
+        )
+    later = max((day for day in (champion_promoted_for, record.latest_date) if day is not None), default=None)
+    if later is not None and score_date < later:
+        return (
+            f"this run is for {score_date}, before {later}, which has already been scored or promoted for: "
+            "runs for past dates (backfills) never move the champion"
+        )
+    return None
+
+
 def decide_promotion(
     challenger_auc: float,
     champion_auc: float | None,
     min_auc: float,
     *,
-    score_date: date,
-    champion_promoted_for: date | None = None,
-    champion_contract_differs: bool = False,
+    held_back: str | None = None,
+    champion_incomparable: str | None = None,
 ) -> PromotionDecision:
     """Promote a challenger that clears the quality floor and is at least as good as the champion.
 
-    Never from a run for a date before the champion's own (a backfill). A champion trained
-    under another data contract cannot be compared on these rows, so the floor decides.
+    Never from a run that is held back (see :func:`why_held_back`). A champion that cannot
+    score these rows (``champion_incomparable`` says why) leaves the floor to decide.
     """
-    if champion_promoted_for is not None and score_date < champion_promoted_for:
-        return PromotionDecision(
-            False,
-            f"this run is for {score_date}, before {champion_promoted_for}, the date the champion was promoted "
-            "for: runs for past dates (backfills) never move the champion",
-        )
+    if held_back:
+        return PromotionDecision(False, held_back)
     if challenger_auc < min_auc:
         return PromotionDecision(
             False, f"challenger test ROC AUC {challenger_auc:.4f} is below the quality floor {min_auc:.4f}"
         )
-    if champion_contract_differs:
-        return PromotionDecision(
-            True,
-            f"the champion was trained under another data contract, so it cannot be compared on these rows; "
-            f"challenger clears the floor {min_auc:.4f}",
-        )
+    if champion_incomparable:
+        return PromotionDecision(True, f"{champion_incomparable}; challenger clears the floor {min_auc:.4f}")
     if champion_auc is None:
         return PromotionDecision(True, f"no champion yet; challenger clears the floor {min_auc:.4f}")
     if challenger_auc >= champion_auc:
@@ -101,6 +113,18 @@ def decide_promotion(
     return PromotionDecision(
         False, f"challenger {challenger_auc:.4f} < champion {champion_auc:.4f} on the same test rows"
     )
+
+
+def champion_auc_on(champion: Any, inputs: pd.DataFrame, labels: np.ndarray, contract: Contract) -> float | None:
+    """The champion's ROC AUC on the challenger's test rows; None when, trained under another
+    data contract, it cannot score them at all."""
+    model = load_registered_model(champion.name, champion.version)
+    try:
+        return float(roc_auc_score(labels, model.predict_proba(inputs)[:, 1]))
+    except Exception:  # a model made for other columns fails in its own ways
+        if champion.tags.get(CONTRACT_TAG, contract.fingerprint) == contract.fingerprint:
+            raise
+        return None
 
 
 def _figures(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, seed: int):
@@ -160,7 +184,7 @@ def evaluate_challenger(
     *,
     quality_gates: dict[str, float],
     champion: Any | None,
-    score_date: date,
+    held_back: str | None,
     seed: int,
 ) -> dict[str, Any]:
     """Score the challenger (and the champion, if any) on the test rows; log and decide."""
@@ -173,24 +197,20 @@ def evaluate_challenger(
     challenger = mlflow.sklearn.load_model(model_uri)
     probabilities = challenger.predict_proba(inputs)[:, 1]
     metrics = classification_metrics(labels, probabilities, quality_gates["operating_threshold"])
-    champion_auc = champion_version = champion_promoted_for = None
-    champion_contract_differs = False
+    champion_auc = champion_incomparable = None
     if champion is not None:
-        champion_version = str(champion.version)
-        if PROMOTED_FOR_TAG in champion.tags:
-            champion_promoted_for = date.fromisoformat(champion.tags[PROMOTED_FOR_TAG])
-        # Versions registered before the tag existed carry none; they are compared as usual.
-        champion_contract_differs = champion.tags.get(CONTRACT_TAG, contract.fingerprint) != contract.fingerprint
-        if not champion_contract_differs:
-            champion_model = load_registered_model(champion.name, champion.version)
-            champion_auc = float(roc_auc_score(labels, champion_model.predict_proba(inputs)[:, 1]))
+        champion_auc = champion_auc_on(champion, inputs, labels, contract)
+        if champion_auc is None:
+            champion_incomparable = (
+                f"champion version {champion.version} was trained under another data contract and cannot score "
+                "these rows"
+            )
     decision = decide_promotion(
         metrics["test_roc_auc"],
         champion_auc,
         quality_gates["min_test_roc_auc"],
-        score_date=score_date,
-        champion_promoted_for=champion_promoted_for,
-        champion_contract_differs=champion_contract_differs,
+        held_back=held_back,
+        champion_incomparable=champion_incomparable,
     )
     with mlflow.start_run(run_id=mlflow_run_id):
         mlflow.log_metrics(metrics)
@@ -207,7 +227,7 @@ def evaluate_challenger(
             plt.close(figure)
     return {
         "metrics": metrics,
-        "champion_version": champion_version,
+        "champion_version": str(champion.version) if champion is not None else None,
         "champion_test_roc_auc": champion_auc,
         "promote": decision.promote,
         "reason": decision.reason,
@@ -217,16 +237,20 @@ def evaluate_challenger(
 def run_evaluate(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Evaluate the run's challenger against the current champion and decide."""
     trained = run["train"]
+    score_date = date.fromisoformat(run["score_date"])
     with recording_failure(Path(run["run_dir"]), "evaluate"):
         use_mlflow(settings)
+        champion = champion_version(settings)
+        with open_scores_table(settings) as (engine, table):
+            record = scoring_record(engine, table, score_date, settings.registered_model)
         result = evaluate_challenger(
             Path(trained["test_path"]),
             load_contract(run["contract"]),
             trained["mlflow_run_id"],
             trained["model_uri"],
             quality_gates=settings.pipeline["quality_gates"],
-            champion=champion_version(settings),
-            score_date=date.fromisoformat(run["score_date"]),
+            champion=champion,
+            held_back=why_held_back(score_date, promoted_for(champion), record),
             seed=settings.pipeline["training"]["seed"],
         )
     return {**run, "evaluate": write_manifest(Path(run["run_dir"]), "evaluate", result)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 from churn.settings import Settings, redact_text
@@ -29,7 +30,7 @@ def use_mlflow(settings: Settings) -> str:
     from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 
     # MLflow's client takes basic-auth credentials only from the environment (or a credentials
-    # file); each Airflow task is its own process, so the export reaches no other task.
+    # file), so they are exported for this process; every task of a run uses the same login.
     if settings.mlflow_username:
         MLFLOW_TRACKING_USERNAME.set(settings.mlflow_username)
     if settings.mlflow_password:
@@ -62,6 +63,13 @@ def aliased_version(model_name: str, alias: str) -> Any | None:
     if alias not in registered.aliases:
         return None
     return client.get_model_version(model_name, registered.aliases[alias])
+
+
+def promoted_for(version: Any | None) -> date | None:
+    """The score date of the run that last made ``version`` champion, if it says."""
+    if version is None or PROMOTED_FOR_TAG not in version.tags:
+        return None
+    return date.fromisoformat(version.tags[PROMOTED_FOR_TAG])
 
 
 def champion_version(settings: Settings) -> Any | None:

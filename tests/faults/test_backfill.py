@@ -43,7 +43,7 @@ def run_pipeline(settings, score_date: date, run_type: str) -> dict:
 
 
 def stored_scores(settings, score_date: date) -> pd.DataFrame:
-    from churn.score import warehouse_engine
+    from churn.warehouse import warehouse_engine
 
     engine = warehouse_engine(settings.warehouse_url)
     try:
@@ -56,6 +56,11 @@ def stored_scores(settings, score_date: date) -> pd.DataFrame:
     finally:
         engine.dispose()
     return frame[COMPARED].reset_index(drop=True)
+
+
+def current_champion(settings) -> str:
+    use_mlflow(settings)
+    return str(champion_version(settings).version)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +85,7 @@ def test_a_later_date_promotes_a_better_model(history):
     settings, early, _, late = history
     assert early["package"]["promoted"] and late["package"]["promoted"]
     assert late["package"]["model_version"] != early["package"]["model_version"]
-    use_mlflow(settings)
-    assert str(champion_version(settings).version) == late["package"]["model_version"]
+    assert current_champion(settings) == late["package"]["model_version"]
 
 
 def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(history):
@@ -94,8 +98,7 @@ def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(
     assert backfill["score"]["model_version"] == early["score"]["model_version"]
     assert "scored 2026-11-20 before" in backfill["score"]["model_chosen_because"]
     pd.testing.assert_frame_equal(stored_scores(settings, EARLY), early_scores)
-    use_mlflow(settings)
-    assert str(champion_version(settings).version) == late["package"]["model_version"]
+    assert current_champion(settings) == late["package"]["model_version"]
 
 
 def test_backfill_of_a_date_never_scored_uses_the_champion_and_does_not_promote(history):
@@ -105,5 +108,19 @@ def test_backfill_of_a_date_never_scored_uses_the_champion_and_does_not_promote(
     assert backfill["package"]["promoted"] is False
     assert backfill["score"]["model_version"] == late["package"]["model_version"]
     assert len(stored_scores(settings, NEVER_SCORED)) == backfill["score"]["rows_written"] == 400
-    use_mlflow(settings)
-    assert str(champion_version(settings).version) == late["package"]["model_version"]
+    assert current_champion(settings) == late["package"]["model_version"]
+
+
+def test_a_rerun_after_a_code_change_keeps_the_dates_version(history, monkeypatch):
+    settings, _, _, late = history
+    before = stored_scores(settings, LATE)
+    # New code gives a new training fingerprint, so the rerun registers a new version.
+    monkeypatch.setenv("CHURN_CODE_VERSION", "0.2.0+gnewcode")
+    rerun = run_pipeline(settings, LATE, "manual")
+
+    assert rerun["package"]["reused_existing_version"] is False
+    assert rerun["package"]["model_version"] != late["package"]["model_version"]
+    assert rerun["evaluate"]["promote"] is False and "scored before by version" in rerun["evaluate"]["reason"]
+    assert rerun["score"]["model_version"] == late["package"]["model_version"]
+    pd.testing.assert_frame_equal(stored_scores(settings, LATE), before)
+    assert current_champion(settings) == late["package"]["model_version"]

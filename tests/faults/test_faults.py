@@ -20,15 +20,10 @@ import sqlalchemy as sa
 
 from churn.evaluate import run_evaluate
 from churn.package import run_package
-from churn.score import (
-    WarehouseError,
-    replace_scores,
-    run_score,
-    scores_table,
-    warehouse_engine,
-)
+from churn.score import run_score
 from churn.tracking import ModelUnavailableError, champion_version, use_mlflow
 from churn.train import run_train
+from churn.warehouse import WarehouseError, replace_scores, scores_table, warehouse_engine
 
 SCORE_DATE = date(2026, 11, 29)
 
@@ -95,7 +90,7 @@ WRITER = textwrap.dedent(
     from datetime import date
     import pandas as pd
     import sqlalchemy as sa
-    from churn.score import replace_scores, scores_table, warehouse_engine
+    from churn.warehouse import replace_scores, scores_table, warehouse_engine
     from datetime import UTC, datetime
     rows = pd.DataFrame({"customer_id": [f"new-{i}" for i in range(1_500_000)], "churn_probability": 0.9,
                          "risk_band": "high", "model_name": "churn-classifier", "model_version": "2",
@@ -211,6 +206,7 @@ def test_challenger_trained_on_shuffled_labels_is_never_promoted(promoted, tmp_p
     shuffled.to_parquet(shuffled_path)
     noisy = {
         **run,
+        "score_date": "2026-11-30",  # the next night: not a rerun, so only quality decides
         "run_dir": str(tmp_path),
         "feature": {**run["feature"], "training": {"path": str(shuffled_path)}},
     }

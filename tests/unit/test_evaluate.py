@@ -4,8 +4,15 @@ import mlflow
 import numpy as np
 import pytest
 
-from churn.evaluate import classification_metrics, decide_promotion, evaluate_challenger, top_decile_lift
+from churn.evaluate import (
+    classification_metrics,
+    decide_promotion,
+    evaluate_challenger,
+    top_decile_lift,
+    why_held_back,
+)
 from churn.tracking import use_mlflow
+from churn.warehouse import ScoringRecord
 
 
 def test_top_decile_lift_of_a_perfect_ranking():
@@ -43,29 +50,49 @@ def test_metrics_of_a_confident_perfect_model():
     ],
 )
 def test_promotion_rule(challenger, champion, promote, reason):
-    decision = decide_promotion(challenger, champion, min_auc=0.70, score_date=date(2026, 11, 29))
+    decision = decide_promotion(challenger, champion, min_auc=0.70)
     assert decision.promote is promote
     assert reason in decision.reason
 
 
+NOTHING_SCORED = ScoringRecord(None, None)
+
+
 @pytest.mark.parametrize(
-    ("score_date", "promote"),
-    [(date(2026, 11, 20), False), (date(2026, 11, 28), True), (date(2026, 11, 29), True)],
+    ("score_date", "promoted_for", "record", "held_back"),
+    [
+        (date(2026, 11, 29), None, NOTHING_SCORED, None),
+        (date(2026, 11, 29), date(2026, 11, 28), ScoringRecord(None, date(2026, 11, 28)), None),
+        (date(2026, 11, 28), date(2026, 11, 28), NOTHING_SCORED, None),
+        (
+            date(2026, 11, 29),
+            date(2026, 11, 29),
+            ScoringRecord("4", date(2026, 11, 29)),
+            "scored before by version 4",
+        ),
+        (date(2026, 11, 20), date(2026, 11, 28), NOTHING_SCORED, "before 2026-11-28"),
+        (date(2026, 11, 25), date(2026, 11, 20), ScoringRecord(None, date(2026, 11, 27)), "before 2026-11-27"),
+        (date(2026, 11, 20), None, ScoringRecord(None, date(2026, 11, 27)), "backfills"),
+    ],
 )
-def test_a_run_for_a_date_before_the_champions_never_promotes(score_date, promote):
-    decision = decide_promotion(
-        0.95, 0.80, min_auc=0.70, score_date=score_date, champion_promoted_for=date(2026, 11, 28)
-    )
-    assert decision.promote is promote
-    if not promote:
-        assert "backfills" in decision.reason and "2026-11-28" in decision.reason
+def test_reruns_and_backfills_are_held_back(score_date, promoted_for, record, held_back):
+    reason = why_held_back(score_date, promoted_for, record)
+    if held_back is None:
+        assert reason is None
+    else:
+        assert held_back in reason and "never move the champion" in reason
 
 
-def test_a_champion_under_another_contract_is_not_compared_but_the_floor_still_holds():
-    kwargs = {"min_auc": 0.70, "score_date": date(2026, 11, 29), "champion_contract_differs": True}
-    decision = decide_promotion(0.75, None, **kwargs)
+def test_a_held_back_run_never_promotes_however_good():
+    decision = decide_promotion(0.99, 0.70, min_auc=0.70, held_back="a backfill")
+    assert (decision.promote, decision.reason) == (False, "a backfill")
+
+
+def test_a_champion_that_cannot_score_the_rows_leaves_the_floor_to_decide():
+    incomparable = "champion version 3 was trained under another data contract and cannot score these rows"
+    decision = decide_promotion(0.75, None, min_auc=0.70, champion_incomparable=incomparable)
     assert decision.promote is True and "another data contract" in decision.reason
-    assert decide_promotion(0.65, None, **kwargs).promote is False
+    assert decide_promotion(0.65, None, min_auc=0.70, champion_incomparable=incomparable).promote is False
 
 
 def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, contract):
@@ -78,7 +105,7 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
         run["train"]["model_uri"],
         quality_gates={"min_test_roc_auc": 0.7, "operating_threshold": 0.5},
         champion=None,
-        score_date=date(2026, 11, 29),
+        held_back=None,
         seed=1,
     )
     assert result["promote"] is True
@@ -99,3 +126,35 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
         for name in ("roc_curve", "precision_recall_curve", "calibration_curve", "feature_importance")
     }
     assert tracked.data.tags["promotion_decision"] == "promote"
+
+
+def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(trained_run, contract):
+    import uuid
+
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from churn.evaluate import champion_auc_on
+    from churn.train import label_vector, model_inputs
+
+    run, settings = trained_run
+    use_mlflow(settings)
+    client = MlflowClient()
+    model_name = f"churn-contract-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model_name)
+    test = pd.read_parquet(run["train"]["test_path"])
+    # Rows shaped by a contract without PaymentMethod: the registered model needs that column.
+    inputs, labels = model_inputs(test, contract).drop(columns=["PaymentMethod"]), label_vector(test, contract)
+
+    other = mlflow.register_model(run["train"]["model_uri"], model_name, tags={"contract_sha256": "another"})
+    assert champion_auc_on(client.get_model_version(model_name, other.version), inputs, labels, contract) is None
+
+    same = mlflow.register_model(
+        run["train"]["model_uri"], model_name, tags={"contract_sha256": contract.fingerprint}
+    )
+    with pytest.raises(ValueError, match="PaymentMethod"):
+        champion_auc_on(client.get_model_version(model_name, same.version), inputs, labels, contract)
+    whole = champion_auc_on(
+        client.get_model_version(model_name, same.version), model_inputs(test, contract), labels, contract
+    )
+    assert 0.7 < whole <= 1.0
