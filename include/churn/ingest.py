@@ -70,6 +70,8 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
             f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
             "save it as UTF-8"
         ) from error
+    except pd.errors.EmptyDataError as error:
+        raise SourceError("it holds no header row: the file has only blank lines") from error
     except pd.errors.ParserError as error:
         raise SourceError(f"not well-formed CSV: {error}") from error
 

@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -71,12 +71,12 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
     pipeline: dict[str, Any]
-    # Basic-auth credentials for the MLflow server; kept out of repr so logs never show them.
-    mlflow_username: str | None = field(default=None, repr=False)
-    mlflow_password: str | None = field(default=None, repr=False)
+    # Basic-auth credentials for the MLflow server, from the churn_mlflow Connection.
+    mlflow_username: str | None = None
+    mlflow_password: str | None = None
 
     def __repr__(self) -> str:
-        # URLs may carry passwords; a logged Settings must not.
+        # URLs and the MLflow login may carry passwords; a logged Settings must not.
         return (
             f"Settings(state_dir={str(self.state_dir)!r}, warehouse_url={redact_url(self.warehouse_url)!r}, "
             f"mlflow_tracking_uri={redact_url(self.mlflow_tracking_uri)!r})"

@@ -28,6 +28,13 @@ def test_empty_file_is_named(contract, tmp_path: Path):
         validate_file(empty, contract, tmp_path)
 
 
+def test_file_of_blank_lines_is_named(contract, tmp_path: Path):
+    blank = tmp_path / "customers.csv"
+    blank.write_text("\n\n\n")
+    with pytest.raises(ContractViolation, match=r"customers\.csv\): cannot be read: it holds no header row"):
+        validate_file(blank, contract, tmp_path)
+
+
 def test_header_only_file_fails_the_row_count(snapshots, contract, tmp_path: Path):
     with pytest.raises(ContractViolation, match=r"expect_table_row_count_to_be_between.*observed 0"):
         validate_training(snapshots.training.head(0), contract, tmp_path)
