@@ -1,12 +1,12 @@
 """Data Validation: check each snapshot against its data contract with Great Expectations.
 
 A landed file that cannot be read at all (empty, binary, another encoding, damaged
-Parquet) is reported like any other broken rule. Validation then runs in two stages per
-snapshot. The first reads every cell as text, so a bad
-value is reported as it was written ("twelve" in ``tenure``), and checks the columns,
-the ids, types, allowed values and null rates. Only a snapshot that passes it is typed;
-the second stage then checks numeric ranges. Every stage's result is rendered into Great
-Expectations Data Docs (HTML) in the run folder, passed or failed.
+Parquet) is reported like any other broken rule, in the message and in the Data Docs.
+Readable snapshots are validated in two stages. The first reads every cell as text, so a
+bad value is reported as it was written ("twelve" in ``tenure``), and checks the columns,
+the ids, types, text values and null rates. Only a snapshot that passes it is typed; the
+second stage then checks numeric ranges and value sets. Every stage's result is rendered
+into Great Expectations Data Docs (HTML) in the run folder, passed or failed.
 """
 
 from __future__ import annotations
@@ -233,6 +233,14 @@ def _run_stage(context: Any, name: str, frame: pd.DataFrame, expectations: list[
     return next(iter(result.run_results.values()))
 
 
+def _record_unreadable(context: Any, name: str, problem: str) -> None:
+    """Put a file that cannot be read into the Data Docs too, as a failed check that says why."""
+    import great_expectations as gx
+
+    expectation = gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, description=problem)
+    _run_stage(context, f"{name}_unreadable", pd.DataFrame(), [expectation])
+
+
 def describe_failure(result: Any) -> str:
     """One line that says which expectation failed, on which column, with example values."""
     config = result.expectation_config
@@ -289,6 +297,7 @@ def validate_snapshots(snapshots: list[Snapshot], contract: Contract, run_dir: P
             text = text_view(read_snapshot_file(snapshot.path, snapshot.file_format))
         except SourceError as error:
             failures.append(f"{described}: cannot be read: {error}")
+            _record_unreadable(context, name, failures[-1])
             continue
         if not labelled and contract.label_column in text:
             text = text.drop(columns=[contract.label_column])

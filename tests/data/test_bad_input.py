@@ -19,13 +19,17 @@ def validate_file(path: Path, contract, run_dir: Path):
     return validate_snapshots([land(path, run_dir, "training")], contract, run_dir)
 
 
-def test_empty_file_is_named(contract, tmp_path: Path):
+def test_empty_file_is_named_in_the_message_and_the_report(contract, tmp_path: Path):
     empty = tmp_path / "customers.csv"
     empty.write_bytes(b"")
     with pytest.raises(
-        ContractViolation, match=r"training snapshot \(.*customers\.csv\): cannot be read: .*empty"
-    ):
+        ContractViolation, match=r"training snapshot \(.*customers\.csv\): cannot be read"
+    ) as caught:
         validate_file(empty, contract, tmp_path)
+    assert "the file is empty (0 bytes)" in str(caught.value)
+    assert caught.value.report.is_file() and str(caught.value.report) in str(caught.value)
+    pages = "".join(page.read_text() for page in (tmp_path / "data_docs").rglob("*.html"))
+    assert "cannot be read: the file is empty (0 bytes)" in pages
 
 
 def test_file_of_blank_lines_is_named(contract, tmp_path: Path):
