@@ -138,7 +138,7 @@ def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
             run_id=run["airflow_run_id"],
             scored_at=datetime.now(UTC),
         )
-        written = replace_scores(engine, table, score_date, scored)
+        written = replace_scores(engine, table, score_date, scored, seen=record)
         warehouse = redact_url(engine.url)
     result = {
         "rows_written": written,

@@ -90,17 +90,20 @@ def _insert_rows(connection: sa.Connection, table: sa.Table, records: list[dict[
         connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
 
 
-def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame) -> int:
+def replace_scores(
+    engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame, *, seen: ScoringRecord | None = None
+) -> int:
     """Replace exactly ``score_date``'s rows with ``rows`` in one transaction.
 
     Readers see the date's old rows until the commit and the new ones after it. On
     PostgreSQL, writers of the table take turns (a transaction-scoped advisory lock), so
     two runs of one date end with one complete set rather than a key conflict, and the
-    rows go in through COPY.
+    rows go in through COPY. With ``seen`` (the record the rows' model was chosen from),
+    the write is refused if another run has scored the date with another version since.
     """
     records = rows.assign(score_date=score_date).to_dict(orient="records")
     try:
-        _replace_in_transaction(engine, table, score_date, records)
+        _replace_in_transaction(engine, table, score_date, records, seen)
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
             f"writing {len(records)} scores for {score_date} to {table.fullname} at "
@@ -111,7 +114,11 @@ def replace_scores(engine: sa.Engine, table: sa.Table, score_date: date, rows: p
 
 
 def _replace_in_transaction(
-    engine: sa.Engine, table: sa.Table, score_date: date, records: list[dict[str, Any]]
+    engine: sa.Engine,
+    table: sa.Table,
+    score_date: date,
+    records: list[dict[str, Any]],
+    seen: ScoringRecord | None,
 ) -> None:
     postgres = engine.dialect.name == "postgresql"
     with engine.execution_options(write_lock=True).begin() as connection:
@@ -120,11 +127,27 @@ def _replace_in_transaction(
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
+        if seen is not None and records:
+            now = _version_for_date(connection, table, score_date, records[0]["model_name"])
+            if now not in {seen.version_for_date, records[0]["model_version"]}:
+                raise RuntimeError(
+                    f"another run scored {score_date} with version {now} while this one was scoring; a retry "
+                    "scores the date with that version"
+                )
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
         if postgres and engine.dialect.driver == "psycopg":
             _copy_rows(connection, table, records)
         else:
             _insert_rows(connection, table, records)
+
+
+def _version_for_date(connection: sa.Connection, table: sa.Table, score_date: date, model_name: str) -> str | None:
+    return connection.execute(
+        sa.select(table.c.model_version)
+        .where(table.c.model_name == model_name, table.c.score_date == score_date)
+        .order_by(table.c.scored_at.desc())
+        .limit(1)
+    ).scalar()
 
 
 @contextmanager
@@ -139,18 +162,14 @@ def open_scores_table(settings: Settings) -> Iterator[tuple[sa.Engine, sa.Table]
 
 def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:
     """Which version of ``model_name`` scored ``score_date``, and the latest date it scored."""
-    of_model = table.c.model_name == model_name
     try:
         if not sa.inspect(engine).has_table(table.name, schema=table.schema):
             return ScoringRecord(None, None)
         with engine.connect() as connection:
-            version = connection.execute(
-                sa.select(table.c.model_version)
-                .where(of_model, table.c.score_date == score_date)
-                .order_by(table.c.scored_at.desc())
-                .limit(1)
+            version = _version_for_date(connection, table, score_date, model_name)
+            latest = connection.execute(
+                sa.select(sa.func.max(table.c.score_date)).where(table.c.model_name == model_name)
             ).scalar()
-            latest = connection.execute(sa.select(sa.func.max(table.c.score_date)).where(of_model)).scalar()
     except sa.exc.SQLAlchemyError as error:
         raise WarehouseError(
             f"reading {table.fullname} at {redact_url(engine.url)} failed before anything was written; the "

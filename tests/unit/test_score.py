@@ -259,3 +259,14 @@ def test_sqlite_readers_do_not_take_the_write_lock(tmp_path):
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_a_write_is_refused_when_another_run_scored_the_date_meanwhile(warehouse):
+    engine, table = warehouse
+    seen = scoring_record(engine, table, date(2026, 11, 29), "churn-classifier")
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["a"], version="5"))  # the other run
+    with pytest.raises(WarehouseError, match=r"another run scored 2026-11-29 with version 5 .*a retry"):
+        replace_scores(engine, table, date(2026, 11, 29), _rows(["b"], version="4"), seen=seen)
+    assert _stored(engine, table)["customer_id"].tolist() == ["a"]
+    replace_scores(engine, table, date(2026, 11, 29), _rows(["b", "c"], version="5"), seen=seen)
+    assert _stored(engine, table)["customer_id"].tolist() == ["b", "c"]
