@@ -104,6 +104,9 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
             f"(model version {', '.join(state.model_versions)}, mean churn probability "
             f"{'n/a' if state.mean_probability is None else f'{state.mean_probability:.3f}'})"
         )
+        lines.append(
+            f"             version {scored['model_version']} scored because {scored['model_chosen_because']}"
+        )
     missing = [phase for phase in PHASES if phase not in manifests]
     if missing:
         lines.append(f"  NOT DONE   {', '.join(missing)}")

@@ -7,6 +7,7 @@ with the version that scored that date before and must not move the champion bac
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from churn.feature import run_feature
 from churn.generate import make_snapshots, write_snapshots
 from churn.ingest import run_ingest
 from churn.package import run_package
+from churn.report import summarize_run
 from churn.score import run_score
 from churn.settings import load_settings
 from churn.tracking import champion_version, use_mlflow
@@ -97,6 +99,8 @@ def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(
     assert "backfills" in backfill["evaluate"]["reason"]
     assert backfill["score"]["model_version"] == early["score"]["model_version"]
     assert "scored 2026-11-20 before" in backfill["score"]["model_chosen_because"]
+    summary, finished = summarize_run(Path(backfill["run_dir"]), settings)
+    assert finished and f"version {early['score']['model_version']} scored because it scored 2026-11-20" in summary
     pd.testing.assert_frame_equal(stored_scores(settings, EARLY), early_scores)
     assert current_champion(settings) == late["package"]["model_version"]
 
