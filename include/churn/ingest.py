@@ -8,7 +8,6 @@ be read at all, is validation's job: every input problem is reported in one plac
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Callable
 from datetime import date, datetime
@@ -17,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from churn.manifest import recording_failure, write_manifest
+from churn.manifest import recording_failure, write_manifest, writing_atomically
 from churn.settings import Settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 
@@ -77,20 +76,16 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
-    """Write Parquet under a temporary name, then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    frame.to_parquet(partial, index=False)
-    os.replace(partial, path)
+    """Write Parquet so that readers never see half a file."""
+    with writing_atomically(path) as partial:
+        frame.to_parquet(partial, index=False)
     return path
 
 
 def copy_atomically(source: Path, destination: Path) -> Path:
-    """Copy a file under a temporary name, then rename, so readers never see half a copy."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, destination)
+    """Copy a file so that readers never see half a copy."""
+    with writing_atomically(destination) as partial:
+        shutil.copyfile(source, partial)
     return destination
 
 

@@ -16,13 +16,20 @@ from typing import Any
 from churn.settings import redact_text
 
 
-def write_manifest(run_dir: Path, phase: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Store ``result`` as ``<run_dir>/manifests/<phase>.json`` atomically and return it."""
-    path = run_dir / "manifests" / f"{phase}.json"
+@contextmanager
+def writing_atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed onto ``path`` once the write is
+    done, so readers see the old file or the whole new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(result, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    yield partial
     os.replace(partial, path)
+
+
+def write_manifest(run_dir: Path, phase: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Store ``result`` as ``<run_dir>/manifests/<phase>.json`` atomically and return it."""
+    with writing_atomically(run_dir / "manifests" / f"{phase}.json") as partial:
+        partial.write_text(json.dumps(result, indent=2, sort_keys=True, default=str), encoding="utf-8")
     return result
 
 
