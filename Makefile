@@ -16,27 +16,106 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install data airflow-db demo test lint airflow mlflow clean
+.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow clean
 
-# The Compose Specification's JSON schema, taken from a PyPI wheel that ships it, for the
-# test that validates docker-compose.yaml where no Docker engine runs. Its code is never run.
+# pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
+# locks every transitive version. Airflow's own constraints file is used first when reachable.
+AIRFLOW_VERSION := $(shell sed -n 's/^ *"apache-airflow==\([^"]*\)".*/\1/p' pyproject.toml)
+POSTGRES_PROVIDER_VERSION := $(shell sed -n 's/^ *"apache-airflow-providers-postgres==\([^"]*\)".*/\1/p' pyproject.toml)
+PYTHON_MINOR = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+AIRFLOW_CONSTRAINTS_URL = https://raw.githubusercontent.com/apache/airflow/constraints-$(AIRFLOW_VERSION)/constraints-$(PYTHON_MINOR).txt
+AIRFLOW_CONSTRAINTS := $(VENV)/airflow-constraints.txt
+LOCK_VENV ?= $(or $(TMPDIR),/tmp)/churn-pipeline-lock-venv
+
+# The Compose Specification's JSON schema (the official one, draft 2020-12), as check-jsonschema
+# vendors it in its PyPI wheel, for the test that validates docker-compose.yaml where no Docker
+# engine runs. The wheel is only unpacked; its code is never installed or run.
 COMPOSE_SCHEMA := $(VENV)/share/compose-spec/compose_spec.json
-COMPOSE_SCHEMA_WHEEL := docker-compose==1.29.2
+COMPOSE_SCHEMA_VERSION := 0.39.0
+COMPOSE_SCHEMA_WHEEL := $(VENV)/share/compose-spec/check_jsonschema-$(COMPOSE_SCHEMA_VERSION)-py3-none-any.whl
+
+# Fetches Airflow's constraints with a 10 s limit on the whole attempt (DNS included) and says
+# in one line whether they are used; never fails the install.
+define FETCH_AIRFLOW_CONSTRAINTS
+import sys, threading, urllib.request
+
+url, dest = sys.argv[1:]
+result = {}
+
+
+def fetch():
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result["text"] = response.read()
+    except Exception as error:
+        result["error"] = error
+
+
+thread = threading.Thread(target=fetch, daemon=True)
+thread.start()
+thread.join(10)
+if b"apache-airflow-providers-postgres==" in result.get("text", b""):
+    open(dest, "wb").write(result["text"])
+    print(f"install: using Airflow's constraints from {url}")
+else:
+    reason = result.get("error") or ("no answer in 10 s" if thread.is_alive() else "not a constraints file")
+    print(f"install: Airflow's constraints not reachable ({reason}); constraints.txt alone pins the install")
+endef
+export FETCH_AIRFLOW_CONSTRAINTS
 
 install: $(VENV)/.installed $(COMPOSE_SCHEMA)
 
-$(VENV)/.installed: requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
-	touch $@
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "install: creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "install: upgrading pip"
+	@$(BIN)/pip install --quiet --upgrade pip
+	@rm -f $(AIRFLOW_CONSTRAINTS)
+	@$(BIN)/python -c "$$FETCH_AIRFLOW_CONSTRAINTS" "$(AIRFLOW_CONSTRAINTS_URL)" "$(AIRFLOW_CONSTRAINTS)"
+	@if [ -f "$(AIRFLOW_CONSTRAINTS)" ]; then \
+	  echo "install: apache-airflow==$(AIRFLOW_VERSION) and its Postgres provider with Airflow's constraints"; \
+	  $(BIN)/pip install --quiet -c "$(AIRFLOW_CONSTRAINTS)" \
+	    apache-airflow==$(AIRFLOW_VERSION) apache-airflow-providers-postgres==$(POSTGRES_PROVIDER_VERSION); \
+	fi
+	@echo "install: the project and its dev extra, every version from constraints.txt"
+	@$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $@
 
-$(COMPOSE_SCHEMA): | $(VENV)/.installed
-	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/share/compose-spec $(COMPOSE_SCHEMA_WHEEL)
-	$(BIN)/python -c "import glob, sys, zipfile; \
-	wheel = zipfile.ZipFile(glob.glob('$(VENV)/share/compose-spec/docker_compose-*.whl')[0]); \
-	open(sys.argv[1], 'wb').write(wheel.read('compose/config/compose_spec.json'))" $@
+$(COMPOSE_SCHEMA): $(COMPOSE_SCHEMA_WHEEL)
+	@$(BIN)/python -c "import sys, zipfile; \
+	wheel = zipfile.ZipFile(sys.argv[1]); \
+	open(sys.argv[2], 'wb').write(wheel.read('check_jsonschema/builtin_schemas/vendor/compose-spec.json'))" $< $@
+
+$(COMPOSE_SCHEMA_WHEEL): | $(VENV)/.installed
+	@echo "install: the Compose Specification schema from check-jsonschema==$(COMPOSE_SCHEMA_VERSION)"
+	@rm -f $(dir $@)*.whl
+	@$(BIN)/pip download --quiet --no-deps --dest $(dir $@) check-jsonschema==$(COMPOSE_SCHEMA_VERSION)
+
+# Rewrites constraints.txt: resolves pyproject.toml's dependencies and dev extra afresh in a
+# throwaway venv and freezes the result. Run it after changing a pin, then `make install test`.
+lock:
+	@echo "lock: resolving pyproject.toml's dependencies and dev extra in a fresh $(LOCK_VENV)"
+	@rm -rf $(LOCK_VENV)
+	@$(PYTHON) -m venv $(LOCK_VENV)
+	@$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	@$(LOCK_VENV)/bin/pip install --quiet -e ".[dev]"
+	@{ \
+	  echo "# The lock: every distribution, direct and transitive, that pyproject.toml's dependencies"; \
+	  echo "# and its dev extra resolve to. \`make install\` installs with \`pip install -c constraints.txt"; \
+	  echo "# -e \".[dev]\"\`; the Dockerfile installs the runtime dependencies only, with the same file."; \
+	  echo "#"; \
+	  echo "# Produced by \`make lock\` on $$(date -u +%F) ($$(uname -s) $$(uname -m), $$($(LOCK_VENV)/bin/python -V), $$($(LOCK_VENV)/bin/pip -V | cut -d' ' -f1-2)):"; \
+	  echo "#   python3.11 -m venv VENV && VENV/bin/pip install --upgrade pip"; \
+	  echo "#   VENV/bin/pip install -e \".[dev]\"     # resolves afresh, no constraints"; \
+	  echo "#   VENV/bin/pip freeze --exclude-editable  # everything below this header"; \
+	  echo "# Regenerate it the same way with \`make lock\` after changing pyproject.toml, then run"; \
+	  echo "# \`make install test\`. Airflow's published constraints file (constraints-$(AIRFLOW_VERSION)/constraints-3.11.txt"; \
+	  echo "# in apache/airflow) is not an input: it is out of reach of this project's machines and CI."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable; \
+	} > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@rm -rf $(LOCK_VENV)
+	@echo "lock: wrote constraints.txt with $$(grep -c '==' constraints.txt) pins"
 
 # Demo snapshots from the bundled generator; delete them (or `make clean`) to regenerate.
 data: $(CHURN_HOME)/sources/training.csv
@@ -56,6 +135,10 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The quick suites: DAG integrity, unit and data-contract tests.
+test-fast: install lint
+	$(BIN)/pytest tests/dags tests/unit tests/data
 
 airflow: install data airflow-db
 	$(BIN)/airflow standalone

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -42,13 +43,18 @@ def env_example() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def compose_validator() -> jsonschema.Draft201909Validator:
+def compose_validator() -> jsonschema.Draft202012Validator:
     if not COMPOSE_SCHEMA.is_file():
         message = f"Compose schema missing at {COMPOSE_SCHEMA}; `make install` fetches it"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    draft = schema.get("$schema")
+    assert draft == "https://json-schema.org/draft/2020-12/schema", (
+        f"{COMPOSE_SCHEMA} is {draft}; run `make install`"
+    )
+    return jsonschema.Draft202012Validator(schema)
 
 
 def test_compose_file_follows_the_compose_specification(compose, compose_validator):
@@ -135,11 +141,29 @@ def test_real_env_file_is_never_committed():
     assert ".env" in ignored
 
 
+def pyproject_pins(group: str = "runtime") -> dict[str, str]:
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] if group == "runtime" else project["optional-dependencies"][group]
+    pins = [re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", r) for r in requirements]
+    return {pin[1].lower().replace("_", "-"): pin[2] for pin in pins if pin}
+
+
 def test_image_builds_on_the_airflow_version_the_project_pins():
     dockerfile = (PROJECT_DIR / "Dockerfile").read_text()
-    pinned = re.search(r"^apache-airflow==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.M)[1]
+    pinned = pyproject_pins()["apache-airflow"]
     assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", dockerfile, re.M)
-    assert "requirements.txt" in dockerfile
+    assert "constraints.txt" in dockerfile
+    assert "[dev]" not in dockerfile, "the image carries the runtime dependencies only"
+
+
+def test_the_lock_holds_every_version_pyproject_pins():
+    locked = {}
+    for line in (PROJECT_DIR / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[name.lower().replace("_", "-")] = version
+    for name, version in {**pyproject_pins(), **pyproject_pins("dev")}.items():
+        assert locked.get(name) == version, f"{name}=={version} in pyproject.toml, {locked.get(name)} in the lock"
 
 
 def test_astro_settings_declare_the_pipeline_connections_with_placeholders():
