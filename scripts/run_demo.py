@@ -27,9 +27,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from airflow.dag_processing.dagbag import DagBag
+    from run_report import summarize_run
     from sqlalchemy.engine import make_url
 
-    from churn.report import summarize_run
+    from churn.airflow_connections import task_settings
     from churn.settings import redact_url
 
     dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
@@ -40,10 +41,7 @@ def main() -> int:
     conf = {"score_date": args.score_date, **dict(item.split("=", 1) for item in args.conf)}
     dag_run = dag.test(run_conf=conf)
 
-    sys.path.insert(0, str(DAGS_FOLDER))
-    from churn_pipeline import runtime_settings
-
-    settings = runtime_settings()
+    settings = task_settings(warehouse=True, mlflow=True)
     summary, finished = summarize_run(settings.run_dir(args.score_date, dag_run.run_id), settings)
     print(f"\n=== churn_pipeline run {dag_run.run_id}: {dag_run.state} ===")
     print(summary)
@@ -51,7 +49,7 @@ def main() -> int:
     if not succeeded:
         print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")
         return 1
-    query = f"select risk_band, count(*) from {settings.scores_table} group by 1"
+    query = f"select risk_band, count(*) from {settings.config.warehouse.table} group by 1"
     reader = (
         f'sqlite3 {make_url(settings.warehouse_url).database} "{query}"'
         if settings.warehouse_url.startswith("sqlite")

@@ -53,28 +53,26 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
     finished = all(phase in manifests for phase in PHASES)
     lines = [f"Run folder: {run_dir}"]
     if "ingest" in manifests:
-        ingested = manifests["ingest"]
-        for name in ("training", "scoring"):
-            landed = ingested[name]
+        for name, landed in (("training", manifests["ingest"].training), ("scoring", manifests["ingest"].scoring)):
             lines.append(
-                f"  ingested   {name} snapshot from {landed['source']} ({landed['bytes']:,} bytes, "
-                f"sha256 {landed['sha256'][:12]})"
+                f"  ingested   {name} snapshot from {landed.source} ({landed.bytes:,} bytes, "
+                f"sha256 {landed.sha256[:12]})"
             )
     if "validate" in manifests:
         checked = manifests["validate"]
         lines.append(
-            f"  validated  training {checked['training']['rows']} rows ({checked['training']['expectations']} "
-            f"expectations), scoring {checked['scoring']['rows']} rows "
-            f"({checked['scoring']['expectations']}) against contract {checked['contract']}"
+            f"  validated  training {checked.training.rows} rows ({checked.training.expectations} "
+            f"expectations), scoring {checked.scoring.rows} rows "
+            f"({checked.scoring.expectations}) against contract {checked.contract_name}"
         )
-        lines.append(f"             report: {checked['report']}")
+        lines.append(f"             report: {checked.report}")
     use_mlflow(settings)
     if "train" in manifests:
         trained = manifests["train"]
-        tracked = mlflow.get_run(trained["mlflow_run_id"]).data
+        tracked = mlflow.get_run(trained.mlflow_run_id).data
         lines.append(
-            f"  trained    {trained['model_family']} chosen by cross-validated ROC AUC "
-            f"{tracked.metrics['cv_roc_auc']:.4f} (MLflow run {trained['mlflow_run_id']})"
+            f"  trained    {trained.model_family} chosen by cross-validated ROC AUC "
+            f"{tracked.metrics['cv_roc_auc']:.4f} (MLflow run {trained.mlflow_run_id})"
         )
         if "test_roc_auc" in tracked.metrics:
             lines.append(
@@ -90,27 +88,26 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
         packaged = manifests["package"]
         champion = champion_version(settings)
         lines.append(
-            f"  packaged   {packaged['model_name']} version {packaged['model_version']}"
-            f"{' (reused: same training fingerprint)' if packaged['reused_existing_version'] else ''}; "
-            f"promoted: {'yes' if packaged['promoted'] else 'no'}; champion is now version "
+            f"  packaged   {packaged.model_name} version {packaged.model_version}"
+            f"{' (reused: same training fingerprint)' if packaged.reused_existing_version else ''}; "
+            f"promoted: {'yes' if packaged.promoted else 'no'}; champion is now version "
             f"{champion.version if champion else 'none'}"
         )
     if "score" in manifests:
         scored = manifests["score"]
-        state = warehouse_state(settings, date.fromisoformat(scored["score_date"]))
+        score_date = scored.run.score_date
+        state = warehouse_state(settings, score_date)
+        mean = "n/a" if state.mean_probability is None else f"{state.mean_probability:.3f}"
         lines.append(
-            f"  scored     {scored['rows_written']} rows written; table {scored['table']} at "
-            f"{scored['warehouse']} now holds {state.rows} rows for {scored['score_date']} "
-            f"(model version {', '.join(state.model_versions)}, mean churn probability "
-            f"{'n/a' if state.mean_probability is None else f'{state.mean_probability:.3f}'})"
+            f"  scored     {scored.rows_written} rows written; table {scored.table} at {scored.warehouse} now "
+            f"holds {state.rows} rows for {score_date} (model version {', '.join(state.model_versions)}, "
+            f"mean churn probability {mean})"
         )
-        lines.append(
-            f"             version {scored['model_version']} scored because {scored['model_chosen_because']}"
-        )
+        lines.append(f"             version {scored.model_version} scored because {scored.model_chosen_because}")
     missing = [phase for phase in PHASES if phase not in manifests]
     if missing:
         lines.append(f"  NOT DONE   {', '.join(missing)}")
     if "failed" in manifests:
         failure = manifests["failed"]
-        lines.append(f"\nFAILED at {failure['phase']} ({failure['error_type']}):\n{failure['error']}")
+        lines.append(f"\nFAILED at {failure.phase} ({failure.error_type}):\n{failure.error}")
     return "\n".join(lines), finished

@@ -1,14 +1,18 @@
-"""Shared fixtures. Every test runs against throwaway state, never the developer's .churn."""
+"""Shared fixtures and helpers. Every test runs against throwaway state, never the developer's .churn."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+SCORE_DATE = date(2026, 11, 29)
 # The issue's RACI table, restated independently of raci.yaml so a wrong edit there fails here.
 EXPECTED_OWNERS = {
     "ingest": "data_engineer",
@@ -22,12 +26,21 @@ EXPECTED_OWNERS = {
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="churn-tests-"))
 
 # Set before anything imports Airflow, so Airflow reads this configuration and no other.
+# Session-wide on purpose (a test that changes one uses monkeypatch, which restores it).
 os.environ["AIRFLOW_HOME"] = str(_SESSION_STATE / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_DIR / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["CHURN_HOME"] = str(_SESSION_STATE / "churn")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
-for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL", "AIRFLOW_CONN_CHURN_WAREHOUSE"):
+# Where the developer's own setup would point the pipeline: never inherited by a test.
+INHERITED_SETTINGS = (
+    "MLFLOW_TRACKING_URI",
+    "CHURN_WAREHOUSE_URL",
+    "CHURN_PIPELINE_CONFIG",
+    "AIRFLOW_CONN_CHURN_WAREHOUSE",
+    "AIRFLOW_CONN_CHURN_MLFLOW",
+)
+for inherited in INHERITED_SETTINGS:
     os.environ.pop(inherited, None)
 
 
@@ -80,31 +93,151 @@ def write_csv(frame, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, snapshots):
-    """One real pass of ingest, validate, feature and train on small data, in its own state."""
-    from datetime import date
+def land(path: Path, run_dir: Path, name: str, *, labelled: bool = True):
+    """Land a file as ingest does and describe it as validation receives it."""
+    from churn.ingest import land_snapshot
+    from churn.sources import parse_source
+    from churn.validate import Snapshot
 
+    landed = land_snapshot(parse_source(str(path)), run_dir / "raw", name)
+    return Snapshot(name, landed.path, landed.format, labelled=labelled, source=landed.source)
+
+
+def validate_training(frame, contract, run_dir: Path):
+    """Validate ``frame`` as the run's only (training) snapshot."""
+    from churn.validate import validate_snapshots
+
+    return validate_snapshots(
+        [land(write_csv(frame, run_dir / "training.csv"), run_dir, "training")], contract, run_dir
+    )
+
+
+def quick_settings(settings):
+    """``settings`` with both model families kept but made small, so a test trains in seconds."""
+    from churn.settings import CandidatesConfig, HistGradientBoostingParams, LogisticRegressionParams
+
+    training = settings.config.training.model_copy(
+        update={
+            "cv_folds": 3,
+            "candidates": CandidatesConfig(
+                logistic_regression=LogisticRegressionParams(),
+                hist_gradient_boosting=HistGradientBoostingParams(max_iter=30),
+            ),
+        }
+    )
+    return settings.overridden(config=settings.config.model_copy(update={"training": training}))
+
+
+def run_parameters(training: Path | str, scoring: Path | str, score_date: date = SCORE_DATE) -> dict:
+    """The trigger parameters of a run, as Airflow hands them to ``ingest``."""
+    return {
+        "training_source": str(training),
+        "scoring_source": str(scoring),
+        "contract": "telco_churn",
+        "score_date": score_date.isoformat(),
+    }
+
+
+def ingest_for(settings, params: dict, run_type: str = "manual"):
+    """``ingest`` as the DAG's task calls it, for a run of ``run_type`` on the date in ``params``."""
+    from churn.ingest import run_ingest
+
+    return run_ingest(
+        params,
+        airflow_run_id=f"{run_type}__{params['score_date']}T02:00:00+00:00",
+        logical_date=None,
+        run_after=datetime(2026, 11, 29, 2, tzinfo=UTC),
+        settings=settings,
+    )
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The records of one real pass of ingest, validate, feature and train, and its settings."""
+
+    landed: object
+    validated: object
+    features: object
+    trained: object
+    settings: object
+
+
+def train_a_run(home: Path, snapshots) -> TrainedRun:
+    """A real pass of ingest, validate, feature and train in state of its own under ``home``,
+    on ``snapshots``, with a small model."""
     from churn.feature import run_feature
     from churn.generate import write_snapshots
-    from churn.ingest import run_ingest
     from churn.settings import load_settings
     from churn.train import run_train
     from churn.validate import run_validate
 
-    home = tmp_path_factory.mktemp("trained_run")
-    settings = load_settings({"CHURN_HOME": str(home)})
+    settings = quick_settings(load_settings({"CHURN_HOME": str(home)}))
     files = write_snapshots(snapshots, home / "sources")
-    run = run_ingest(
-        settings,
+    landed = ingest_for(settings, run_parameters(files["training"], files["scoring"]))
+    validated = run_validate(landed)
+    features = run_feature(validated)
+    return TrainedRun(landed, validated, features, run_train(features, settings), settings)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, snapshots) -> TrainedRun:
+    """One real pass up to training, shared by the tests that only read what it made."""
+    return train_a_run(tmp_path_factory.mktemp("trained_run"), snapshots)
+
+
+def run_context(run_dir: Path):
+    """A run's context for ``SCORE_DATE`` in ``run_dir``, for tests that build phase results by hand."""
+    from churn.handoffs import RunContext
+
+    return RunContext(
         airflow_run_id="manual__2026-11-29T02:00:00+00:00",
-        score_date=date(2026, 11, 29),
-        training_source=str(files["training"]),
-        scoring_source=str(files["scoring"]),
+        score_date=SCORE_DATE,
+        run_dir=run_dir,
         contract="telco_churn",
-        connection_url=lambda conn_id: None,
     )
-    return run_train(run_feature(run_validate(run)), settings), settings
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def score_rows(ids, *, probability=0.5, version="1", band="medium"):
+    """Rows as ``score`` writes them to the warehouse, for ``ids``."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "customer_id": list(ids),
+            "churn_probability": probability,
+            "risk_band": band,
+            "model_name": "churn-classifier",
+            "model_version": version,
+            "run_id": f"run-{version}",
+            "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
+        }
+    )
+
+
+def stored_scores(url: str, score_date: date | None = None):
+    """What the warehouse's scores table holds (for one date, if given), ordered by date and customer."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from churn.warehouse import scores_table, warehouse_engine
+
+    engine = warehouse_engine(url)
+    table = scores_table(sa.MetaData(), "churn_scores", None)
+    query = sa.select(table).order_by(table.c.score_date, table.c.customer_id)
+    if score_date is not None:
+        query = query.where(table.c.score_date == score_date)
+    try:
+        with engine.connect() as connection:
+            return pd.read_sql(query, connection)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -5,4 +5,9 @@ heavy libraries (pandas, scikit-learn, MLflow, Great Expectations) are imported 
 the phase modules that need them.
 """
 
+import os
+
+# Great Expectations would otherwise try to send usage statistics, and there is no network.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
 __version__ = "0.1.0"

@@ -1,66 +1,154 @@
 """The data contract: one YAML file that says what a churn table must look like.
 
 Validation, typing and feature engineering all read the contract, so a different churn
-table needs only its own contract file.
+table needs only its own contract file. The file is read into typed objects that refuse
+unknown keys, so a misspelt rule fails at ``validate`` instead of being ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BeforeValidator, Field, PositiveInt, model_validator
 
-COLUMN_TYPES = frozenset({"string", "category", "integer", "number"})
-DERIVED_KINDS = frozenset({"band", "ratio", "count_equal"})
-EXTRA_COLUMN_POLICIES = frozenset({"reject", "allow"})
+from churn.documents import ConfigurationError, Strict, parse_document
+
+# YAML reads an unquoted label such as 1 or Yes as a number or a boolean; labels compare as text.
+LabelText = Annotated[str, BeforeValidator(str)]
 
 
-class ContractError(ValueError):
+class ContractError(ConfigurationError):
     """The contract file itself is missing or malformed."""
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
+class ColumnSpec(Strict):
     name: str
-    type: str
-    values: tuple[Any, ...] | None = None
+    type: Literal["string", "category", "integer", "number"]
+    values: tuple[str | int | float, ...] | None = None
     min: float | None = None
     max: float | None = None
     nullable: bool = False
-    max_null_fraction: float = 0.0
+    # Share of blank cells allowed: 0 unless the column is nullable (then 1 unless given).
+    max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     unique: bool = False
-    max_length: int | None = None
+    max_length: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_fraction_follows_nullable(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        if not raw.get("nullable", False):
+            return {**raw, "max_null_fraction": 0.0}
+        return {"max_null_fraction": 1.0, **raw}
+
+    @model_validator(mode="after")
+    def _numeric_values_are_numbers(self) -> ColumnSpec:
+        numbers = all(isinstance(value, int | float) for value in self.values or ())
+        if self.is_numeric and not numbers:
+            raise ValueError(f"column {self.name!r}: the values of a numeric column must be numbers")
+        return self
 
     @property
     def is_numeric(self) -> bool:
         return self.type in {"integer", "number"}
 
 
-@dataclass(frozen=True)
-class DerivedFeature:
+class BandFeature(Strict):
+    """A numeric column cut into labelled bands at ``edges`` (upper edges inclusive)."""
+
+    kind: Literal["band"]
     name: str
-    kind: str
-    options: dict[str, Any] = field(default_factory=dict)
+    column: str
+    edges: tuple[int | float, ...] = Field(min_length=1)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.column]
 
 
-@dataclass(frozen=True)
-class Contract:
+class RatioFeature(Strict):
+    """``numerator / denominator``, or ``fallback`` where the ratio is undefined."""
+
+    kind: Literal["ratio"]
+    name: str
+    numerator: str
+    denominator: str
+    fallback: str | None = None
+
+    @property
+    def inputs(self) -> list[str]:
+        return [c for c in (self.numerator, self.denominator, self.fallback) if c is not None]
+
+
+class CountEqualFeature(Strict):
+    """How many of ``columns`` hold ``value`` in each row."""
+
+    kind: Literal["count_equal"]
+    name: str
+    columns: tuple[str, ...] = Field(min_length=1)
+    value: LabelText
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.columns)
+
+
+DerivedFeature = Annotated[BandFeature | RatioFeature | CountEqualFeature, Field(discriminator="kind")]
+
+
+class LabelSpec(Strict):
+    column: str
+    positive: LabelText
+    negative: LabelText
+
+
+class Contract(Strict):
     name: str
     id_column: str
-    label_column: str
-    positive_label: str
-    negative_label: str
-    extra_columns: str
-    min_training_rows: int
-    label_leakage_auc: float
+    label: LabelSpec
+    extra_columns: Literal["reject", "allow"] = "reject"
+    min_training_rows: PositiveInt = 100
+    label_leakage_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.99
     columns: dict[str, ColumnSpec]
-    derived_features: tuple[DerivedFeature, ...]
-    fingerprint: str
-    source: str
+    derived_features: tuple[DerivedFeature, ...] = ()
+    # Not written in the file: where it came from and a hash of its text.
+    fingerprint: str = ""
+    source: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _columns_know_their_names(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("columns"), dict):
+            named = {name: {**(spec or {}), "name": name} for name, spec in raw["columns"].items()}
+            return {**raw, "columns": named}
+        return raw
+
+    @model_validator(mode="after")
+    def _references_are_declared(self) -> Contract:
+        for required in (self.id_column, self.label.column):
+            if required not in self.columns:
+                raise ValueError(f"{required!r} is not among its columns")
+        for feature in self.derived_features:
+            missing = [column for column in feature.inputs if column not in self.columns]
+            if missing:
+                raise ValueError(f"derived feature {feature.name!r} uses undeclared columns {missing}")
+        return self
+
+    @property
+    def label_column(self) -> str:
+        return self.label.column
+
+    @property
+    def positive_label(self) -> str:
+        return self.label.positive
+
+    @property
+    def negative_label(self) -> str:
+        return self.label.negative
 
     @property
     def feature_columns(self) -> list[str]:
@@ -72,93 +160,12 @@ class Contract:
         return [c for c in self.columns if labelled or c != self.label_column]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _column_spec(name: str, raw: dict[str, Any]) -> ColumnSpec:
-    column_type = raw.get("type")
-    if column_type not in COLUMN_TYPES:
-        raise ContractError(f"column {name!r}: type {column_type!r} is not one of {sorted(COLUMN_TYPES)}")
-    unknown_keys = set(raw) - {f for f in ColumnSpec.__dataclass_fields__ if f != "name"}
-    if unknown_keys:
-        raise ContractError(f"column {name!r}: unknown keys {sorted(unknown_keys)}")
-    values = raw.get("values")
-    if values is not None and not isinstance(values, list):
-        raise ContractError(f"column {name!r}: values must be a list")
-    nullable = bool(raw.get("nullable", False))
-    max_null_fraction = float(raw.get("max_null_fraction", 1.0 if nullable else 0.0))
-    if not 0.0 <= max_null_fraction <= 1.0:
-        raise ContractError(f"column {name!r}: max_null_fraction must be between 0 and 1")
-    max_length = raw.get("max_length")
-    if max_length is not None and (
-        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-    ):
-        raise ContractError(f"column {name!r}: max_length must be a positive whole number")
-    numeric = column_type in {"integer", "number"}
-    if numeric and values is not None and not all(_is_number(value) for value in values):
-        raise ContractError(f"column {name!r}: the values of a numeric column must be numbers")
-    return ColumnSpec(
-        name=name,
-        type=column_type,
-        values=tuple(values) if values is not None else None,
-        min=raw.get("min"),
-        max=raw.get("max"),
-        nullable=nullable,
-        max_null_fraction=max_null_fraction if nullable else 0.0,
-        unique=bool(raw.get("unique", False)),
-        max_length=max_length,
-    )
-
-
-def _derived_feature(raw: dict[str, Any], columns: dict[str, ColumnSpec]) -> DerivedFeature:
-    name, kind = raw.get("name"), raw.get("kind")
-    if not name or kind not in DERIVED_KINDS:
-        raise ContractError(f"derived feature {raw!r} needs a name and a kind from {sorted(DERIVED_KINDS)}")
-    options = {k: v for k, v in raw.items() if k not in {"name", "kind"}}
-    referenced = [options.get(key) for key in ("column", "numerator", "denominator", "fallback")]
-    referenced += list(options.get("columns", []))
-    missing = [c for c in referenced if c is not None and c not in columns]
-    if missing:
-        raise ContractError(f"derived feature {name!r} uses undeclared columns {missing}")
-    return DerivedFeature(name=name, kind=kind, options=options)
-
-
 def parse_contract(text: str, source: str) -> Contract:
-    """Build a :class:`Contract` from YAML text, with errors that name the broken part."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ContractError(f"contract {source} is not valid YAML: {error}") from error
-    if not isinstance(document, dict):
-        raise ContractError(f"contract {source} must be a YAML mapping")
-    try:
-        columns = {name: _column_spec(name, spec or {}) for name, spec in document["columns"].items()}
-        label = document["label"]
-        contract = Contract(
-            name=document["name"],
-            id_column=document["id_column"],
-            label_column=label["column"],
-            positive_label=str(label["positive"]),
-            negative_label=str(label["negative"]),
-            extra_columns=document.get("extra_columns", "reject"),
-            min_training_rows=int(document.get("min_training_rows", 100)),
-            label_leakage_auc=float(document.get("label_leakage_auc", 0.99)),
-            columns=columns,
-            derived_features=tuple(_derived_feature(raw, columns) for raw in document.get("derived_features", [])),
-            fingerprint=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            source=source,
-        )
-    except KeyError as error:
-        raise ContractError(f"contract {source} lacks the required key {error}") from error
-    except (ContractError, TypeError, AttributeError) as error:
-        raise ContractError(f"contract {source}: {error}") from error
-    for required in (contract.id_column, contract.label_column):
-        if required not in columns:
-            raise ContractError(f"contract {source}: {required!r} is not among its columns")
-    if contract.extra_columns not in EXTRA_COLUMN_POLICIES:
-        raise ContractError(f"contract {source}: extra_columns must be one of {sorted(EXTRA_COLUMN_POLICIES)}")
-    return contract
+    """Build a :class:`Contract` from YAML text, with errors that name the file and the key."""
+    contract = parse_document(Contract, text, f"contract {source}", error=ContractError)
+    return contract.model_copy(
+        update={"fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(), "source": source}
+    )
 
 
 def load_contract(reference: str) -> Contract:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,11 @@ from sklearn.metrics import (
 )
 
 from churn.contract import Contract, load_contract
-from churn.manifest import recording_failure, write_manifest
-from churn.settings import Settings
+from churn.handoffs import EvaluateResult, TrainResult, accepts_handoffs
+from churn.manifest import run_phase
+from churn.model import label_vector, model_inputs
+from churn.settings import QualityGates, Settings
 from churn.tracking import CONTRACT_TAG, champion_version, load_registered_model, promoted_for, use_mlflow
-from churn.train import label_vector, model_inputs
 from churn.warehouse import ScoringRecord, open_scores_table, scoring_record
 
 PLOT_DIR = "plots"
@@ -177,26 +177,24 @@ def _figures(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities
 
 
 def evaluate_challenger(
-    test_path: Path,
+    trained: TrainResult,
     contract: Contract,
-    mlflow_run_id: str,
-    model_uri: str,
     *,
-    quality_gates: dict[str, float],
+    quality_gates: QualityGates,
     champion: Any | None,
     held_back: str | None,
     seed: int,
-) -> dict[str, Any]:
+) -> EvaluateResult:
     """Score the challenger (and the champion, if any) on the test rows; log and decide."""
     import matplotlib.pyplot as plt
     import mlflow
     import mlflow.sklearn
 
-    test = pd.read_parquet(test_path).reset_index(drop=True)
+    test = pd.read_parquet(trained.test_path).reset_index(drop=True)
     inputs, labels = model_inputs(test, contract), label_vector(test, contract)
-    challenger = mlflow.sklearn.load_model(model_uri)
+    challenger = mlflow.sklearn.load_model(trained.model_uri)
     probabilities = challenger.predict_proba(inputs)[:, 1]
-    metrics = classification_metrics(labels, probabilities, quality_gates["operating_threshold"])
+    metrics = classification_metrics(labels, probabilities, quality_gates.operating_threshold)
     champion_auc = champion_incomparable = None
     if champion is not None:
         champion_auc = champion_auc_on(champion, inputs, labels, contract)
@@ -208,11 +206,11 @@ def evaluate_challenger(
     decision = decide_promotion(
         metrics["test_roc_auc"],
         champion_auc,
-        quality_gates["min_test_roc_auc"],
+        quality_gates.min_test_roc_auc,
         held_back=held_back,
         champion_incomparable=champion_incomparable,
     )
-    with mlflow.start_run(run_id=mlflow_run_id):
+    with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(metrics)
         if champion_auc is not None:
             mlflow.log_metric("champion_test_roc_auc", champion_auc)
@@ -225,32 +223,41 @@ def evaluate_challenger(
         for name, figure in _figures(challenger, inputs, labels, probabilities, seed).items():
             mlflow.log_figure(figure, f"{PLOT_DIR}/{name}.png")
             plt.close(figure)
-    return {
-        "metrics": metrics,
-        "champion_version": str(champion.version) if champion is not None else None,
-        "champion_test_roc_auc": champion_auc,
-        "promote": decision.promote,
-        "reason": decision.reason,
-    }
+    return EvaluateResult(
+        run=trained.run,
+        metrics=metrics,
+        champion_version=str(champion.version) if champion is not None else None,
+        champion_test_roc_auc=champion_auc,
+        promote=decision.promote,
+        reason=decision.reason,
+    )
 
 
-def run_evaluate(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Evaluate the run's challenger against the current champion and decide."""
-    trained = run["train"]
-    score_date = date.fromisoformat(run["score_date"])
-    with recording_failure(Path(run["run_dir"]), "evaluate"):
-        use_mlflow(settings)
-        champion = champion_version(settings)
-        with open_scores_table(settings) as (engine, table):
-            record = scoring_record(engine, table, score_date, settings.registered_model)
-        result = evaluate_challenger(
-            Path(trained["test_path"]),
-            load_contract(run["contract"]),
-            trained["mlflow_run_id"],
-            trained["model_uri"],
-            quality_gates=settings.pipeline["quality_gates"],
-            champion=champion,
-            held_back=why_held_back(score_date, promoted_for(champion), record),
-            seed=settings.pipeline["training"]["seed"],
-        )
-    return {**run, "evaluate": write_manifest(Path(run["run_dir"]), "evaluate", result)}
+def decide_for_run(trained: TrainResult, settings: Settings) -> EvaluateResult:
+    """Evaluate the run's challenger against the current champion, held back if the run is a
+    rerun or backfill (which the warehouse's record of scored dates tells)."""
+    run = trained.run
+    use_mlflow(settings)
+    champion = champion_version(settings)
+    with open_scores_table(settings) as (engine, table):
+        record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
+    return evaluate_challenger(
+        trained,
+        load_contract(run.contract),
+        quality_gates=settings.config.quality_gates,
+        champion=champion,
+        held_back=why_held_back(run.score_date, promoted_for(champion), record),
+        seed=settings.config.training.seed,
+    )
+
+
+@accepts_handoffs
+def run_evaluate(trained: TrainResult, settings: Settings | None = None) -> EvaluateResult:
+    """Evaluate the run's challenger on its held-out rows and decide whether to promote it."""
+
+    def evaluate() -> EvaluateResult:
+        from churn.airflow_connections import task_settings
+
+        return decide_for_run(trained, settings or task_settings(warehouse=True, mlflow=True))
+
+    return run_phase("evaluate", trained.run, evaluate)

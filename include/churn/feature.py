@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import itertools
 import logging
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from churn.contract import Contract, DerivedFeature, load_contract
-from churn.ingest import write_parquet_atomically
-from churn.manifest import recording_failure, write_manifest
+from churn.contract import BandFeature, Contract, CountEqualFeature, DerivedFeature, RatioFeature, load_contract
+from churn.handoffs import FeatureResult, ValidateResult, accepts_handoffs
+from churn.manifest import run_phase
+from churn.model import model_columns
+from churn.storage import write_parquet_atomically
 
 logger = logging.getLogger(__name__)
 
 
-def band(values: pd.Series, edges: list[float]) -> pd.Series:
+def band(values: pd.Series, edges: Sequence[float]) -> pd.Series:
     """Label each value with its band, e.g. edges [12, 24] give "<=12", "13-24", ">24"."""
     bounds = [-np.inf, *edges, np.inf]
     labels = [f"<={edges[0]}"]
@@ -41,21 +42,20 @@ def ratio(numerator: pd.Series, denominator: pd.Series, fallback: pd.Series | No
     return quotient
 
 
-def count_equal(frame: pd.DataFrame, columns: list[str], value: str) -> pd.Series:
+def count_equal(frame: pd.DataFrame, columns: Sequence[str], value: str) -> pd.Series:
     """How many of ``columns`` equal ``value`` in each row (e.g. services subscribed)."""
-    return frame[columns].eq(value).sum(axis=1).astype("int64")
+    return frame[list(columns)].eq(value).sum(axis=1).astype("int64")
 
 
 def derive(frame: pd.DataFrame, feature: DerivedFeature) -> pd.Series:
-    options = feature.options
-    if feature.kind == "band":
-        return band(frame[options["column"]], list(options["edges"]))
-    if feature.kind == "ratio":
-        fallback = frame[options["fallback"]] if options.get("fallback") else None
-        return ratio(frame[options["numerator"]], frame[options["denominator"]], fallback)
-    if feature.kind == "count_equal":
-        return count_equal(frame, list(options["columns"]), options["value"])
-    raise ValueError(f"unknown derived feature kind {feature.kind!r}")
+    match feature:
+        case BandFeature():
+            return band(frame[feature.column], feature.edges)
+        case RatioFeature():
+            fallback = frame[feature.fallback] if feature.fallback else None
+            return ratio(frame[feature.numerator], frame[feature.denominator], fallback)
+        case CountEqualFeature():
+            return count_equal(frame, feature.columns, feature.value)
 
 
 def add_derived_features(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
@@ -64,15 +64,6 @@ def add_derived_features(frame: pd.DataFrame, contract: Contract) -> pd.DataFram
     if missing:
         raise KeyError(f"cannot build features: columns {missing} are missing")
     return frame.assign(**{feature.name: derive(frame, feature) for feature in contract.derived_features})
-
-
-def model_columns(contract: Contract) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) input columns of the model: contract features plus derived."""
-    numeric = [c for c in contract.feature_columns if contract.columns[c].is_numeric]
-    categorical = [c for c in contract.feature_columns if not contract.columns[c].is_numeric]
-    for feature in contract.derived_features:
-        (categorical if feature.kind == "band" else numeric).append(feature.name)
-    return numeric, categorical
 
 
 def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
@@ -89,26 +80,30 @@ def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: li
     return unseen
 
 
-def run_feature(run: dict[str, Any]) -> dict[str, Any]:
-    """Build the run's training and scoring feature tables."""
-    run_dir = Path(run["run_dir"])
-    with recording_failure(run_dir, "feature"):
-        contract = load_contract(run["contract"])
+@accepts_handoffs
+def run_feature(validated: ValidateResult) -> FeatureResult:
+    """Build the run's training and scoring feature tables from its validated snapshots."""
+    run = validated.run
+
+    def build() -> FeatureResult:
+        contract = load_contract(run.contract)
         featured = {
-            name: add_derived_features(pd.read_parquet(run["validate"][name]["path"]), contract)
-            for name in ("training", "scoring")
+            name: add_derived_features(pd.read_parquet(snapshot.path), contract)
+            for name, snapshot in (("training", validated.training), ("scoring", validated.scoring))
         }
-        tables = {
-            name: write_parquet_atomically(frame, run_dir / "features" / f"{name}.parquet")
+        paths = {
+            f"{name}_path": write_parquet_atomically(frame, run.run_dir / "features" / f"{name}.parquet")
             for name, frame in featured.items()
         }
         _, categorical = model_columns(contract)
         unseen = unseen_categories(featured["training"], featured["scoring"], categorical)
-    for column, values in unseen.items():
-        logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
-    result = {
-        "derived_features": [feature.name for feature in contract.derived_features],
-        "unseen_categories": unseen,
-        **{name: {"path": str(path)} for name, path in tables.items()},
-    }
-    return {**run, "feature": write_manifest(run_dir, "feature", result)}
+        for column, values in unseen.items():
+            logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
+        return FeatureResult(
+            run=run,
+            derived_features=[feature.name for feature in contract.derived_features],
+            unseen_categories=unseen,
+            **paths,
+        )
+
+    return run_phase("feature", run, build)

@@ -1,63 +1,66 @@
 """Each phase's result, kept as JSON in the run folder: an audit trail a person can read.
 
-XCom carries the same small dictionaries between tasks; the manifests outlive the
-Airflow metadata database and let the demo report what a run did.
+XCom carries the same records between tasks; the manifests outlive the Airflow metadata
+database and let the demo report what a run did. :func:`run_phase` is the envelope every
+phase runs in.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, PhaseResult, RunContext
+from churn.raci import load_raci
 from churn.settings import redact_text
+from churn.storage import writing_atomically
+
+ResultT = TypeVar("ResultT", bound=PhaseResult)
+FAILURE = "failed"
 
 
-@contextmanager
-def writing_atomically(path: Path) -> Iterator[Path]:
-    """A temporary name beside ``path`` to write to, renamed onto ``path`` once the write is
-    done, so readers see the old file or the whole new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    yield partial
-    os.replace(partial, path)
+def manifest_path(run_dir: Path, name: str) -> Path:
+    return run_dir / "manifests" / f"{name}.json"
 
 
-def write_manifest(run_dir: Path, phase: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Store ``result`` as ``<run_dir>/manifests/<phase>.json`` atomically and return it."""
-    with writing_atomically(run_dir / "manifests" / f"{phase}.json") as partial:
-        partial.write_text(json.dumps(result, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    return result
+def write_manifest(run_dir: Path, name: str, record: Handoff) -> None:
+    """Store ``record`` as ``<run_dir>/manifests/<name>.json``, atomically."""
+    with writing_atomically(manifest_path(run_dir, name)) as partial:
+        partial.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True), encoding="utf-8")
 
 
-def read_manifests(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """All phase results of a run, keyed by phase."""
-    return {
-        path.stem: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted((run_dir / "manifests").glob("*.json"))
-    }
+def read_manifests(run_dir: Path) -> dict[str, Any]:
+    """The run's recorded phase results (and failure, under ``failed``), as typed records."""
+    records: dict[str, Any] = {}
+    for path in sorted((run_dir / "manifests").glob("*.json")):
+        record_type = PhaseFailure if path.stem == FAILURE else RESULT_TYPES[path.stem]
+        records[path.stem] = record_type.model_validate_json(path.read_text(encoding="utf-8"))
+    return records
 
 
-@contextmanager
-def recording_failure(run_dir: Path, phase: str) -> Iterator[None]:
-    """Record why ``phase`` failed as ``manifests/failed.json``, then let the error go on.
+def forget_phases_from(run_dir: Path, phase: str) -> None:
+    """Delete the manifests of ``phase`` and every later phase, and any failure record.
 
-    The message is the one the phase raised, written for people, so the demo and anyone
-    reading the run folder can say what to fix without a stack trace.
+    Clearing a task in Airflow reruns it under the same run id, in the same folder; what
+    the earlier attempt recorded for this phase and the phases after it is stale until they
+    run again, so the folder must not keep claiming it.
     """
-    failure = run_dir / "manifests" / "failed.json"
+    phases = list(load_raci())
+    for stale in [*phases[phases.index(phase) :], FAILURE]:
+        manifest_path(run_dir, stale).unlink(missing_ok=True)
+
+
+def run_phase(phase: str, run: RunContext, work: Callable[[], ResultT]) -> ResultT:
+    """Run one phase's ``work`` for ``run``: forget stale records, record why it failed if it
+    does (then let the error go on), and store its result as the phase's manifest."""
+    forget_phases_from(run.run_dir, phase)
     try:
-        yield
+        result = work()
     except Exception as error:
-        write_manifest(
-            run_dir,
-            "failed",
-            {"phase": phase, "error_type": type(error).__name__, "error": redact_text(str(error))},
-        )
+        failure = PhaseFailure(phase=phase, error_type=type(error).__name__, error=redact_text(str(error)))
+        write_manifest(run.run_dir, FAILURE, failure)
         raise
-    # A retry that succeeds clears the record its earlier try left.
-    if failure.is_file() and json.loads(failure.read_text(encoding="utf-8"))["phase"] == phase:
-        failure.unlink()
+    write_manifest(run.run_dir, phase, result)
+    return result

@@ -6,10 +6,10 @@ already in the registry reuses that version, so a rerun of a date does not mint 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from churn.manifest import recording_failure, write_manifest
+from churn.handoffs import EvaluateResult, PackageResult, TrainResult, ValidateResult, accepts_handoffs
+from churn.manifest import run_phase
 from churn.settings import Settings, code_version
 from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, aliased_version, use_mlflow
 
@@ -121,41 +121,51 @@ def register_challenger(
     }
 
 
-def run_package(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Register the run's challenger with a model card; promote it if evaluation said so."""
-    with recording_failure(Path(run["run_dir"]), "package"):
-        use_mlflow(settings)
-        result = register_challenger(
-            run["train"]["model_uri"],
-            run["train"]["mlflow_run_id"],
-            model_name=settings.registered_model,
-            champion_alias=settings.champion_alias,
-            fingerprint=run["train"]["training_fingerprint"],
-            contract_sha256=run["validate"]["contract_sha256"],
-            score_date=run["score_date"],
-            promote=run["evaluate"]["promote"],
-            compared_champion=run["evaluate"]["champion_version"],
-            model_card=model_card(run, settings),
-        )
-    return {**run, "package": write_manifest(Path(run["run_dir"]), "package", result)}
-
-
-def model_card(run: dict[str, Any], settings: Settings) -> str:
+def model_card(
+    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings
+) -> str:
     """The model card of the run's challenger, from what the earlier phases recorded."""
-    trained, evaluated, validated = run["train"], run["evaluate"], run["validate"]
     return render_model_card(
         {
-            **trained,
-            "model_name": settings.registered_model,
-            "calibration": settings.pipeline["training"]["calibration"],
-            "score_date": run["score_date"],
-            "training_rows": validated["training"]["rows"],
-            "scoring_rows": validated["scoring"]["rows"],
-            "contract": validated["contract"],
-            "contract_sha256": validated["contract_sha256"],
+            **trained.model_dump(mode="json", exclude={"run"}),
+            "model_name": settings.config.registered_model,
+            "calibration": settings.config.training.calibration,
+            "score_date": trained.run.score_date.isoformat(),
+            "training_rows": validated.training.rows,
+            "scoring_rows": validated.scoring.rows,
+            "contract": validated.contract_name,
+            "contract_sha256": validated.contract_sha256,
             "code_version": code_version(),
-            "airflow_run_id": run["airflow_run_id"],
-            "metrics": evaluated["metrics"],
-            "promotion_reason": evaluated["reason"],
+            "airflow_run_id": trained.run.airflow_run_id,
+            "metrics": evaluated.metrics,
+            "promotion_reason": evaluated.reason,
         }
     )
+
+
+@accepts_handoffs
+def run_package(
+    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings | None = None
+) -> PackageResult:
+    """Register the run's challenger with its model card; promote it if evaluation said so."""
+
+    def package() -> PackageResult:
+        from churn.airflow_connections import task_settings
+
+        configured = settings or task_settings(mlflow=True)
+        use_mlflow(configured)
+        registered = register_challenger(
+            trained.model_uri,
+            trained.mlflow_run_id,
+            model_name=configured.config.registered_model,
+            champion_alias=configured.config.champion_alias,
+            fingerprint=trained.training_fingerprint,
+            contract_sha256=validated.contract_sha256,
+            score_date=trained.run.score_date.isoformat(),
+            promote=evaluated.promote,
+            compared_champion=evaluated.champion_version,
+            model_card=model_card(validated, trained, evaluated, configured),
+        )
+        return PackageResult(run=trained.run, **registered)
+
+    return run_phase("package", trained.run, package)

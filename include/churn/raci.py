@@ -6,35 +6,33 @@ declared once and cannot drift between the matrix, the task owners and the docs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
+from pydantic import field_validator, model_validator
 
-ROLES = frozenset(
-    {
-        "data_engineer",
-        "data_scientist",
-        "ml_engineer",
-        "mlops_engineer",
-        "devops_engineer",
-        "product_manager",
-    }
-)
+from churn.documents import Strict, parse_document
 
 
-@dataclass(frozen=True)
-class PhaseRoles:
+class PhaseRoles(Strict):
     """One row of the RACI matrix: who is Responsible, Accountable, Consulted, Informed."""
 
     task_id: str
     phase: str
     responsible: str
     accountable: str
-    consulted: tuple[str, ...]
-    informed: tuple[str, ...]
+    consulted: tuple[str, ...] = ()
+    informed: tuple[str, ...] = ()
     hands_off: str
+
+    @field_validator("hands_off")
+    @classmethod
+    def _one_line(cls, text: str) -> str:
+        return " ".join(text.split())
+
+    @property
+    def named_roles(self) -> set[str]:
+        return {self.responsible, self.accountable, *self.consulted, *self.informed}
 
     def task_doc(self) -> str:
         """Markdown for the task's page in the Airflow UI."""
@@ -48,35 +46,34 @@ class PhaseRoles:
         )
 
 
-def parse_raci(document: dict) -> tuple[PhaseRoles, ...]:
-    """Build the matrix from its YAML document, rejecting unknown roles and repeated phases."""
-    rows = []
-    for entry in document["phases"]:
-        row = PhaseRoles(
-            task_id=entry["task_id"],
-            phase=entry["phase"],
-            responsible=entry["responsible"],
-            accountable=entry["accountable"],
-            consulted=tuple(entry.get("consulted", ())),
-            informed=tuple(entry.get("informed", ())),
-            hands_off=" ".join(entry["hands_off"].split()),
-        )
-        named = {row.responsible, row.accountable, *row.consulted, *row.informed}
-        unknown = named - ROLES
-        if unknown:
-            raise ValueError(f"RACI phase {row.task_id!r} names unknown roles: {sorted(unknown)}")
-        rows.append(row)
-    task_ids = [row.task_id for row in rows]
-    if len(set(task_ids)) != len(task_ids):
-        raise ValueError(f"RACI matrix repeats a phase: {task_ids}")
-    return tuple(rows)
+class RaciMatrix(Strict):
+    """The roles of the team and, in lifecycle order, who does what in each phase."""
+
+    roles: tuple[str, ...]
+    phases: tuple[PhaseRoles, ...]
+
+    @model_validator(mode="after")
+    def _known_roles_and_unique_phases(self) -> RaciMatrix:
+        for row in self.phases:
+            unknown = row.named_roles - set(self.roles)
+            if unknown:
+                raise ValueError(f"phase {row.task_id!r} names roles not listed under 'roles': {sorted(unknown)}")
+        task_ids = [row.task_id for row in self.phases]
+        if len(set(task_ids)) != len(task_ids):
+            raise ValueError(f"the matrix repeats a phase: {task_ids}")
+        return self
+
+
+def parse_raci(text: str, source: str) -> dict[str, PhaseRoles]:
+    """The matrix in ``text``, keyed by task id in lifecycle order; errors name ``source`` and the key."""
+    return {row.task_id: row for row in parse_document(RaciMatrix, text, source).phases}
 
 
 @cache
 def load_raci() -> dict[str, PhaseRoles]:
     """The bundled matrix, keyed by task id, in lifecycle order."""
-    text = resources.files("churn").joinpath("raci.yaml").read_text(encoding="utf-8")
-    return {row.task_id: row for row in parse_raci(yaml.safe_load(text))}
+    bundled = resources.files("churn").joinpath("raci.yaml")
+    return parse_raci(bundled.read_text(encoding="utf-8"), str(bundled))
 
 
 def render_matrix(matrix: dict[str, PhaseRoles]) -> str:

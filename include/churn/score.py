@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churn.contract import Contract, load_contract
-from churn.manifest import recording_failure, write_manifest
+from churn.errors import PermanentError
+from churn.handoffs import FeatureResult, PackageResult, ScoreResult, accepts_handoffs
+from churn.manifest import run_phase
+from churn.model import model_inputs
 from churn.settings import Settings, redact_text, redact_url
 from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
-from churn.train import model_inputs
 from churn.warehouse import open_scores_table, replace_scores, scoring_record
 
 
-class ScoringError(RuntimeError):
+class ScoringError(PermanentError, RuntimeError):
     """Scoring cannot go ahead safely; nothing was written. Retrying will not help."""
 
 
@@ -63,20 +64,20 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
 
 
 def choose_model(
-    settings: Settings, package: dict[str, Any], recorded: str | None, champion: str | None, score_date: date
+    settings: Settings, packaged: PackageResult, recorded: str | None, champion: str | None, score_date: date
 ) -> ModelOfRecord:
     """The version that scores the date: the date's earlier one, else promoted by this run, else the champion.
 
     Reruns and backfills of a scored date never promote (see evaluate), so they score with
     the version that scored the date before and reproduce its rows.
     """
-    name, alias = settings.registered_model, settings.champion_alias
+    name, alias = settings.config.registered_model, settings.config.champion_alias
     if recorded is not None:
         return ModelOfRecord(
             name, recorded, f"it scored {score_date} before, and a rerun or backfill reproduces the date's scores"
         )
-    if package["promoted"]:
-        return ModelOfRecord(name, package["model_version"], f"this run promoted it to {alias!r}")
+    if packaged.promoted:
+        return ModelOfRecord(name, packaged.model_version, f"this run promoted it to {alias!r}")
     if champion is None:
         raise ScoringError(
             f"no model carries the alias {alias!r} in {name!r}: no challenger has passed evaluation yet, so "
@@ -102,12 +103,14 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
     return model
 
 
-def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def score_date_with_model_of_record(
+    features: FeatureResult, packaged: PackageResult, settings: Settings
+) -> ScoreResult:
     """Score the run's customers with the date's model of record and replace the date's rows."""
-    score_date = date.fromisoformat(run["score_date"])
-    with recording_failure(Path(run["run_dir"]), "score"), open_scores_table(settings) as (engine, table):
-        contract = load_contract(run["contract"])
-        record = scoring_record(engine, table, score_date, settings.registered_model)
+    run = features.run
+    with open_scores_table(settings) as (engine, table):
+        contract = load_contract(run.contract)
+        record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
         try:
             use_mlflow(settings)
             champion = champion_version(settings)
@@ -118,15 +121,15 @@ def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
             ) from error
         chosen = choose_model(
             settings,
-            run["package"],
+            packaged,
             record.version_for_date,
             str(champion.version) if champion else None,
-            score_date,
+            run.score_date,
         )
         model = load_scoring_model(chosen)
-        features = pd.read_parquet(run["feature"]["scoring"]["path"])
+        customers = pd.read_parquet(features.scoring_path)
         try:
-            scored = score_frame(model, features, contract, settings.pipeline["risk_bands"])
+            scored = score_frame(model, customers, contract, settings.config.risk_bands)
         except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
             raise ScoringError(
                 f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score this "
@@ -135,18 +138,31 @@ def run_score(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
         scored = scored.assign(
             model_name=chosen.name,
             model_version=chosen.version,
-            run_id=run["airflow_run_id"],
+            run_id=run.airflow_run_id,
             scored_at=datetime.now(UTC),
         )
-        written = replace_scores(engine, table, score_date, scored, seen=record)
+        written = replace_scores(engine, table, run.score_date, scored, seen=record)
         warehouse = redact_url(engine.url)
-    result = {
-        "rows_written": written,
-        "table": table.fullname,
-        "warehouse": warehouse,
-        "score_date": score_date.isoformat(),
-        "model_version": chosen.version,
-        "model_chosen_because": chosen.reason,
-        "risk_band_counts": scored["risk_band"].value_counts().sort_index().to_dict(),
-    }
-    return {**run, "score": write_manifest(Path(run["run_dir"]), "score", result)}
+    return ScoreResult(
+        run=run,
+        rows_written=written,
+        table=table.fullname,
+        warehouse=warehouse,
+        model_version=chosen.version,
+        model_chosen_because=chosen.reason,
+        risk_band_counts=scored["risk_band"].value_counts().sort_index().to_dict(),
+    )
+
+
+@accepts_handoffs
+def run_score(features: FeatureResult, packaged: PackageResult, settings: Settings | None = None) -> ScoreResult:
+    """Score the run's scoring features with the date's model of record, after packaging decided."""
+
+    def score() -> ScoreResult:
+        from churn.airflow_connections import task_settings
+
+        return score_date_with_model_of_record(
+            features, packaged, settings or task_settings(warehouse=True, mlflow=True)
+        )
+
+    return run_phase("score", features.run, score)

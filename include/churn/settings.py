@@ -5,6 +5,8 @@ Environment variables (all optional; the defaults make an embedded single-machin
 ``CHURN_HOME``
     Folder that holds all local state: sources, run folders, the SQLite warehouse and the
     local MLflow store. Defaults to ``.churn`` in the project folder.
+``CHURN_PIPELINE_CONFIG``
+    Path of a ``pipeline.yaml`` to use instead of the bundled one.
 ``CHURN_WAREHOUSE_URL``
     SQLAlchemy URL of the warehouse when no Airflow Connection ``churn_warehouse`` exists.
 ``MLFLOW_TRACKING_URI``
@@ -12,8 +14,8 @@ Environment variables (all optional; the defaults make an embedded single-machin
 ``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``
     Basic-auth login for an MLflow server that requires one (read by MLflow itself).
 
-Inside Airflow, the Connections ``churn_warehouse`` and ``churn_mlflow`` (address and
-login) win over these.
+Inside Airflow, the Connections ``churn_warehouse`` and ``churn_mlflow`` win over these
+(see :mod:`churn.airflow_connections`).
 """
 
 from __future__ import annotations
@@ -26,42 +28,103 @@ from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import Field, PositiveInt, field_validator
+
+from churn.documents import ConfigurationError, Strict, parse_document
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# A plain SQL identifier, as the warehouse's names and sql:// sources must be.
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+SQL_IDENTIFIER = re.compile(rf"^{IDENTIFIER}$")
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
-# Airflow connection types mapped to the SQLAlchemy driver that speaks to them.
-SQLALCHEMY_DRIVERS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "sqlite": "sqlite",
-    "mysql": "mysql+pymysql",
-}
-# libpq parameters that Airflow's Postgres form keeps in extras; its other extras (cursor, iam, ...)
-# would make libpq refuse to connect. sslpassword stays out: redact_url would print it.
-LIBPQ_EXTRAS = frozenset(
-    {
-        "sslmode",
-        "sslrootcert",
-        "sslcert",
-        "sslkey",
-        "sslcrl",
-        "connect_timeout",
-        "application_name",
-        "options",
-        "target_session_attrs",
-        "keepalives",
-        "keepalives_idle",
-        "keepalives_interval",
-        "keepalives_count",
-        "client_encoding",
-        "gssencmode",
-        "channel_binding",
-    }
-)
+
+def validated_identifier(name: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else refuse it."""
+    if not isinstance(name, str) or not SQL_IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a valid SQL identifier (letters, digits, underscore)")
+    return name
+
+
+class WarehouseConfig(Strict):
+    schema_name: str | None = Field(None, alias="schema")  # None: the database's default schema
+    table: str = "churn_scores"
+
+    @field_validator("schema_name", "table")
+    @classmethod
+    def _plain_identifier(cls, name: str | None) -> str | None:
+        return None if name is None else validated_identifier(name)
+
+
+class SplitConfig(Strict):
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
+    seed: int
+
+
+class LogisticRegressionParams(Strict):
+    C: Annotated[float, Field(gt=0.0)] = 1.0
+
+
+class HistGradientBoostingParams(Strict):
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.1
+    max_iter: PositiveInt = 100
+    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
+    min_samples_leaf: PositiveInt = 20
+    l2_regularization: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class CandidatesConfig(Strict):
+    """The model families to compare, each with its hyperparameters; leave one out to skip it."""
+
+    logistic_regression: LogisticRegressionParams | None = None
+    hist_gradient_boosting: HistGradientBoostingParams | None = None
+
+    def configured(self) -> dict[str, Strict]:
+        """The configured families and their parameters, in the file's order."""
+        return {family: params for family, params in self if params is not None}
+
+
+class TrainingConfig(Strict):
+    cv_folds: Annotated[int, Field(ge=2)]
+    seed: int
+    calibration: Literal["sigmoid", "isotonic"]
+    candidates: CandidatesConfig
+
+    @field_validator("candidates")
+    @classmethod
+    def _at_least_one(cls, candidates: CandidatesConfig) -> CandidatesConfig:
+        if not candidates.configured():
+            raise ValueError("configure at least one model family")
+        return candidates
+
+
+class QualityGates(Strict):
+    min_test_roc_auc: Probability
+    operating_threshold: Probability
+
+
+class PipelineConfig(Strict):
+    """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
+
+    experiment_name: str
+    registered_model: str
+    champion_alias: str
+    default_contract: str
+    warehouse: WarehouseConfig
+    split: SplitConfig
+    training: TrainingConfig
+    quality_gates: QualityGates
+    risk_bands: dict[str, float]
+
+    @field_validator("risk_bands")
+    @classmethod
+    def _bands_cover_probabilities(cls, bands: dict[str, float]) -> dict[str, float]:
+        edges = list(bands.values())
+        if not edges or edges != sorted(edges) or edges[-1] < 1.0:
+            raise ValueError("risk band upper bounds must increase and the last must be 1.0 or above")
+        return bands
 
 
 @dataclass(frozen=True)
@@ -70,7 +133,7 @@ class Settings:
     warehouse_url: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
-    pipeline: dict[str, Any]
+    config: PipelineConfig
     # Basic-auth credentials for the MLflow server, from the churn_mlflow Connection.
     mlflow_username: str | None = None
     mlflow_password: str | None = None
@@ -98,23 +161,6 @@ class Settings:
     def default_scoring_source(self) -> Path:
         return self.sources_dir / "scoring.csv"
 
-    @property
-    def registered_model(self) -> str:
-        return self.pipeline["registered_model"]
-
-    @property
-    def champion_alias(self) -> str:
-        return self.pipeline["champion_alias"]
-
-    @property
-    def scores_table(self) -> str:
-        return validated_identifier(self.pipeline["warehouse"]["table"])
-
-    @property
-    def scores_schema(self) -> str | None:
-        schema = self.pipeline["warehouse"].get("schema")
-        return validated_identifier(schema) if schema else None
-
     def overridden(self, **values: Any) -> Settings:
         """These settings with the given values replaced; None leaves a value as it is."""
         return replace(self, **{key: value for key, value in values.items() if value is not None})
@@ -124,22 +170,22 @@ class Settings:
         return self.runs_dir / f"score_date={score_date}" / f"run_id={safe_path_part(run_id)}"
 
 
-def validated_identifier(name: str) -> str:
-    """Return ``name`` if it is a plain SQL identifier, else refuse it."""
-    if not isinstance(name, str) or not SQL_IDENTIFIER.match(name):
-        raise ValueError(f"{name!r} is not a valid SQL identifier (letters, digits, underscore)")
-    return name
-
-
 def safe_path_part(text: str) -> str:
     """Make an Airflow run id safe as a single folder name on any filesystem."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
 @cache
-def pipeline_config() -> dict[str, Any]:
-    text = resources.files("churn").joinpath("pipeline.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+def pipeline_config(path: str | None = None) -> PipelineConfig:
+    """The pipeline configuration: the file at ``path``, else the bundled ``pipeline.yaml``."""
+    if path is None:
+        bundled = resources.files("churn").joinpath("pipeline.yaml")
+        return parse_document(PipelineConfig, bundled.read_text(encoding="utf-8"), str(bundled))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"pipeline configuration {path} cannot be read: {error}") from error
+    return parse_document(PipelineConfig, text, path)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -152,81 +198,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mlflow_tracking_uri=environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}",
         mlflow_artifact_root=state_dir / "mlflow" / "artifacts",
-        pipeline=pipeline_config(),
+        config=pipeline_config(environ.get("CHURN_PIPELINE_CONFIG") or None),
     )
-
-
-def sqlalchemy_url_from_connection(
-    conn_type: str,
-    host: str | None,
-    login: str | None = None,
-    password: str | None = None,
-    port: int | None = None,
-    schema: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """Turn the fields of an Airflow Connection into a SQLAlchemy URL.
-
-    ``schema`` is the database name, as in Airflow's own Postgres connection form; a
-    ``sqlalchemy_url`` key in the extras wins, for drivers Airflow has no form for. For
-    PostgreSQL the libpq parameters among the extras (``sslmode``...) go into the URL's query.
-    """
-    from sqlalchemy.engine import URL
-
-    if extra and extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    # A URI such as postgresql+psycopg://... arrives with the SQLAlchemy driver as its type.
-    driver = conn_type if "+" in conn_type else SQLALCHEMY_DRIVERS.get(conn_type)
-    if driver is None:
-        raise ValueError(
-            f"connection type {conn_type!r} is not supported; use one of "
-            f"{sorted(SQLALCHEMY_DRIVERS)} or set extra.sqlalchemy_url"
-        )
-    if driver.startswith("sqlite"):
-        database = host or schema
-        if not database:
-            raise ValueError("a sqlite connection needs the database file path as its host")
-        return f"sqlite:///{database}"
-    query: dict[str, str] = {}
-    if driver.startswith("postgresql") and extra:
-        query = {key: str(value) for key, value in extra.items() if key in LIBPQ_EXTRAS}
-    url = URL.create(
-        drivername=driver,
-        username=login or None,
-        password=password or None,
-        host=host or None,
-        port=port or None,
-        database=schema or None,
-        query=query,
-    )
-    return url.render_as_string(hide_password=False)
-
-
-def tracking_uri_from_connection(
-    host: str, port: int | None = None, schema: str | None = None, conn_type: str | None = None
-) -> str:
-    """Turn an Airflow HTTP Connection into an MLflow tracking URI.
-
-    The scheme comes from the schema field (the Connection form) or, for a URI such as
-    ``AIRFLOW_CONN_CHURN_MLFLOW=https://...``, from the connection type Airflow parsed it to.
-    """
-    if not host:
-        raise ValueError("the MLflow connection needs a host")
-    if "://" in host:
-        return host.rstrip("/")
-    scheme = next((s for s in (schema, conn_type) if s in {"http", "https"}), "http")
-    return f"{scheme}://{host}{f':{port}' if port else ''}"
 
 
 def redact_url(url: Any) -> str:
-    """A database or server URL safe for logs, manifests and messages: no password."""
+    """A database or server URL safe for logs, manifests and messages: no password, also
+    none passed as a query parameter (libpq's ``sslpassword``)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(str(url)).render_as_string(hide_password=True)
+        parsed = make_url(str(url))
     except ArgumentError:
         return redact_text(str(url))
+    hidden = {key: "***" for key in parsed.query if "password" in key.lower()}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 def redact_text(text: str) -> str:

@@ -13,16 +13,31 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from churn.settings import PROJECT_DIR, validated_identifier
+from churn.errors import PermanentError
+from churn.settings import IDENTIFIER, PROJECT_DIR, validated_identifier
 
-# What the trigger form accepts; parse_source gives the precise error for anything else.
-SOURCE_PATTERN = r"^(sql://[A-Za-z0-9_.-]+/[A-Za-z0-9_.]+|(file://)?[^:]+\.(csv|CSV|parquet|pq))$"
-TABLE_SOURCE = re.compile(r"^sql://(?P<conn_id>[A-Za-z0-9_.-]+)/(?P<table>[A-Za-z0-9_.]+)$")
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+CONNECTION_ID = r"[A-Za-z0-9_.-]+"
+# Loose on purpose: parse_source checks the names and says which one is wrong.
+TABLE_SOURCE = re.compile(rf"^sql://(?P<conn_id>{CONNECTION_ID})/(?P<table>[A-Za-z0-9_.]+)$")
 SCORE_DATE_PLACEHOLDER = "{score_date}"
 
 
-class SourceError(ValueError):
+def _any_case(text: str) -> str:
+    """A regular expression matching ``text`` in any letter case, without flags, which
+    JSON Schema patterns (checked by the browser's form too) do not support."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+# What the trigger form accepts, built from the same formats parse_source reads, so the two
+# agree; parse_source gives the precise error for anything else.
+SOURCE_PATTERN = (
+    rf"^\s*(sql://{CONNECTION_ID}/({IDENTIFIER}\.)?{IDENTIFIER}"
+    rf"|(file://)?[^:]*[^:/]({'|'.join(_any_case(suffix) for suffix in FILE_FORMATS)}))\s*$"
+)
+
+
+class SourceError(PermanentError, ValueError):
     """A source cannot be found, read or understood; the message names it."""
 
 
@@ -58,11 +73,11 @@ def parse_source(spec: str, score_date: date | None = None) -> FileSource | Tabl
         spec = spec.replace(SCORE_DATE_PLACEHOLDER, score_date.isoformat())
     match = TABLE_SOURCE.match(spec)
     if match:
-        schema, _, table = match["table"].rpartition(".")
+        schema, dot, table = match["table"].rpartition(".")
         try:
             return TableSource(
                 conn_id=match["conn_id"],
-                schema=validated_identifier(schema) if schema else None,
+                schema=validated_identifier(schema) if dot else None,
                 table=validated_identifier(table),
             )
         except ValueError as error:
@@ -72,6 +87,8 @@ def parse_source(spec: str, score_date: date | None = None) -> FileSource | Tabl
             f"source {spec!r}: unknown scheme; use a .csv or .parquet path, file://..., "
             "or sql://<connection id>/<table>"
         )
+    if ":" in spec.removeprefix("file://"):
+        raise SourceError(f"source {spec!r}: a file path may not contain ':'")
     path = Path(spec.removeprefix("file://")).expanduser()
     if not path.is_absolute():
         path = PROJECT_DIR / path

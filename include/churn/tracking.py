@@ -37,7 +37,7 @@ def use_mlflow(settings: Settings) -> str:
         MLFLOW_TRACKING_PASSWORD.set(settings.mlflow_password)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    name = settings.pipeline["experiment_name"]
+    name = settings.config.experiment_name
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -74,7 +74,7 @@ def promoted_for(version: Any | None) -> date | None:
 
 def champion_version(settings: Settings) -> Any | None:
     """The champion's model version, or None before the first promotion."""
-    return aliased_version(settings.registered_model, settings.champion_alias)
+    return aliased_version(settings.config.registered_model, settings.config.champion_alias)
 
 
 def load_registered_model(model_name: str, version: str) -> Any:

@@ -1,14 +1,9 @@
-"""Model Training: pick the best model family by cross-validation, calibrate it, track it.
-
-Each candidate is one scikit-learn Pipeline holding its preprocessing, so the model that
-is scored later carries exactly the transformations it was trained with.
-"""
+"""Model Training: pick the best model family by cross-validation, calibrate it, track it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +11,16 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from churn.contract import Contract, load_contract
-from churn.feature import model_columns
-from churn.ingest import write_parquet_atomically
-from churn.manifest import recording_failure, write_manifest
-from churn.settings import Settings, code_version
+from churn.handoffs import FeatureResult, RunContext, TrainResult, accepts_handoffs
+from churn.manifest import run_phase
+from churn.model import candidate_pipelines, label_vector, model_inputs
+from churn.settings import PipelineConfig, Settings, code_version
+from churn.storage import write_parquet_atomically
 from churn.tracking import use_mlflow
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    mlflow_run_id: str
-    model_uri: str
-    model_family: str
-    cv_roc_auc: float
-    training_fingerprint: str
-    train_rows: int
-    test_rows: int
-    test_path: str
-
-
-def model_inputs(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """The model's input columns with plain dtypes: float numbers, object categories."""
-    numeric, categorical = model_columns(contract)
-    inputs = pd.DataFrame(index=frame.index)
-    for column in numeric:
-        inputs[column] = frame[column].astype("float64")
-    for column in categorical:
-        inputs[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
-    return inputs
-
-
-def label_vector(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
-    """1 for the contract's positive label (a churner), 0 otherwise."""
-    return (frame[contract.label_column] == contract.positive_label).to_numpy(dtype=int)
 
 
 def split_train_test(frame: pd.DataFrame, contract: Contract, test_fraction: float, seed: int):
@@ -68,83 +31,6 @@ def split_train_test(frame: pd.DataFrame, contract: Contract, test_fraction: flo
             f"training data has a single class in {contract.label_column!r}; cannot train a classifier"
         )
     return train_test_split(frame, test_size=test_fraction, stratify=labels, random_state=seed)
-
-
-def candidate_pipelines(
-    contract: Contract, candidates: dict[str, dict[str, Any]], seed: int
-) -> dict[str, Pipeline]:
-    """One unfitted Pipeline per configured model family, preprocessing included."""
-    numeric, categorical = model_columns(contract)
-    builders = {
-        "logistic_regression": lambda params: Pipeline(
-            [
-                (
-                    "preprocess",
-                    ColumnTransformer(
-                        [
-                            (
-                                "numeric",
-                                Pipeline(
-                                    [
-                                        ("impute", SimpleImputer(strategy="median")),
-                                        ("scale", StandardScaler()),
-                                    ]
-                                ),
-                                numeric,
-                            ),
-                            (
-                                "categorical",
-                                Pipeline(
-                                    [
-                                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-                                        (
-                                            "encode",
-                                            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                                        ),
-                                    ]
-                                ),
-                                categorical,
-                            ),
-                        ]
-                    ),
-                ),
-                ("model", LogisticRegression(max_iter=2000, random_state=seed, **params)),
-            ]
-        ),
-        "hist_gradient_boosting": lambda params: Pipeline(
-            [
-                (
-                    "preprocess",
-                    ColumnTransformer(
-                        [
-                            ("numeric", "passthrough", numeric),
-                            (
-                                "categorical",
-                                OrdinalEncoder(
-                                    handle_unknown="use_encoded_value",
-                                    unknown_value=np.nan,
-                                    encoded_missing_value=np.nan,
-                                ),
-                                categorical,
-                            ),
-                        ]
-                    ),
-                ),
-                (
-                    "model",
-                    HistGradientBoostingClassifier(
-                        categorical_features=[False] * len(numeric) + [True] * len(categorical),
-                        random_state=seed,
-                        **params,
-                    ),
-                ),
-            ]
-        ),
-    }
-    unknown = set(candidates) - set(builders)
-    if unknown:
-        raise ValueError(f"unknown model families {sorted(unknown)}; known: {sorted(builders)}")
-    return {family: builders[family](params or {}) for family, params in candidates.items()}
 
 
 def cross_validated_auc(
@@ -206,55 +92,55 @@ def training_fingerprint(
 
 
 def train_challenger(
-    features_path: Path,
-    contract: Contract,
-    pipeline_config: dict[str, Any],
-    run_dir: Path,
-    *,
-    experiment_id: str,
-    tags: dict[str, str],
-    code_version: str,
-) -> TrainingOutcome:
+    run: RunContext, features_path: Path, contract: Contract, config: PipelineConfig, *, experiment_id: str
+) -> TrainResult:
     """Split, compare candidates, calibrate the winner and log it all to MLflow."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    split_config, training_config = pipeline_config["split"], pipeline_config["training"]
+    split, training = config.split, config.training
     frame = pd.read_parquet(features_path)
-    train, test = split_train_test(frame, contract, split_config["test_fraction"], split_config["seed"])
-    test_path = write_parquet_atomically(test, run_dir / "model" / "test_split.parquet")
+    train, test = split_train_test(frame, contract, split.test_fraction, split.seed)
+    test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")
     inputs, labels = model_inputs(train, contract), label_vector(train, contract)
-    seed, folds = training_config["seed"], training_config["cv_folds"]
-    pipelines = candidate_pipelines(contract, training_config["candidates"], seed)
-    scores = cross_validated_auc(pipelines, inputs, labels, folds, seed)
+    pipelines = candidate_pipelines(contract, training.candidates, training.seed)
+    scores = cross_validated_auc(pipelines, inputs, labels, training.cv_folds, training.seed)
     winner = choose_winner(scores)
-    model = fit_calibrated(pipelines[winner], inputs, labels, training_config["calibration"], folds, seed)
+    model = fit_calibrated(
+        pipelines[winner], inputs, labels, training.calibration, training.cv_folds, training.seed
+    )
+    version = code_version()
     fingerprint = training_fingerprint(
-        train, contract, {"split": split_config, "training": training_config}, f"{code_version} {code_digest()}"
+        train,
+        contract,
+        {"split": split.model_dump(mode="json"), "training": training.model_dump(mode="json")},
+        f"{version} {code_digest()}",
     )
     example = inputs.head(5)
     with mlflow.start_run(
         experiment_id=experiment_id,
-        run_name=f"train {tags.get('score_date', '')}",
+        run_name=f"train {run.score_date}",
         tags={
-            **tags,
+            "airflow_run_id": run.airflow_run_id,
+            "score_date": run.score_date.isoformat(),
             "training_fingerprint": fingerprint,
-            "code_version": code_version,
+            "code_version": version,
             "contract": contract.name,
             "contract_sha256": contract.fingerprint,
         },
-    ) as run:
+    ) as tracked:
+        winner_params = training.candidates.configured()[winner].model_dump()
         mlflow.log_params(
             {
                 "model_family": winner,
-                "calibration": training_config["calibration"],
-                "cv_folds": folds,
-                "seed": seed,
-                "test_fraction": split_config["test_fraction"],
+                "calibration": training.calibration,
+                "cv_folds": training.cv_folds,
+                "seed": training.seed,
+                "test_fraction": split.test_fraction,
                 "train_rows": len(train),
                 "test_rows": len(test),
-                **{f"{winner}.{key}": value for key, value in training_config["candidates"][winner].items()},
+                **{f"{winner}.{key}": value for key, value in winner_params.items()},
             }
         )
         for family, (mean, std) in scores.items():
@@ -267,29 +153,34 @@ def train_challenger(
             input_example=example,
             serialization_format="cloudpickle",
         )
-    return TrainingOutcome(
-        mlflow_run_id=run.info.run_id,
+    return TrainResult(
+        run=run,
+        mlflow_run_id=tracked.info.run_id,
         model_uri=model_info.model_uri,
         model_family=winner,
         cv_roc_auc=scores[winner][0],
         training_fingerprint=fingerprint,
         train_rows=len(train),
         test_rows=len(test),
-        test_path=str(test_path),
+        test_path=test_path,
     )
 
 
-def run_train(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Train the run's challenger and record its MLflow run and test split."""
-    run_dir = Path(run["run_dir"])
-    with recording_failure(run_dir, "train"):
-        outcome = train_challenger(
-            Path(run["feature"]["training"]["path"]),
-            load_contract(run["contract"]),
-            settings.pipeline,
-            run_dir,
-            experiment_id=use_mlflow(settings),
-            tags={"airflow_run_id": run["airflow_run_id"], "score_date": run["score_date"]},
-            code_version=code_version(),
+@accepts_handoffs
+def run_train(features: FeatureResult, settings: Settings | None = None) -> TrainResult:
+    """Train the run's challenger on its training features and track it in MLflow."""
+    run = features.run
+
+    def train() -> TrainResult:
+        from churn.airflow_connections import task_settings
+
+        configured = settings or task_settings(mlflow=True)
+        return train_challenger(
+            run,
+            features.training_path,
+            load_contract(run.contract),
+            configured.config,
+            experiment_id=use_mlflow(configured),
         )
-    return {**run, "train": write_manifest(run_dir, "train", asdict(outcome))}
+
+    return run_phase("train", run, train)

@@ -1,39 +1,34 @@
-"""Data Validation: check each snapshot against its data contract with Great Expectations.
+"""Data Validation: run each snapshot's contract suites with Great Expectations.
 
 A landed file that cannot be read at all (empty, binary, another encoding, damaged
 Parquet) is reported like any other broken rule, in the message and in the Data Docs.
-Readable snapshots are validated in two stages. The first reads every cell as text, so a
-bad value is reported as it was written ("twelve" in ``tenure``), and checks the columns,
-the ids, types, text values and null rates. Only a snapshot that passes it is typed; the
-second stage then checks numeric ranges and value sets. Every stage's result is rendered
-into Great Expectations Data Docs (HTML) in the run folder, passed or failed.
+Readable snapshots are validated in two stages (see :mod:`churn.expectations`); only a
+snapshot that passes the text stage is typed and checked again. Every stage's result is
+rendered into Great Expectations Data Docs (HTML) in the run folder, passed or failed.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import great_expectations as gx
 import pandas as pd
 
-from churn.contract import ColumnSpec, Contract, load_contract
-from churn.ingest import read_snapshot_file, write_parquet_atomically
-from churn.manifest import recording_failure, write_manifest
+from churn.contract import Contract, load_contract
+from churn.errors import PermanentError
+from churn.expectations import text_stage_expectations, typed_stage_expectations, unreadable_file_expectation
+from churn.handoffs import IngestResult, ValidatedSnapshot, ValidateResult, accepts_handoffs
+from churn.manifest import run_phase
 from churn.sources import SourceError
+from churn.storage import read_snapshot_file, write_parquet_atomically
 
-# Great Expectations would otherwise try to send usage statistics, and there is no network.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-# ASCII digits only: \d would admit other scripts' digits, which pandas cannot parse.
-INTEGER_TEXT = r"^[+-]?[0-9]+(?:\.0*)?$"
-NUMBER_TEXT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 EXAMPLES_PER_FAILURE = 5
 DATA_DOCS_SITE = "run_report"
 
 
-class ContractViolation(Exception):
+class ContractViolation(PermanentError):
     """A snapshot broke its data contract; the message lists every failed expectation."""
 
     def __init__(self, message: str, report: Path) -> None:
@@ -52,14 +47,6 @@ class Snapshot:
     source: str
 
 
-@dataclass(frozen=True)
-class SnapshotResult:
-    name: str
-    rows: int
-    expectations: int
-    validated_path: Path
-
-
 def text_view(raw: pd.DataFrame) -> pd.DataFrame:
     """Every column as trimmed text, blank cells as missing: how a person reads the file."""
     text = raw.astype("string").apply(lambda column: column.str.strip())
@@ -74,83 +61,6 @@ def conform(text: pd.DataFrame, contract: Contract) -> pd.DataFrame:
             numbers = pd.to_numeric(typed[spec.name])
             typed[spec.name] = numbers.astype("Int64") if spec.type == "integer" else numbers.astype("float64")
     return typed
-
-
-def _text_expectations(spec: ColumnSpec) -> list[Any]:
-    import great_expectations as gx
-
-    expectations: list[Any] = []
-    if spec.max_null_fraction < 1.0:
-        expectations.append(
-            gx.expectations.ExpectColumnValuesToNotBeNull(
-                column=spec.name, mostly=round(1.0 - spec.max_null_fraction, 6)
-            )
-        )
-    if spec.unique:
-        expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=spec.name))
-    if spec.max_length is not None:
-        expectations.append(
-            gx.expectations.ExpectColumnValueLengthsToBeBetween(column=spec.name, max_value=spec.max_length)
-        )
-    if spec.is_numeric:
-        expectations.append(
-            gx.expectations.ExpectColumnValuesToMatchRegex(
-                column=spec.name, regex=INTEGER_TEXT if spec.type == "integer" else NUMBER_TEXT
-            )
-        )
-    # Numeric value sets wait for the typed stage, where "1.0" and "1" are the same number.
-    if spec.values is not None and not spec.is_numeric:
-        expectations.append(
-            gx.expectations.ExpectColumnValuesToBeInSet(
-                column=spec.name, value_set=[str(value) for value in spec.values]
-            )
-        )
-    return expectations
-
-
-def text_stage_expectations(contract: Contract, columns: list[str], *, labelled: bool) -> list[Any]:
-    """Table shape, then per-column checks for the contract's columns that are present."""
-    import great_expectations as gx
-
-    expected = contract.expected_columns(labelled=labelled)
-    minimum_rows = contract.min_training_rows if labelled else 1
-    expectations: list[Any] = [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=minimum_rows),
-        gx.expectations.ExpectTableColumnsToMatchSet(
-            column_set=expected, exact_match=contract.extra_columns == "reject"
-        ),
-    ]
-    for name in expected:
-        if name in columns:
-            expectations += _text_expectations(contract.columns[name])
-    if labelled and contract.label_column in columns:
-        expectations.append(
-            gx.expectations.ExpectColumnDistinctValuesToContainSet(
-                column=contract.label_column,
-                value_set=[contract.positive_label, contract.negative_label],
-            )
-        )
-    return expectations
-
-
-def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]:
-    """Numeric ranges and value sets, which only make sense once the numbers are numbers."""
-    import great_expectations as gx
-
-    expectations: list[Any] = []
-    for name in contract.expected_columns(labelled=labelled):
-        spec = contract.columns[name]
-        if not spec.is_numeric:
-            continue
-        if spec.min is not None or spec.max is not None:
-            expectations.append(
-                gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
-            )
-        if spec.values is not None:
-            expectations.append(
-                gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.values))
-            )
-    return expectations
 
 
 def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
@@ -188,7 +98,6 @@ def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
 
 
 def _context(report_dir: Path) -> Any:
-    import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
@@ -215,8 +124,6 @@ def _context(report_dir: Path) -> Any:
 
 def _run_stage(context: Any, name: str, frame: pd.DataFrame, expectations: list[Any]) -> Any:
     """Validate ``frame`` with one suite through a Checkpoint that updates the Data Docs."""
-    import great_expectations as gx
-
     data_source = context.data_sources.add_pandas(f"{name}_source")
     batch = data_source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_snapshot")
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
@@ -231,14 +138,6 @@ def _run_stage(context: Any, name: str, frame: pd.DataFrame, expectations: list[
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
     return next(iter(result.run_results.values()))
-
-
-def _record_unreadable(context: Any, name: str, problem: str) -> None:
-    """Put a file that cannot be read into the Data Docs too, as a failed check that says why."""
-    import great_expectations as gx
-
-    expectation = gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, description=problem)
-    _run_stage(context, f"{name}_unreadable", pd.DataFrame(), [expectation])
 
 
 def describe_failure(result: Any) -> str:
@@ -276,7 +175,9 @@ def describe_failure(result: Any) -> str:
     return f"{subject}: {rule} failed; observed {details.get('observed_value')!r}"
 
 
-def validate_snapshots(snapshots: list[Snapshot], contract: Contract, run_dir: Path) -> dict[str, SnapshotResult]:
+def validate_snapshots(
+    snapshots: list[Snapshot], contract: Contract, run_dir: Path
+) -> dict[str, ValidatedSnapshot]:
     """Validate each snapshot and write its typed copy.
 
     Raises :class:`ContractViolation` naming every unreadable file and failed expectation
@@ -288,24 +189,18 @@ def validate_snapshots(snapshots: list[Snapshot], contract: Contract, run_dir: P
     typed_frames: dict[str, pd.DataFrame] = {}
     counted: dict[str, int] = {}
     for snapshot in snapshots:
-        name, labelled, described = (
-            snapshot.name,
-            snapshot.labelled,
-            f"{snapshot.name} snapshot ({snapshot.source})",
-        )
+        name, labelled = snapshot.name, snapshot.labelled
+        described = f"{name} snapshot ({snapshot.source})"
         try:
             text = text_view(read_snapshot_file(snapshot.path, snapshot.file_format))
         except SourceError as error:
             failures.append(f"{described}: cannot be read: {error}")
-            _record_unreadable(context, name, failures[-1])
+            _run_stage(context, f"{name}_unreadable", pd.DataFrame(), [unreadable_file_expectation(failures[-1])])
             continue
         if not labelled and contract.label_column in text:
             text = text.drop(columns=[contract.label_column])
         stage = _run_stage(
-            context,
-            f"{name}_text",
-            text,
-            text_stage_expectations(contract, list(text.columns), labelled=labelled),
+            context, f"{name}_text", text, text_stage_expectations(contract, list(text.columns), labelled=labelled)
         )
         counted[name] = len(stage.results)
         if stage.success:
@@ -327,40 +222,33 @@ def validate_snapshots(snapshots: list[Snapshot], contract: Contract, run_dir: P
             report,
         )
     return {
-        name: SnapshotResult(
-            name=name,
+        name: ValidatedSnapshot(
             rows=len(frame),
             expectations=counted[name],
-            validated_path=write_parquet_atomically(frame, run_dir / "validated" / f"{name}.parquet"),
+            path=write_parquet_atomically(frame, run_dir / "validated" / f"{name}.parquet"),
         )
         for name, frame in typed_frames.items()
     }
 
 
-def run_validate(run: dict[str, Any]) -> dict[str, Any]:
-    """Validate the run's landed snapshots; record rows, expectation counts and the report."""
-    run_dir = Path(run["run_dir"])
-    with recording_failure(run_dir, "validate"):
-        contract = load_contract(run["contract"])
-        landed = run["ingest"]
+@accepts_handoffs
+def run_validate(landed: IngestResult) -> ValidateResult:
+    """Validate the run's landed snapshots against its contract; record rows, checks and the report."""
+    run = landed.run
+
+    def validate() -> ValidateResult:
+        contract = load_contract(run.contract)
         snapshots = [
-            Snapshot(
-                name,
-                Path(landed[name]["path"]),
-                landed[name]["format"],
-                labelled=name == "training",
-                source=landed[name]["source"],
-            )
-            for name in ("training", "scoring")
+            Snapshot(name, snapshot.path, snapshot.format, labelled=name == "training", source=snapshot.source)
+            for name, snapshot in (("training", landed.training), ("scoring", landed.scoring))
         ]
-        checked = validate_snapshots(snapshots, contract, run_dir)
-    result = {
-        "contract": contract.name,
-        "contract_sha256": contract.fingerprint,
-        "report": str(run_dir / "data_docs" / "index.html"),
-        **{
-            name: {"rows": r.rows, "expectations": r.expectations, "path": str(r.validated_path)}
-            for name, r in checked.items()
-        },
-    }
-    return {**run, "validate": write_manifest(run_dir, "validate", result)}
+        checked = validate_snapshots(snapshots, contract, run.run_dir)
+        return ValidateResult(
+            run=run,
+            contract_name=contract.name,
+            contract_sha256=contract.fingerprint,
+            report=run.run_dir / "data_docs" / "index.html",
+            **checked,
+        )
+
+    return run_phase("validate", run, validate)

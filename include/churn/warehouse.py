@@ -155,7 +155,8 @@ def open_scores_table(settings: Settings) -> Iterator[tuple[sa.Engine, sa.Table]
     """An engine for the configured warehouse and its scores table; the engine is closed after."""
     engine = warehouse_engine(settings.warehouse_url)
     try:
-        yield engine, scores_table(sa.MetaData(), settings.scores_table, settings.scores_schema)
+        warehouse = settings.config.warehouse
+        yield engine, scores_table(sa.MetaData(), warehouse.table, warehouse.schema_name)
     finally:
         engine.dispose()
 

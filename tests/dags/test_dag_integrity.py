@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,18 +15,28 @@ import pytest
 from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
+# Each task's upstream tasks are the ones whose results it takes as arguments.
+EXPECTED_UPSTREAM = {
+    "ingest": set(),
+    "validate": {"ingest"},
+    "feature": {"validate"},
+    "train": {"feature"},
+    "evaluate": {"train"},
+    "package": {"validate", "train", "evaluate"},
+    "score": {"feature", "package"},
+}
+DAG_FILE = PROJECT_DIR / "dags" / "churn_pipeline.py"
 HEAVY_MODULES = ["pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow"]
 
 
 @pytest.fixture(scope="module")
 def dagbag():
-    import os
-
     from airflow.dag_processing.dagbag import DagBag
 
     # Airflow's own parse-time budget: a slower import is reported as an import error.
-    os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "2"
-    return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "2")
+        return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +52,7 @@ def test_dag_files_import_without_errors(dagbag):
 def test_dag_file_imports_no_heavy_library_at_parse_time():
     probe = (
         "import sys, json, runpy; import airflow.sdk; before = set(sys.modules); "
-        f"runpy.run_path({str(PROJECT_DIR / 'dags' / 'churn_pipeline.py')!r}); "
+        f"runpy.run_path({str(DAG_FILE)!r}); "
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
     loaded = json.loads(
@@ -56,9 +67,36 @@ def test_dag_file_imports_no_heavy_library_at_parse_time():
 def test_exactly_the_seven_lifecycle_tasks_in_order(dag):
     assert sorted(dag.task_ids) == sorted(EXPECTED_CHAIN)
     for upstream, downstream in itertools.pairwise(EXPECTED_CHAIN):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
-    assert dag.get_task("ingest").upstream_task_ids == set()
+        assert upstream in dag.get_task(downstream).upstream_task_ids
+    assert [task.task_id for task in dag.topological_sort()] == EXPECTED_CHAIN
     assert dag.get_task("score").downstream_task_ids == set()
+
+
+def test_each_task_depends_on_exactly_the_results_it_takes(dag):
+    for task_id, upstream in EXPECTED_UPSTREAM.items():
+        assert dag.get_task(task_id).upstream_task_ids == upstream, task_id
+
+
+def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameters():
+    import ast
+
+    source = DAG_FILE.read_text()
+    assert len(source.splitlines()) < 120
+    project_imports = {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("churn")
+        for alias in node.names
+    }
+    entry_points = {f"churn.{phase}.run_{phase}" for phase in EXPECTED_CHAIN}
+    allowed = entry_points | {
+        "churn.raci.load_raci",
+        "churn.raci.render_matrix",
+        "churn.run_parameters.trigger_form",
+    }
+    # The one other name: the marker of errors a retry cannot fix, which the DAG turns into a failure.
+    assert project_imports - allowed == {"churn.errors.PermanentError"}
+    assert entry_points <= project_imports
 
 
 def test_each_owner_is_the_raci_responsible_role(dag):
@@ -125,5 +163,26 @@ def test_good_trigger_values_are_accepted(dag):
     params = copy.deepcopy(dag.params)
     params["score_date"] = "2026-11-29"
     params["training_source"] = "sql://churn_source/crm.customers"
-    params["scoring_source"] = "file:///data/active.parquet"
+    params["scoring_source"] = "file:///data/active.PARQUET"
     assert params.validate()["score_date"] == "2026-11-29"
+
+
+def test_a_typo_in_pipeline_yaml_fails_the_dag_parse_naming_the_file_and_key(tmp_path):
+    bundled = (PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text()
+    typo = tmp_path / "pipeline.yaml"
+    typo.write_text(bundled.replace("cv_folds:", "cv_fold:"))
+    probe = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"print(json.dumps(DagBag({str(DAG_FILE.parent)!r}).import_errors))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "CHURN_PIPELINE_CONFIG": str(typo)},
+    )
+    printed = next(line for line in reversed(result.stdout.splitlines()) if line.startswith('{"'))
+    errors = json.loads(printed)[str(DAG_FILE)]
+    assert str(typo) in errors
+    assert "unknown key 'training.cv_fold'" in errors and "required key 'training.cv_folds' is missing" in errors

@@ -3,7 +3,6 @@ with a message that names the file or column, the rule, and example values."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +10,7 @@ import pytest
 
 from churn.feature import unseen_categories
 from churn.validate import ContractViolation, find_label_leaks, validate_snapshots
-from tests.conftest import write_csv
-from tests.data.test_contract_validation import land, validate_training
+from tests.conftest import land, validate_training, write_csv
 
 
 def validate_file(path: Path, contract, run_dir: Path):
@@ -117,7 +115,7 @@ def test_entirely_blank_number_column_is_named(snapshots, contract, tmp_path: Pa
 
 
 def test_extra_column_passes_when_the_contract_allows_it(snapshots, contract, tmp_path: Path):
-    allowing = dataclasses.replace(contract, extra_columns="allow")
+    allowing = contract.model_copy(update={"extra_columns": "allow"})
     result = validate_training(snapshots.training.assign(loyalty_points=3), allowing, tmp_path)
     assert result["training"].rows == 3000
 
@@ -126,7 +124,7 @@ def _leaky_contract(contract):
     from churn.contract import ColumnSpec
 
     leak = ColumnSpec(name="CancellationReason", type="category", values=("None", "Moved", "Price"))
-    return dataclasses.replace(contract, columns={**contract.columns, "CancellationReason": leak})
+    return contract.model_copy(update={"columns": {**contract.columns, "CancellationReason": leak}})
 
 
 def _with_leak(training: pd.DataFrame) -> pd.DataFrame:

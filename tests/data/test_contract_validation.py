@@ -8,22 +8,8 @@ import pandas as pd
 import pytest
 
 from churn.generate import DEFECTS
-from churn.ingest import land_snapshot
-from churn.sources import parse_source
-from churn.validate import ContractViolation, Snapshot, validate_snapshots
-from tests.conftest import write_csv
-
-
-def land(path: Path, run_dir: Path, name: str, *, labelled: bool = True) -> Snapshot:
-    """Land a file as ingest does and describe it as validation receives it."""
-    landed = land_snapshot(parse_source(str(path)), run_dir / "raw", name)
-    return Snapshot(name, Path(landed["path"]), landed["format"], labelled=labelled, source=landed["source"])
-
-
-def validate_training(frame: pd.DataFrame, contract, run_dir: Path):
-    return validate_snapshots(
-        [land(write_csv(frame, run_dir / "training.csv"), run_dir, "training")], contract, run_dir
-    )
+from churn.validate import ContractViolation, validate_snapshots
+from tests.conftest import land, validate_training, write_csv
 
 
 def test_generated_public_format_files_pass_and_are_typed(source_files, contract, tmp_path: Path):
@@ -37,7 +23,7 @@ def test_generated_public_format_files_pass_and_are_typed(source_files, contract
     )
     assert results["training"].rows == 3000
     assert results["scoring"].rows == 600
-    typed = pd.read_parquet(results["training"].validated_path)
+    typed = pd.read_parquet(results["training"].path)
     assert str(typed["tenure"].dtype) == "Int64"
     assert typed["TotalCharges"].dtype == "float64"
     assert typed.loc[typed["tenure"] == 0, "TotalCharges"].isna().all()
@@ -87,7 +73,7 @@ def test_scoring_snapshot_with_a_label_column_is_accepted(snapshots, contract, t
     labelled_scoring = snapshots.scoring.assign(Churn="No")
     raw = land(write_csv(labelled_scoring, tmp_path / "scoring.csv"), tmp_path, "scoring", labelled=False)
     result = validate_snapshots([raw], contract, tmp_path)
-    assert "Churn" not in pd.read_parquet(result["scoring"].validated_path).columns
+    assert "Churn" not in pd.read_parquet(result["scoring"].path).columns
 
 
 def test_training_with_a_single_class_is_stopped(snapshots, contract, tmp_path: Path):
@@ -109,15 +95,13 @@ def test_null_rate_above_the_limit_is_stopped(snapshots, contract, tmp_path: Pat
 
 def test_rows_of_the_public_telco_file_pass_unchanged(contract, tmp_path: Path):
     """Verbatim rows of the public IBM file, blank TotalCharges at zero tenure included."""
-    import dataclasses
-
     public = Path(__file__).parent / "fixtures" / "telco_public_rows.csv"
     # Six rows are too few for the row-count and 2% blank-rate limits; every other rule applies as is.
-    total_charges = dataclasses.replace(contract.columns["TotalCharges"], max_null_fraction=0.2)
-    small_sample = dataclasses.replace(
-        contract, min_training_rows=1, columns={**contract.columns, "TotalCharges": total_charges}
+    total_charges = contract.columns["TotalCharges"].model_copy(update={"max_null_fraction": 0.2})
+    small_sample = contract.model_copy(
+        update={"min_training_rows": 1, "columns": {**contract.columns, "TotalCharges": total_charges}}
     )
     result = validate_snapshots([land(public, tmp_path, "training")], small_sample, tmp_path)
-    typed = pd.read_parquet(result["training"].validated_path)
+    typed = pd.read_parquet(result["training"].path)
     assert len(typed) == 6
     assert pd.isna(typed.set_index("customerID").loc["4472-LVYGI", "TotalCharges"])

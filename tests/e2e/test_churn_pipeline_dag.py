@@ -11,23 +11,20 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
 from churn.manifest import read_manifests
 from churn.settings import Settings, load_settings
 from churn.tracking import champion_version, use_mlflow
-from tests.conftest import PROJECT_DIR
+from tests.conftest import INHERITED_SETTINGS, PROJECT_DIR, SCORE_DATE, stored_scores
 
 pytestmark = pytest.mark.e2e
 
-SCORE_DATE = "2026-11-29"
 TRAINING_ROWS, SCORING_ROWS = 20_000, 5_000
 BIN = Path(sys.executable).parent
 BUSINESS_COLUMNS = ["score_date", "customer_id", "churn_probability", "risk_band", "model_name", "model_version"]
@@ -46,7 +43,9 @@ class Deployment:
 
     def trigger(self, **conf: str) -> subprocess.CompletedProcess:
         """Run the DAG once, as `airflow dags test` does, with trigger parameters."""
-        return self.airflow("dags", "test", "churn_pipeline", SCORE_DATE, "--conf", json.dumps(conf), check=False)
+        return self.airflow(
+            "dags", "test", "churn_pipeline", SCORE_DATE.isoformat(), "--conf", json.dumps(conf), check=False
+        )
 
     def json_output(self, *args: str) -> list[dict]:
         """A CLI command's JSON answer; Airflow may log warnings on stdout before it."""
@@ -62,14 +61,7 @@ class Deployment:
         return {row["task_id"]: row["state"] for row in rows}
 
     def scores(self) -> pd.DataFrame:
-        engine = sa.create_engine(self.settings.warehouse_url)
-        try:
-            with engine.connect() as connection:
-                return pd.read_sql(
-                    sa.text("select * from churn_scores order by score_date, customer_id"), connection
-                )
-        finally:
-            engine.dispose()
+        return stored_scores(self.settings.warehouse_url)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ def deployment(tmp_path_factory) -> Deployment:
         "CHURN_HOME": str(root / "churn"),
         "GX_ANALYTICS_ENABLED": "false",
     }
-    for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL", "AIRFLOW_CONN_CHURN_WAREHOUSE"):
+    for inherited in INHERITED_SETTINGS:
         env.pop(inherited, None)
     settings = load_settings(env)
     subprocess.run(
@@ -107,12 +99,12 @@ def deployment(tmp_path_factory) -> Deployment:
 
 @pytest.fixture(scope="module")
 def first_run(deployment: Deployment) -> dict:
-    result = deployment.trigger(score_date=SCORE_DATE)
+    result = deployment.trigger(score_date=SCORE_DATE.isoformat())
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     run = deployment.latest_run()
     assert run["state"] == "success"
     assert set(deployment.task_states(run["run_id"]).values()) == {"success"}
-    run_dir = deployment.settings.run_dir(SCORE_DATE, run["run_id"])
+    run_dir = deployment.settings.run_dir(SCORE_DATE.isoformat(), run["run_id"])
     return {
         "airflow": run,
         "run_dir": run_dir,
@@ -129,7 +121,7 @@ def test_every_scoring_customer_gets_one_score(deployment: Deployment, first_run
     assert scores["customer_id"].is_unique
     assert scores["churn_probability"].between(0.0, 1.0).all()
     assert set(scores["risk_band"]) == {"low", "medium", "high"}
-    assert set(pd.to_datetime(scores["score_date"]).dt.date) == {date.fromisoformat(SCORE_DATE)}
+    assert set(scores["score_date"]) == {SCORE_DATE}
     assert set(scores["run_id"]) == {first_run["airflow"]["run_id"]}
 
 
@@ -138,14 +130,14 @@ def test_champion_alias_names_the_version_that_scored(deployment: Deployment, fi
     champion = champion_version(deployment.settings)
     assert champion is not None
     assert set(first_run["scores"]["model_version"]) == {str(champion.version)}
-    assert first_run["manifests"]["package"]["promoted"] is True
+    assert first_run["manifests"]["package"].promoted is True
 
 
 def test_test_auc_is_within_two_points_of_the_best_achievable(deployment: Deployment, first_run):
     use_mlflow(deployment.settings)
     trained = first_run["manifests"]["train"]
-    model_auc = mlflow.get_run(trained["mlflow_run_id"]).data.metrics["test_roc_auc"]
-    test = pd.read_parquet(trained["test_path"])
+    model_auc = mlflow.get_run(trained.mlflow_run_id).data.metrics["test_roc_auc"]
+    test = pd.read_parquet(trained.test_path)
     truth = pd.read_parquet(deployment.settings.sources_dir / "ground_truth.parquet").set_index("customerID")
     best_auc = roc_auc_score(test["Churn"] == "Yes", truth.loc[test["customerID"], "true_churn_probability"])
     assert model_auc >= best_auc - 0.02, (model_auc, best_auc)
@@ -160,7 +152,7 @@ def test_data_docs_and_model_card_are_published(deployment: Deployment, first_ru
 
 
 def test_second_run_of_the_same_date_leaves_exactly_the_same_rows(deployment: Deployment, first_run):
-    result = deployment.trigger(score_date=SCORE_DATE)
+    result = deployment.trigger(score_date=SCORE_DATE.isoformat())
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     second = deployment.scores()
     assert second["run_id"].nunique() == 1 and second["run_id"].iloc[0] != first_run["airflow"]["run_id"]
@@ -174,7 +166,7 @@ def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deploy
     training.to_csv(broken, index=False)
     before = deployment.scores()
 
-    result = deployment.trigger(score_date=SCORE_DATE, training_source=str(broken))
+    result = deployment.trigger(score_date=SCORE_DATE.isoformat(), training_source=str(broken))
 
     assert result.returncode != 0
     run = deployment.latest_run()
@@ -183,10 +175,10 @@ def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deploy
     assert states["validate"] == "failed"
     assert all(states[task] in {"upstream_failed", None} for task in ("feature", "train", "score"))
     assert "'tenure'" in result.stdout + result.stderr and "twelve" in result.stdout + result.stderr
-    run_dir = deployment.settings.run_dir(SCORE_DATE, run["run_id"])
+    run_dir = deployment.settings.run_dir(SCORE_DATE.isoformat(), run["run_id"])
     assert (run_dir / "data_docs" / "index.html").is_file()
     failure = read_manifests(run_dir)["failed"]
-    assert failure["phase"] == "validate" and "twelve" in failure["error"]
+    assert failure.phase == "validate" and "twelve" in failure.error
     pd.testing.assert_frame_equal(deployment.scores(), before)
 
 
@@ -200,7 +192,7 @@ def test_the_demo_names_an_unreadable_file_without_a_stack_trace(deployment: Dep
             str(BIN / "python"),
             str(PROJECT_DIR / "scripts" / "run_demo.py"),
             "--score-date",
-            SCORE_DATE,
+            SCORE_DATE.isoformat(),
             "--conf",
             f"training_source={garbage}",
         ],

@@ -11,13 +11,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -26,20 +26,14 @@ import pytest
 import sqlalchemy as sa
 
 from churn.generate import make_snapshots, write_snapshots
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, closed_port, stored_scores
 
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
-SCORE_DATE = "2026-11-20"
+SCORE_DATE = date(2026, 11, 20)
 SCORING_ROWS = 1_000
 RUN_TIMEOUT_SECONDS = 900
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -83,17 +77,8 @@ class Stack:
         answer = self.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{run_id}/taskInstances").json()
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
-    def scores(self, score_date: str) -> pd.DataFrame:
-        engine = sa.create_engine(self.warehouse_url)
-        try:
-            with engine.connect() as connection:
-                return pd.read_sql(
-                    sa.text("select * from churn_scores where score_date = :d order by customer_id"),
-                    connection,
-                    params={"d": score_date},
-                )
-        finally:
-            engine.dispose()
+    def scores(self, score_date: date) -> pd.DataFrame:
+        return stored_scores(self.warehouse_url, score_date)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -113,7 +98,7 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
     sources = write_snapshots(make_snapshots(5_000, SCORING_ROWS, seed=11), root / "churn" / "sources")
     password = f"pw-{uuid.uuid4().hex}"
     (root / "passwords.json").write_text(json.dumps({"admin": password}))
-    api_port = free_port()
+    api_port = closed_port()
     with scratch_databases(postgres_url, f"airflow_{suffix}", f"warehouse_{suffix}") as (
         metadata_url,
         warehouse_url,
@@ -131,8 +116,8 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(closed_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(closed_port()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
             "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),
@@ -190,7 +175,7 @@ def test_bad_trigger_values_are_refused_before_any_run_exists(stack: Stack, conf
 def test_triggered_run_scores_into_postgres_then_a_broken_file_stops_at_validate(stack: Stack):
     assert stack.api.patch("/api/v2/dags/churn_pipeline", json={"is_paused": False}).status_code == 200
 
-    good = stack.trigger({"score_date": SCORE_DATE})
+    good = stack.trigger({"score_date": SCORE_DATE.isoformat()})
     assert good.status_code == 200, good.text
     run_id = good.json()["dag_run_id"]
     assert stack.wait_for(run_id) == "success", (stack.root / "standalone.log").read_text()[-5000:]
@@ -204,7 +189,7 @@ def test_triggered_run_scores_into_postgres_then_a_broken_file_stops_at_validate
     training.loc[training.index[:2], "Contract"] = "Three year"
     broken = stack.root / "broken_training.csv"
     training.to_csv(broken, index=False)
-    bad = stack.trigger({"score_date": SCORE_DATE, "training_source": str(broken)})
+    bad = stack.trigger({"score_date": SCORE_DATE.isoformat(), "training_source": str(broken)})
     assert bad.status_code == 200, bad.text
     bad_run_id = bad.json()["dag_run_id"]
     assert stack.wait_for(bad_run_id) == "failed"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -19,37 +19,45 @@ import pytest
 import sqlalchemy as sa
 
 from churn.evaluate import run_evaluate
+from churn.handoffs import EvaluateResult, FeatureResult, PackageResult, ScoreResult, TrainResult, ValidateResult
 from churn.package import run_package
 from churn.score import run_score
+from churn.settings import Settings
+from churn.storage import write_parquet_atomically
 from churn.tracking import ModelUnavailableError, champion_version, use_mlflow
 from churn.train import run_train
 from churn.warehouse import WarehouseError, replace_scores, scores_table, warehouse_engine
+from tests.conftest import SCORE_DATE, closed_port, score_rows, stored_scores, train_a_run
 
-SCORE_DATE = date(2026, 11, 29)
 
+@dataclass(frozen=True)
+class PromotedRun:
+    """One full pass of every phase whose challenger became champion and scored ``SCORE_DATE``."""
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    validated: ValidateResult
+    features: FeatureResult
+    trained: TrainResult
+    evaluated: EvaluateResult
+    packaged: PackageResult
+    scored: ScoreResult
+    settings: Settings
 
 
 @pytest.fixture(scope="module")
-def promoted(trained_run, tmp_path_factory):
-    """The shared trained run, evaluated, packaged and promoted, with one scored date."""
-    run, settings = trained_run
-    settings = settings.overridden(warehouse_url=f"sqlite:///{tmp_path_factory.mktemp('wh') / 'warehouse.db'}")
-    run = run_score(run_package(run_evaluate(run, settings), settings), settings)
-    return run, settings
-
-
-def stored_scores(url: str) -> pd.DataFrame:
-    engine = warehouse_engine(url)
-    try:
-        with engine.connect() as connection:
-            return pd.read_sql(sa.text("select * from churn_scores order by score_date, customer_id"), connection)
-    finally:
-        engine.dispose()
+def promoted(tmp_path_factory, snapshots) -> PromotedRun:
+    """A run of every phase, in its own state with a small model, promoted, with one scored date."""
+    trained_run = train_a_run(tmp_path_factory.mktemp("faults"), snapshots)
+    validated, features, trained, settings = (
+        trained_run.validated,
+        trained_run.features,
+        trained_run.trained,
+        trained_run.settings,
+    )
+    evaluated = run_evaluate(trained, settings)
+    packaged = run_package(validated, trained, evaluated, settings)
+    scored = run_score(features, packaged, settings)
+    assert packaged.promoted and scored.rows_written == 600
+    return PromotedRun(validated, features, trained, evaluated, packaged, scored, settings)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -66,22 +74,6 @@ def warehouse_url(request, tmp_path) -> str:
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-
-
-def _rows(prefix: str, count: int, version: str) -> pd.DataFrame:
-    from datetime import UTC, datetime
-
-    return pd.DataFrame(
-        {
-            "customer_id": [f"{prefix}-{i}" for i in range(count)],
-            "churn_probability": 0.25,
-            "risk_band": "low",
-            "model_name": "churn-classifier",
-            "model_version": version,
-            "run_id": f"run-{version}",
-            "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
-        }
-    )
 
 
 WRITER = textwrap.dedent(
@@ -123,7 +115,7 @@ def _write_in_progress(url: str) -> bool:
 def test_a_writer_killed_mid_write_leaves_the_previous_rows_and_a_rerun_completes(warehouse_url):
     table = scores_table(sa.MetaData(), "churn_scores", None)
     engine = warehouse_engine(warehouse_url)
-    replace_scores(engine, table, SCORE_DATE, _rows("old", 2000, "1"))
+    replace_scores(engine, table, SCORE_DATE, score_rows([f"old-{i}" for i in range(2000)], version="1"))
     engine.dispose()
     writer = subprocess.Popen([sys.executable, "-c", WRITER, warehouse_url], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -138,19 +130,19 @@ def test_a_writer_killed_mid_write_leaves_the_previous_rows_and_a_rerun_complete
     assert len(survived) == 2000 and set(survived["model_version"]) == {"1"}
 
     engine = warehouse_engine(warehouse_url)
-    replace_scores(engine, table, SCORE_DATE, _rows("rerun", 1500, "2"))
+    replace_scores(engine, table, SCORE_DATE, score_rows([f"rerun-{i}" for i in range(1500)], version="2"))
     engine.dispose()
     after = stored_scores(warehouse_url)
     assert len(after) == 1500 and after["customer_id"].is_unique and set(after["model_version"]) == {"2"}
 
 
 def test_unreachable_warehouse_fails_clearly_and_writes_nothing(promoted):
-    run, settings = promoted
+    settings = promoted.settings
     unreachable = settings.overridden(
         warehouse_url=f"postgresql+psycopg://churn:s3cret@127.0.0.1:{closed_port()}/w"
     )
     with pytest.raises(WarehouseError) as caught:
-        run_score(run, unreachable)
+        run_score(promoted.features, promoted.packaged, unreachable)
     message = str(caught.value)
     assert "earlier rows are unchanged" in message and "127.0.0.1" in message
     assert "s3cret" not in message
@@ -158,14 +150,14 @@ def test_unreachable_warehouse_fails_clearly_and_writes_nothing(promoted):
 
 
 def test_unreachable_mlflow_fails_clearly_and_keeps_the_scores(promoted, monkeypatch):
-    run, settings = promoted
+    settings = promoted.settings
     before = stored_scores(settings.warehouse_url)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     offline = settings.overridden(mlflow_tracking_uri=f"http://127.0.0.1:{closed_port()}")
     try:
         with pytest.raises(ModelUnavailableError, match="cannot be reached"):
-            run_score(run, offline)
+            run_score(promoted.features, promoted.packaged, offline)
     finally:
         use_mlflow(settings)
     pd.testing.assert_frame_equal(stored_scores(settings.warehouse_url), before)
@@ -174,7 +166,7 @@ def test_unreachable_mlflow_fails_clearly_and_keeps_the_scores(promoted, monkeyp
 def test_corrupt_champion_artifacts_stop_scoring_and_keep_the_scores(promoted):
     from mlflow import MlflowClient
 
-    run, settings = promoted
+    settings = promoted.settings
     use_mlflow(settings)
     champion = champion_version(settings)
     model_dir = Path(
@@ -186,42 +178,42 @@ def test_corrupt_champion_artifacts_stop_scoring_and_keep_the_scores(promoted):
     try:
         pickle_file.write_bytes(b"this is not a model")
         with pytest.raises(ModelUnavailableError, match=r"could not be loaded .*artifacts missing or corrupt"):
-            run_score(run, settings)
+            run_score(promoted.features, promoted.packaged, settings)
         pickle_file.unlink()
         with pytest.raises(ModelUnavailableError, match="could not be loaded"):
-            run_score(run, settings)
+            run_score(promoted.features, promoted.packaged, settings)
     finally:
         pickle_file.write_bytes(original)
     pd.testing.assert_frame_equal(stored_scores(settings.warehouse_url), before)
 
 
 def test_challenger_trained_on_shuffled_labels_is_never_promoted(promoted, tmp_path):
-    run, settings = promoted
+    settings = promoted.settings
     use_mlflow(settings)
     champion_before = champion_version(settings).version
-    features = pd.read_parquet(run["feature"]["training"]["path"])
+    features = pd.read_parquet(promoted.features.training_path)
     shuffled = features.assign(Churn=features["Churn"].sample(frac=1.0, random_state=3).to_numpy())
     shuffled_path = tmp_path / "features" / "training.parquet"
     shuffled_path.parent.mkdir(parents=True)
     shuffled.to_parquet(shuffled_path)
-    noisy = {
-        **run,
-        "score_date": "2026-11-30",  # the next night: not a rerun, so only quality decides
-        "run_dir": str(tmp_path),
-        "feature": {**run["feature"], "training": {"path": str(shuffled_path)}},
-    }
+    # The next night (not a rerun, so only quality decides), in its own run folder.
+    next_night = promoted.features.run.model_copy(update={"score_date": date(2026, 11, 30), "run_dir": tmp_path})
+    noisy = promoted.features.model_copy(update={"run": next_night, "training_path": shuffled_path})
+    validated = promoted.validated.model_copy(update={"run": next_night})
 
-    packaged = run_package(run_evaluate(run_train(noisy, settings), settings), settings)
+    trained = run_train(noisy, settings)
+    evaluated = run_evaluate(trained, settings)
+    packaged = run_package(validated, trained, evaluated, settings)
 
-    assert packaged["evaluate"]["promote"] is False
-    assert "below the quality floor" in packaged["evaluate"]["reason"]
-    assert packaged["package"]["promoted"] is False
+    assert evaluated.promote is False
+    assert "below the quality floor" in evaluated.reason
+    assert packaged.promoted is False
     assert champion_version(settings).version == champion_before
     assert len(stored_scores(settings.warehouse_url)) == 600
 
 
 def test_passwords_stay_out_of_manifests_model_card_and_logs(promoted, warehouse_url, caplog, monkeypatch):
-    run, settings = promoted
+    settings = promoted.settings
     password = "s3cret-Pa55word"
     if not warehouse_url.startswith("sqlite"):
         # The test server trusts loopback connections, so it accepts any password in the URL.
@@ -233,12 +225,15 @@ def test_passwords_stay_out_of_manifests_model_card_and_logs(promoted, warehouse
     secret = settings.overridden(warehouse_url=warehouse_url, mlflow_username="churn", mlflow_password=password)
 
     with caplog.at_level(logging.DEBUG):
-        scored = run_score(run_package(run_evaluate(run, secret), secret), secret)
+        evaluated = run_evaluate(promoted.trained, secret)
+        packaged = run_package(promoted.validated, promoted.trained, evaluated, secret)
+        scored = run_score(promoted.features, packaged, secret)
 
-    assert scored["score"]["rows_written"] == 600
+    assert scored.rows_written == 600
     use_mlflow(settings)
+    manifests = (promoted.features.run.run_dir / "manifests").glob("*.json")
     exposed = {
-        "manifests": "".join(path.read_text() for path in (Path(run["run_dir"]) / "manifests").glob("*.json")),
+        "manifests": "".join(path.read_text() for path in manifests),
         "model card": champion_version(settings).description,
         "logs": caplog.text,
         "settings repr": repr(secret),
@@ -248,11 +243,13 @@ def test_passwords_stay_out_of_manifests_model_card_and_logs(promoted, warehouse
 
 
 def test_rerunning_the_date_with_the_same_inputs_reproduces_scores_and_version(promoted):
-    run, settings = promoted
+    settings = promoted.settings
     before = stored_scores(settings.warehouse_url)
-    again = run_score(run_package(run_evaluate(run_train(run, settings), settings), settings), settings)
+    trained = run_train(promoted.features, settings)
+    packaged = run_package(promoted.validated, trained, run_evaluate(trained, settings), settings)
+    run_score(promoted.features, packaged, settings)
     after = stored_scores(settings.warehouse_url)
-    assert again["package"]["reused_existing_version"] is True
+    assert packaged.reused_existing_version is True
     columns = ["score_date", "customer_id", "churn_probability", "risk_band", "model_version"]
     pd.testing.assert_frame_equal(after[columns], before[columns])
 
@@ -263,7 +260,7 @@ PARQUET_WRITER = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     import pandas as pd
-    from churn.ingest import write_parquet_atomically
+    from churn.storage import write_parquet_atomically
     rows = 6_000_000
     frame = pd.DataFrame({"customer_id": np.arange(rows).astype(str), "tenure": np.arange(rows) % 72})
     write_parquet_atomically(frame, Path(sys.argv[1]))
@@ -272,8 +269,6 @@ PARQUET_WRITER = textwrap.dedent(
 
 
 def test_a_parquet_writer_killed_mid_file_leaves_the_earlier_file_whole(tmp_path):
-    from churn.ingest import write_parquet_atomically
-
     destination = tmp_path / "raw" / "training.parquet"
     write_parquet_atomically(pd.DataFrame({"customer_id": ["a", "b"], "tenure": [1, 2]}), destination)
     before = destination.read_bytes()

@@ -11,6 +11,9 @@ from churn.evaluate import (
     top_decile_lift,
     why_held_back,
 )
+from churn.handoffs import EvaluateResult
+from churn.model import label_vector, model_inputs
+from churn.settings import QualityGates
 from churn.tracking import use_mlflow
 from churn.warehouse import ScoringRecord
 
@@ -95,21 +98,18 @@ def test_a_champion_that_cannot_score_the_rows_leaves_the_floor_to_decide():
     assert decide_promotion(0.65, None, min_auc=0.70, champion_incomparable=incomparable).promote is False
 
 
+GATES = QualityGates(min_test_roc_auc=0.7, operating_threshold=0.5)
+
+
 def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, contract):
-    run, settings = trained_run
-    use_mlflow(settings)
-    result = evaluate_challenger(
-        run["train"]["test_path"],
-        contract,
-        run["train"]["mlflow_run_id"],
-        run["train"]["model_uri"],
-        quality_gates={"min_test_roc_auc": 0.7, "operating_threshold": 0.5},
-        champion=None,
-        held_back=None,
-        seed=1,
-    )
-    assert result["promote"] is True
-    tracked = mlflow.get_run(run["train"]["mlflow_run_id"])
+    trained = trained_run.trained
+    use_mlflow(trained_run.settings)
+    result = evaluate_challenger(trained, contract, quality_gates=GATES, champion=None, held_back=None, seed=1)
+    assert isinstance(result, EvaluateResult)
+    assert result.run == trained.run
+    assert result.promote is True and "no champion yet" in result.reason
+    assert (result.champion_version, result.champion_test_roc_auc) == (None, None)
+    tracked = mlflow.get_run(trained.mlflow_run_id)
     for metric in (
         "test_roc_auc",
         "test_pr_auc",
@@ -119,13 +119,27 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
         "test_precision_at_threshold",
         "test_recall_at_threshold",
     ):
-        assert tracked.data.metrics[metric] == pytest.approx(result["metrics"][metric])
+        assert tracked.data.metrics[metric] == pytest.approx(result.metrics[metric])
     plots = {artifact.path for artifact in mlflow.MlflowClient().list_artifacts(tracked.info.run_id, "plots")}
     assert plots == {
         f"plots/{name}.png"
         for name in ("roc_curve", "precision_recall_curve", "calibration_curve", "feature_importance")
     }
     assert tracked.data.tags["promotion_decision"] == "promote"
+    assert tracked.data.tags["promotion_reason"] == result.reason
+
+
+def test_a_held_back_evaluation_keeps_the_champion_and_says_why(trained_run, contract):
+    trained = trained_run.trained
+    use_mlflow(trained_run.settings)
+    held_back = "2026-11-29 was scored before by version 4: reruns and backfills never move the champion"
+    result = evaluate_challenger(
+        trained, contract, quality_gates=GATES, champion=None, held_back=held_back, seed=1
+    )
+    assert (result.promote, result.reason) == (False, held_back)
+    assert result.metrics["test_roc_auc"] > GATES.min_test_roc_auc  # good enough, held back all the same
+    tags = mlflow.get_run(trained.mlflow_run_id).data.tags
+    assert (tags["promotion_decision"], tags["promotion_reason"]) == ("keep_champion", held_back)
 
 
 def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(trained_run, contract):
@@ -135,23 +149,20 @@ def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(tra
     from mlflow import MlflowClient
 
     from churn.evaluate import champion_auc_on
-    from churn.train import label_vector, model_inputs
 
-    run, settings = trained_run
-    use_mlflow(settings)
+    trained = trained_run.trained
+    use_mlflow(trained_run.settings)
     client = MlflowClient()
     model_name = f"churn-contract-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(model_name)
-    test = pd.read_parquet(run["train"]["test_path"])
+    test = pd.read_parquet(trained.test_path)
     # Rows shaped by a contract without PaymentMethod: the registered model needs that column.
     inputs, labels = model_inputs(test, contract).drop(columns=["PaymentMethod"]), label_vector(test, contract)
 
-    other = mlflow.register_model(run["train"]["model_uri"], model_name, tags={"contract_sha256": "another"})
+    other = mlflow.register_model(trained.model_uri, model_name, tags={"contract_sha256": "another"})
     assert champion_auc_on(client.get_model_version(model_name, other.version), inputs, labels, contract) is None
 
-    same = mlflow.register_model(
-        run["train"]["model_uri"], model_name, tags={"contract_sha256": contract.fingerprint}
-    )
+    same = mlflow.register_model(trained.model_uri, model_name, tags={"contract_sha256": contract.fingerprint})
     with pytest.raises(ValueError, match="PaymentMethod"):
         champion_auc_on(client.get_model_version(model_name, same.version), inputs, labels, contract)
     whole = champion_auc_on(

@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from churn.feature import add_derived_features, band, count_equal, model_columns, ratio
+from churn.feature import add_derived_features, band, count_equal, ratio, unseen_categories
+from churn.handoffs import FeatureResult
+from churn.model import model_columns
 
 
 def test_band_labels_cover_every_value_with_inclusive_upper_edges():
@@ -49,3 +51,24 @@ def test_model_columns_split_numbers_from_categories(contract):
     assert "tenure" in numeric and "charge_per_tenure_month" in numeric and "subscribed_services" in numeric
     assert "Contract" in categorical and "tenure_band" in categorical
     assert "customerID" not in numeric + categorical and "Churn" not in numeric + categorical
+
+
+def test_unseen_categories_are_reported_per_column():
+    training = pd.DataFrame({"Contract": ["One year", "Two year"], "PaymentMethod": ["Mailed check", None]})
+    scoring = pd.DataFrame({"Contract": ["One year", "Monthly", "Weekly"], "PaymentMethod": [None, None, None]})
+    assert unseen_categories(training, scoring, ["Contract", "PaymentMethod"]) == {
+        "Contract": ["Monthly", "Weekly"]
+    }
+
+
+def test_run_feature_writes_both_feature_tables_with_the_contracts_features(trained_run, contract):
+    features = trained_run.features
+    assert isinstance(features, FeatureResult)
+    assert features.run == trained_run.validated.run
+    assert features.derived_features == [feature.name for feature in contract.derived_features]
+    training, scoring = pd.read_parquet(features.training_path), pd.read_parquet(features.scoring_path)
+    assert len(training) == trained_run.validated.training.rows == 3000
+    assert len(scoring) == trained_run.validated.scoring.rows == 600
+    assert set(features.derived_features) <= set(training.columns) & set(scoring.columns)
+    assert "Churn" in training and "Churn" not in scoring
+    assert features.unseen_categories == {}

@@ -2,25 +2,201 @@ from pathlib import Path
 
 import pytest
 
-from churn.manifest import read_manifests, recording_failure, write_manifest
+from churn.handoffs import (
+    EvaluateResult,
+    FeatureResult,
+    IngestResult,
+    LandedSnapshot,
+    PackageResult,
+    PhaseFailure,
+    RunContext,
+    ScoreResult,
+    TrainResult,
+    ValidatedSnapshot,
+    ValidateResult,
+)
+from churn.manifest import manifest_path, read_manifests, run_phase, write_manifest
+from tests.conftest import EXPECTED_OWNERS, run_context
+
+PHASES = list(EXPECTED_OWNERS)  # the lifecycle's order
 
 
-def test_manifests_round_trip(tmp_path: Path):
-    write_manifest(tmp_path, "ingest", {"rows": 3})
-    assert read_manifests(tmp_path) == {"ingest": {"rows": 3}}
+def _records(run: RunContext, version: str = "1") -> dict:
+    """One plausible result of each phase of ``run``."""
+    raw, landed = run.run_dir / "raw", {"format": "csv", "bytes": 10, "sha256": "0" * 64}
+    return {
+        "ingest": IngestResult(
+            run=run,
+            training=LandedSnapshot(source="/d/training.csv", path=raw / "training.csv", **landed),
+            scoring=LandedSnapshot(source="/d/scoring.csv", path=raw / "scoring.csv", **landed),
+        ),
+        "validate": ValidateResult(
+            run=run,
+            contract_name="telco_churn",
+            contract_sha256="c" * 64,
+            report=run.run_dir / "data_docs" / "index.html",
+            training=ValidatedSnapshot(rows=3000, expectations=40, path=run.run_dir / "validated" / "training.pq"),
+            scoring=ValidatedSnapshot(rows=600, expectations=38, path=run.run_dir / "validated" / "scoring.pq"),
+        ),
+        "feature": FeatureResult(
+            run=run,
+            derived_features=["tenure_band"],
+            unseen_categories={},
+            training_path=run.run_dir / "features" / "training.parquet",
+            scoring_path=run.run_dir / "features" / "scoring.parquet",
+        ),
+        "train": TrainResult(
+            run=run,
+            mlflow_run_id="r1",
+            model_uri="models:/m-1",
+            model_family="logistic_regression",
+            cv_roc_auc=0.84,
+            training_fingerprint="f" * 64,
+            train_rows=2400,
+            test_rows=600,
+            test_path=run.run_dir / "model" / "test_split.parquet",
+        ),
+        "evaluate": EvaluateResult(
+            run=run,
+            metrics={"test_roc_auc": 0.83},
+            champion_version=None,
+            champion_test_roc_auc=None,
+            promote=True,
+            reason="no champion yet",
+        ),
+        "package": PackageResult(
+            run=run,
+            model_name="churn-classifier",
+            model_version=version,
+            reused_existing_version=False,
+            promoted=True,
+            champion_version=version,
+        ),
+        "score": ScoreResult(
+            run=run,
+            rows_written=600,
+            table="churn_scores",
+            warehouse="sqlite:///warehouse.db",
+            model_version=version,
+            model_chosen_because="this run promoted it to 'champion'",
+            risk_band_counts={"high": 100, "low": 300, "medium": 200},
+        ),
+    }
+
+
+def _completed_run(run_dir: Path) -> dict:
+    """A run folder that holds the manifests of all seven phases."""
+    records = _records(run_context(run_dir))
+    for phase, record in records.items():
+        write_manifest(run_dir, phase, record)
+    assert set(read_manifests(run_dir)) == set(PHASES)
+    return records
+
+
+def test_manifests_round_trip_as_typed_records(tmp_path: Path):
+    records = _records(run_context(tmp_path))
+    write_manifest(tmp_path, "ingest", records["ingest"])
+    assert manifest_path(tmp_path, "ingest") == tmp_path / "manifests" / "ingest.json"
+    read = read_manifests(tmp_path)
+    assert read == {"ingest": records["ingest"]}
+    assert isinstance(read["ingest"], IngestResult)
+    assert read["ingest"].training.path == tmp_path / "raw" / "training.csv"
     assert not list(tmp_path.rglob("*.partial"))
 
 
+def test_every_phases_result_round_trips(tmp_path: Path):
+    records = _completed_run(tmp_path)
+    read = read_manifests(tmp_path)
+    assert read == records
+    assert {phase: type(record) for phase, record in read.items()} == {
+        phase: type(record) for phase, record in records.items()
+    }
+
+
+def test_a_succeeding_phase_writes_its_manifest_and_returns_its_result(tmp_path: Path):
+    run = run_context(tmp_path)
+    record = _records(run)["ingest"]
+    assert run_phase("ingest", run, lambda: record) is record
+    assert read_manifests(tmp_path) == {"ingest": record}
+
+
 def test_a_failing_phase_records_its_message_and_still_raises(tmp_path: Path):
-    with pytest.raises(ValueError, match="tenure"), recording_failure(tmp_path, "validate"):
+    def fail():
         raise ValueError("column 'tenure' holds text")
+
+    with pytest.raises(ValueError, match="tenure"):
+        run_phase("validate", run_context(tmp_path), fail)
+    assert (tmp_path / "manifests" / "failed.json").is_file()
     failed = read_manifests(tmp_path)["failed"]
-    assert failed == {"phase": "validate", "error_type": "ValueError", "error": "column 'tenure' holds text"}
+    assert isinstance(failed, PhaseFailure)
+    assert failed == PhaseFailure(phase="validate", error_type="ValueError", error="column 'tenure' holds text")
+    assert "validate" not in read_manifests(tmp_path)
+
+
+def test_a_recorded_failure_holds_no_password(tmp_path: Path):
+    def fail():
+        raise RuntimeError("cannot reach postgresql+psycopg://churn:s3cr3t@db.internal/warehouse")
+
+    with pytest.raises(RuntimeError, match="s3cr3t"):  # the error itself goes on unchanged
+        run_phase("score", run_context(tmp_path), fail)
+    failed = read_manifests(tmp_path)["failed"]
+    assert "s3cr3t" not in failed.error and "churn:***@db.internal" in failed.error
+    assert "s3cr3t" not in manifest_path(tmp_path, "failed").read_text(encoding="utf-8")
 
 
 def test_a_successful_retry_clears_its_failure(tmp_path: Path):
-    with pytest.raises(RuntimeError), recording_failure(tmp_path, "score"):
+    run = run_context(tmp_path)
+
+    def warehouse_down():
         raise RuntimeError("warehouse down")
-    with recording_failure(tmp_path, "score"):
-        pass
-    assert "failed" not in read_manifests(tmp_path)
+
+    with pytest.raises(RuntimeError):
+        run_phase("score", run, warehouse_down)
+    assert read_manifests(tmp_path)["failed"].phase == "score"
+    scored = _records(run)["score"]
+    run_phase("score", run, lambda: scored)
+    assert read_manifests(tmp_path) == {"score": scored}
+
+
+def test_clearing_a_phase_forgets_its_and_every_later_phases_manifest(tmp_path: Path):
+    records = _completed_run(tmp_path)
+    seen_during_work = []
+
+    def validate_again():
+        seen_during_work.append(set(read_manifests(tmp_path)))
+        raise ValueError("column 'tenure' holds text")
+
+    with pytest.raises(ValueError, match="tenure"):
+        run_phase("validate", run_context(tmp_path), validate_again)
+    # Gone before the work started, not only after it failed.
+    assert seen_during_work == [{"ingest"}]
+    left = read_manifests(tmp_path)
+    assert set(left) == {"ingest", "failed"}
+    assert left["ingest"] == records["ingest"]
+    assert left["failed"] == PhaseFailure(
+        phase="validate", error_type="ValueError", error="column 'tenure' holds text"
+    )
+    for phase in PHASES[1:]:
+        assert not manifest_path(tmp_path, phase).exists(), phase
+
+
+def test_rerunning_only_score_replaces_only_its_manifest(tmp_path: Path):
+    records = _completed_run(tmp_path)
+    run = run_context(tmp_path)
+    rescored = records["score"].model_copy(update={"rows_written": 599})
+    seen_during_work = []
+
+    def score_again():
+        seen_during_work.append(set(read_manifests(tmp_path)))
+        return rescored
+
+    assert run_phase("score", run, score_again) is rescored
+    assert seen_during_work == [set(PHASES) - {"score"}]
+    assert read_manifests(tmp_path) == {**records, "score": rescored}
+
+
+def test_phase_order_follows_the_lifecycle():
+    """``run_phase`` knows the order from the RACI matrix; it must be the lifecycle's."""
+    from churn.raci import load_raci
+
+    assert list(load_raci()) == PHASES

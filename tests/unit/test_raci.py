@@ -1,6 +1,11 @@
 import pytest
+import yaml
 
+from churn.documents import ConfigurationError
 from churn.raci import load_raci, parse_raci, render_matrix
+from churn.settings import PROJECT_DIR
+
+BUNDLED = (PROJECT_DIR / "include" / "churn" / "raci.yaml").read_text()
 
 
 def test_bundled_matrix_lists_the_seven_phases_in_lifecycle_order():
@@ -18,7 +23,12 @@ def test_matrix_rows_match_the_agreed_raci():
     assert row.informed == ("mlops_engineer", "devops_engineer", "product_manager")
 
 
-def _document(**overrides):
+def test_the_ingest_handoff_describes_landing_files_unchanged():
+    hands_off = load_raci()["ingest"].hands_off
+    assert "byte for byte" in hands_off and "sha256" in hands_off
+
+
+def _document(**overrides) -> str:
     entry = {
         "task_id": "ingest",
         "phase": "Data Collection",
@@ -28,19 +38,49 @@ def _document(**overrides):
         "informed": [],
         "hands_off": "raw files",
     }
-    return {"phases": [{**entry, **overrides}]}
+    return yaml.safe_dump({"roles": ["data_engineer", "data_scientist"], "phases": [{**entry, **overrides}]})
+
+
+def test_the_roles_are_the_files_own_list():
+    assert (
+        parse_raci(_document(accountable="data_scientist"), "raci.yaml")["ingest"].accountable == "data_scientist"
+    )
 
 
 def test_unknown_role_is_rejected_with_its_name():
-    with pytest.raises(ValueError, match="chief_data_wizard"):
-        parse_raci(_document(responsible="chief_data_wizard"))
+    with pytest.raises(
+        ConfigurationError, match=r"raci\.yaml: .*'ingest' names roles not listed.*chief_data_wizard"
+    ):
+        parse_raci(_document(responsible="chief_data_wizard"), "raci.yaml")
 
 
 def test_repeated_phase_is_rejected():
-    document = _document()
+    document = yaml.safe_load(_document())
     document["phases"].append(document["phases"][0])
-    with pytest.raises(ValueError, match="repeats"):
-        parse_raci(document)
+    with pytest.raises(ConfigurationError, match="repeats"):
+        parse_raci(yaml.safe_dump(document), "raci.yaml")
+
+
+@pytest.mark.parametrize(
+    ("typo", "named"),
+    [
+        (
+            ("    responsible: mlops_engineer", "    resposible: mlops_engineer"),
+            "unknown key 'phases.6.resposible'",
+        ),
+        (
+            ("    hands_off: >-\n      The training", "    handoff: >-\n      The training"),
+            "unknown key 'phases.0.handoff'",
+        ),
+        (("roles:", "role:"), "unknown key 'role'"),
+    ],
+)
+def test_a_typo_in_raci_yaml_is_refused_naming_the_file_and_key(typo, named):
+    text = BUNDLED.replace(*typo, 1)
+    assert text != BUNDLED
+    with pytest.raises(ConfigurationError) as caught:
+        parse_raci(text, "/srv/raci.yaml")
+    assert str(caught.value).startswith("/srv/raci.yaml: ") and named in str(caught.value)
 
 
 def test_rendered_matrix_has_a_row_per_phase():

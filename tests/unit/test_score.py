@@ -1,11 +1,13 @@
 import threading
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from churn.handoffs import FeatureResult, PackageResult, PhaseFailure, RunContext
+from churn.manifest import read_manifests
 from churn.score import ScoringError, choose_model, risk_bands, run_score, score_frame
 from churn.warehouse import (
     ScoringRecord,
@@ -15,6 +17,7 @@ from churn.warehouse import (
     scoring_record,
     warehouse_engine,
 )
+from tests.conftest import SCORE_DATE, run_context, score_rows, stored_scores
 
 BANDS = {"low": 0.3, "medium": 0.6, "high": 1.0}
 
@@ -28,20 +31,6 @@ def test_risk_band_upper_edges_are_inclusive():
 def test_bands_must_increase_and_cover_one(bounds):
     with pytest.raises(ValueError, match="risk band"):
         risk_bands(pd.Series([0.5]), bounds)
-
-
-def _rows(ids, probability=0.5, version="1"):
-    return pd.DataFrame(
-        {
-            "customer_id": ids,
-            "churn_probability": probability,
-            "risk_band": "medium",
-            "model_name": "churn-classifier",
-            "model_version": version,
-            "run_id": "manual__x",
-            "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
-        }
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,9 +54,9 @@ def _stored(engine, table):
 
 def test_rerun_replaces_exactly_that_date(warehouse):
     engine, table = warehouse
-    replace_scores(engine, table, date(2026, 11, 28), _rows(["a", "b", "c"]))
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"], version="1"))
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "d"], probability=0.7, version="2"))
+    replace_scores(engine, table, date(2026, 11, 28), score_rows(["a", "b", "c"]))
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b"], version="1"))
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b", "d"], probability=0.7, version="2"))
     stored = _stored(engine, table)
     assert len(stored) == 6
     latest = stored[stored["score_date"] == date(2026, 11, 29)]
@@ -78,8 +67,8 @@ def test_rerun_replaces_exactly_that_date(warehouse):
 
 def test_a_failed_write_leaves_the_previous_scores_whole(warehouse):
     engine, table = warehouse
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b", "c"]))
-    duplicated = _rows(["x", "y", "x"])  # the primary key rejects this batch half-way through
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b", "c"]))
+    duplicated = score_rows(["x", "y", "x"])  # the primary key rejects this batch half-way through
     with pytest.raises(WarehouseError, match="earlier rows are unchanged"):
         replace_scores(engine, table, date(2026, 11, 29), duplicated)
     assert _stored(engine, table)["customer_id"].tolist() == ["a", "b", "c"]
@@ -90,36 +79,89 @@ def test_every_customer_gets_one_probability_and_band(trained_run, contract):
 
     from churn.tracking import use_mlflow
 
-    run, settings = trained_run
-    use_mlflow(settings)
-    model = mlflow.sklearn.load_model(run["train"]["model_uri"])
-    features = pd.read_parquet(run["feature"]["scoring"]["path"])
+    use_mlflow(trained_run.settings)
+    model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
+    features = pd.read_parquet(trained_run.features.scoring_path)
     scored = score_frame(model, features, contract, BANDS)
     assert len(scored) == len(features) == 600
     assert scored["customer_id"].is_unique
+    assert set(scored["customer_id"]) == set(features["customerID"])
     assert scored["churn_probability"].between(0, 1).all()
     assert set(scored["risk_band"]) <= set(BANDS)
 
 
+def _packaged(run: RunContext, *, promoted: bool, version: str = "7") -> PackageResult:
+    return PackageResult(
+        run=run,
+        model_name="churn-classifier",
+        model_version=version,
+        reused_existing_version=False,
+        promoted=promoted,
+        champion_version=version if promoted else None,
+    )
+
+
 def test_scoring_without_a_champion_refuses_and_writes_nothing(settings, tmp_path):
     warehouse_url = f"sqlite:///{tmp_path / 'empty.db'}"
-    run = {
-        "score_date": "2026-11-29",
-        "run_dir": str(tmp_path),
-        "contract": "telco_churn",
-        "package": {"promoted": False, "model_version": "1"},
-    }
-    with pytest.raises(ScoringError, match="champion"):
-        run_score(run, settings.overridden(warehouse_url=warehouse_url))
+    run = run_context(tmp_path / "run")
+    features = FeatureResult(
+        run=run,
+        derived_features=["tenure_band"],
+        unseen_categories={},
+        training_path=tmp_path / "run" / "features" / "training.parquet",
+        scoring_path=tmp_path / "run" / "features" / "scoring.parquet",
+    )
+    with pytest.raises(ScoringError, match="no model carries the alias 'champion'"):
+        run_score(
+            features, _packaged(run, promoted=False, version="1"), settings.overridden(warehouse_url=warehouse_url)
+        )
     engine = sa.create_engine(warehouse_url)
     assert not sa.inspect(engine).has_table("churn_scores")
     engine.dispose()
+    recorded = read_manifests(run.run_dir)
+    assert "score" not in recorded
+    assert isinstance(recorded["failed"], PhaseFailure)
+    assert (recorded["failed"].phase, recorded["failed"].error_type) == ("score", "ScoringError")
+
+
+def test_run_score_writes_the_dates_scores_with_the_model_of_record(trained_run, tmp_path):
+    import mlflow
+
+    from churn.handoffs import ScoreResult
+    from churn.tracking import use_mlflow
+
+    model_name = f"churn-classifier-{uuid.uuid4().hex[:8]}"
+    warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    settings = trained_run.settings.overridden(
+        warehouse_url=warehouse_url,
+        config=trained_run.settings.config.model_copy(update={"registered_model": model_name}),
+    )
+    use_mlflow(settings)
+    version = mlflow.register_model(trained_run.trained.model_uri, model_name).version
+    run = trained_run.features.run.model_copy(update={"run_dir": tmp_path / "run"})
+    features = trained_run.features.model_copy(update={"run": run})
+    promoted = _packaged(run, promoted=True, version=str(version))
+
+    scored = run_score(features.model_dump(mode="json"), promoted.model_dump(mode="json"), settings)
+    assert isinstance(scored, ScoreResult)
+    assert (scored.rows_written, scored.model_version, scored.table) == (600, str(version), "churn_scores")
+    assert "this run promoted it" in scored.model_chosen_because
+    assert sum(scored.risk_band_counts.values()) == 600
+    assert read_manifests(run.run_dir)["score"] == scored
+    stored = stored_scores(warehouse_url, SCORE_DATE)
+    assert len(stored) == 600 and set(stored["model_version"]) == {str(version)}
+    assert set(stored["model_name"]) == {model_name} and set(stored["run_id"]) == {run.airflow_run_id}
+
+    # A rerun of the date that promoted nothing, with no champion, still has the date's model.
+    rerun = run_score(features, _packaged(run, promoted=False, version="99"), settings)
+    assert rerun.model_version == str(version) and "scored 2026-11-29 before" in rerun.model_chosen_because
+    assert len(stored_scores(warehouse_url, SCORE_DATE)) == 600
 
 
 def test_readers_see_the_old_set_or_the_new_set_never_a_mix(warehouse):
     engine, table = warehouse
-    old = _rows([f"old-{i}" for i in range(1000)], version="1")
-    new = _rows([f"new-{i}" for i in range(60_000)], version="2")
+    old = score_rows([f"old-{i}" for i in range(1000)], version="1")
+    new = score_rows([f"new-{i}" for i in range(60_000)], version="2")
     replace_scores(engine, table, date(2026, 11, 29), old)
     observed: set[tuple[int, int]] = set()
     writer = threading.Thread(target=replace_scores, args=(engine, table, date(2026, 11, 29), new))
@@ -140,8 +182,8 @@ def test_readers_see_the_old_set_or_the_new_set_never_a_mix(warehouse):
 def test_two_writers_of_one_date_leave_exactly_one_complete_set(warehouse):
     engine, table = warehouse
     batches = [
-        _rows([f"a-{i}" for i in range(20_000)], version="1"),
-        _rows([f"b-{i}" for i in range(15_000)], version="2"),
+        score_rows([f"a-{i}" for i in range(20_000)], version="1"),
+        score_rows([f"b-{i}" for i in range(15_000)], version="2"),
     ]
     errors = []
 
@@ -167,7 +209,7 @@ def test_configured_schema_is_created_and_the_key_is_date_and_customer(postgres_
     schema = f"churn_{uuid.uuid4().hex[:10]}"
     table = scores_table(sa.MetaData(), "churn_scores", schema)
     try:
-        replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"]))
+        replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b"]))
         inspector = sa.inspect(engine)
         assert inspector.has_table("churn_scores", schema=schema)
         assert inspector.get_pk_constraint("churn_scores", schema=schema)["constrained_columns"] == [
@@ -191,45 +233,42 @@ def test_a_category_training_never_saw_is_still_scored(trained_run, contract):
 
     from churn.tracking import use_mlflow
 
-    run, settings = trained_run
-    use_mlflow(settings)
-    model = mlflow.sklearn.load_model(run["train"]["model_uri"])
-    features = pd.read_parquet(run["feature"]["scoring"]["path"]).head(20)
+    use_mlflow(trained_run.settings)
+    model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
+    features = pd.read_parquet(trained_run.features.scoring_path).head(20)
     features.loc[features.index[:3], "PaymentMethod"] = "Bank transfer (manual)"
     scored = score_frame(model, features, contract, BANDS)
     assert len(scored) == 20 and scored["churn_probability"].between(0, 1).all()
 
 
-NOT_PROMOTED = {"promoted": False, "model_version": "7"}
-
-
 @pytest.mark.parametrize(
-    ("package", "recorded", "champion", "version", "reason"),
+    ("promoted", "recorded", "champion", "version", "reason"),
     [
-        ({"promoted": True, "model_version": "7"}, "3", "7", "3", "scored 2026-11-29 before"),
-        ({"promoted": True, "model_version": "7"}, None, "7", "7", "this run promoted it"),
-        (NOT_PROMOTED, "3", "5", "3", "scored 2026-11-29 before"),
-        (NOT_PROMOTED, None, "5", "5", "current 'champion'"),
+        (True, "3", "7", "3", "scored 2026-11-29 before"),
+        (True, None, "7", "7", "this run promoted it to 'champion'"),
+        (False, "3", "5", "3", "scored 2026-11-29 before"),
+        (False, None, "5", "5", "current 'champion'"),
     ],
 )
 def test_the_model_of_record_is_recorded_then_promoted_then_champion(
-    settings, package, recorded, champion, version, reason
+    settings, tmp_path, promoted, recorded, champion, version, reason
 ):
-    chosen = choose_model(settings, package, recorded, champion, date(2026, 11, 29))
-    assert (chosen.name, chosen.version) == (settings.registered_model, version)
+    packaged = _packaged(run_context(tmp_path), promoted=promoted, version="7")
+    chosen = choose_model(settings, packaged, recorded, champion, date(2026, 11, 29))
+    assert (chosen.name, chosen.version) == (settings.config.registered_model, version)
     assert reason in chosen.reason
 
 
-def test_without_a_recorded_version_or_a_champion_nothing_is_chosen(settings):
+def test_without_a_recorded_version_or_a_champion_nothing_is_chosen(settings, tmp_path):
     with pytest.raises(ScoringError, match="no model carries the alias 'champion'"):
-        choose_model(settings, NOT_PROMOTED, None, None, date(2026, 11, 29))
+        choose_model(settings, _packaged(run_context(tmp_path), promoted=False), None, None, date(2026, 11, 29))
 
 
 def test_the_scoring_record_names_the_dates_version_and_the_latest_date(warehouse):
     engine, table = warehouse
     assert scoring_record(engine, table, date(2026, 11, 29), "churn-classifier") == ScoringRecord(None, None)
-    replace_scores(engine, table, date(2026, 11, 28), _rows(["a"], version="1"))
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a", "b"], version="4"))
+    replace_scores(engine, table, date(2026, 11, 28), score_rows(["a"], version="1"))
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b"], version="4"))
     assert scoring_record(engine, table, date(2026, 11, 29), "churn-classifier") == ScoringRecord(
         "4", date(2026, 11, 29)
     )
@@ -248,7 +287,7 @@ def test_sqlite_readers_do_not_take_the_write_lock(tmp_path):
     path = tmp_path / "warehouse.db"
     engine = warehouse_engine(f"sqlite:///{path}")
     table = scores_table(sa.MetaData(), "churn_scores", None)
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a"]))
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a"]))
     writer = sqlite3.connect(path, timeout=0.2, isolation_level=None)
     try:
         with engine.connect() as reader:
@@ -264,9 +303,9 @@ def test_sqlite_readers_do_not_take_the_write_lock(tmp_path):
 def test_a_write_is_refused_when_another_run_scored_the_date_meanwhile(warehouse):
     engine, table = warehouse
     seen = scoring_record(engine, table, date(2026, 11, 29), "churn-classifier")
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["a"], version="5"))  # the other run
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["a"], version="5"))  # the other run
     with pytest.raises(WarehouseError, match=r"another run scored 2026-11-29 with version 5 .*a retry"):
-        replace_scores(engine, table, date(2026, 11, 29), _rows(["b"], version="4"), seen=seen)
+        replace_scores(engine, table, date(2026, 11, 29), score_rows(["b"], version="4"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["a"]
-    replace_scores(engine, table, date(2026, 11, 29), _rows(["b", "c"], version="5"), seen=seen)
+    replace_scores(engine, table, date(2026, 11, 29), score_rows(["b", "c"], version="5"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["b", "c"]

@@ -1,17 +1,20 @@
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
+from churn.documents import ConfigurationError, parse_document
 from churn.settings import (
+    PROJECT_DIR,
+    PipelineConfig,
     load_settings,
+    pipeline_config,
     redact_text,
     redact_url,
     safe_path_part,
-    sqlalchemy_url_from_connection,
-    tracking_uri_from_connection,
     validated_identifier,
 )
+
+BUNDLED = (PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text()
 
 
 def test_defaults_keep_all_state_under_churn_home(tmp_path: Path):
@@ -33,67 +36,55 @@ def test_environment_overrides_the_embedded_defaults(tmp_path: Path):
     assert settings.mlflow_tracking_uri == "http://mlflow:5000"
 
 
+def test_the_bundled_configuration_is_typed():
+    config = pipeline_config()
+    assert config.training.cv_folds == 5
+    assert config.quality_gates.min_test_roc_auc == 0.70
+    assert list(config.training.candidates.configured()) == ["logistic_regression", "hist_gradient_boosting"]
+    assert config.warehouse.table == "churn_scores" and config.warehouse.schema_name is None
+
+
+def test_another_configuration_file_is_read_from_churn_pipeline_config(tmp_path: Path):
+    other = tmp_path / "pipeline.yaml"
+    other.write_text(BUNDLED.replace("registered_model: churn-classifier", "registered_model: churn-eu"))
+    settings = load_settings({"CHURN_HOME": str(tmp_path), "CHURN_PIPELINE_CONFIG": str(other)})
+    assert settings.config.registered_model == "churn-eu"
+
+
+@pytest.mark.parametrize(
+    ("typo", "named"),
+    [
+        (("cv_folds:", "cv_fold:"), ["unknown key 'training.cv_fold'", "required key 'training.cv_folds'"]),
+        (("  min_test_roc_auc: 0.70", "  min_test_auc: 0.70"), ["unknown key 'quality_gates.min_test_auc'"]),
+        (
+            ("      max_iter: 250", "      max_iters: 250"),
+            ["training.candidates.hist_gradient_boosting.max_iters"],
+        ),
+        (("    logistic_regression:", "    random_forest:"), ["unknown key 'training.candidates.random_forest'"]),
+        (("calibration: sigmoid", "calibration: platt"), ["training.calibration", "'platt'"]),
+        (("test_fraction: 0.2", "test_fraction: 1.5"), ["split.test_fraction", "1.5"]),
+        (("  table: churn_scores", "  table: churn scores"), ["warehouse.table", "not a valid SQL identifier"]),
+        (("  medium: 0.6", "  medium: 0.2"), ["risk_bands", "must increase"]),
+    ],
+)
+def test_a_typo_in_the_configuration_is_refused_naming_the_file_and_key(typo, named):
+    text = BUNDLED.replace(*typo)
+    assert text != BUNDLED
+    with pytest.raises(ConfigurationError) as caught:
+        parse_document(PipelineConfig, text, "/etc/churn/pipeline.yaml")
+    assert str(caught.value).startswith("/etc/churn/pipeline.yaml: ")
+    for words in named:
+        assert words in str(caught.value)
+
+
+def test_a_missing_configuration_file_is_named(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match=r"absent\.yaml cannot be read"):
+        load_settings({"CHURN_HOME": str(tmp_path), "CHURN_PIPELINE_CONFIG": str(tmp_path / "absent.yaml")})
+
+
 def test_run_ids_become_safe_folder_names():
     assert safe_path_part("scheduled__2026-11-29T02:00:00+00:00") == "scheduled__2026-11-29T02_00_00_00_00"
     assert "/" not in safe_path_part("../../etc")
-
-
-def test_postgres_connection_becomes_a_psycopg_url():
-    url = sqlalchemy_url_from_connection("postgres", "db.internal", "churn", "s3cr3t", 5432, "warehouse")
-    assert url == "postgresql+psycopg://churn:s3cr3t@db.internal:5432/warehouse"
-
-
-def test_postgres_extras_reach_libpq_but_airflow_keys_do_not():
-    extra = {
-        "sslmode": "verify-full",
-        "sslrootcert": "/certs/ca.pem",
-        "connect_timeout": 10,
-        "cursor": "dictcursor",
-        "iam": True,
-        "aws_conn_id": "aws_default",
-    }
-    url = sqlalchemy_url_from_connection("postgres", "db.internal", "churn", "s3cr3t", 5432, "warehouse", extra)
-    assert dict(make_url(url).query) == {
-        "sslmode": "verify-full",
-        "sslrootcert": "/certs/ca.pem",
-        "connect_timeout": "10",
-    }
-    assert make_url(url).password == "s3cr3t"
-
-
-def test_redacted_postgres_url_keeps_extras_and_hides_the_password():
-    url = sqlalchemy_url_from_connection("postgres", "h", "u", "s3cr3t", None, "db", {"sslmode": "require"})
-    assert "s3cr3t" not in redact_url(url)
-    assert "sslmode=require" in redact_url(url)
-
-
-def test_libpq_extras_are_not_given_to_other_databases():
-    url = sqlalchemy_url_from_connection("mysql", "h", "u", "p", 3306, "db", {"sslmode": "require"})
-    assert url == "mysql+pymysql://u:p@h:3306/db"
-
-
-def test_sqlite_connection_uses_its_host_as_the_file():
-    assert sqlalchemy_url_from_connection("sqlite", "/data/wh.db") == "sqlite:////data/wh.db"
-
-
-def test_sqlite_uri_connection_carries_the_file_as_its_schema():
-    # AIRFLOW_CONN_X='sqlite:////data/wh.db' parses to an empty host and schema '/data/wh.db'.
-    assert sqlalchemy_url_from_connection("sqlite", "", schema="/data/wh.db") == "sqlite:////data/wh.db"
-
-
-def test_connection_typed_with_a_sqlalchemy_driver_keeps_it():
-    url = sqlalchemy_url_from_connection("postgresql+psycopg", "h", "u", "p@ss", 5432, "db")
-    assert url == "postgresql+psycopg://u:p%40ss@h:5432/db"
-
-
-def test_explicit_sqlalchemy_url_in_extras_wins():
-    url = sqlalchemy_url_from_connection("generic", None, extra={"sqlalchemy_url": "duckdb:///x.db"})
-    assert url == "duckdb:///x.db"
-
-
-def test_unsupported_connection_type_is_named():
-    with pytest.raises(ValueError, match="'ftp'"):
-        sqlalchemy_url_from_connection("ftp", "host")
 
 
 @pytest.mark.parametrize("name", ["churn_scores", "_x", "Scores2026"])
@@ -122,21 +113,10 @@ def test_mlflow_credentials_stay_out_of_repr_and_the_environment_is_left_to_mlfl
     assert "bob" not in repr(with_login)
 
 
-@pytest.mark.parametrize(
-    ("host", "port", "schema", "uri"),
-    [
-        ("mlflow", 5000, None, "http://mlflow:5000"),
-        ("mlflow.example.org", None, "https", "https://mlflow.example.org"),
-        ("https://mlflow.example.org/", None, None, "https://mlflow.example.org"),
-    ],
-)
-def test_mlflow_connection_becomes_a_tracking_uri(host, port, schema, uri):
-    assert tracking_uri_from_connection(host, port, schema) == uri
-
-
-def test_https_uri_connection_keeps_its_scheme():
-    # AIRFLOW_CONN_CHURN_MLFLOW=https://mlflow.example.org parses to conn_type "https".
-    assert tracking_uri_from_connection("mlflow.example.org", None, None, "https") == "https://mlflow.example.org"
+def test_redacted_url_keeps_extras_and_hides_passwords_also_in_the_query():
+    url = "postgresql+psycopg://u:s3cr3t@h/db?sslmode=require&sslpassword=k3yp4ss"
+    assert "s3cr3t" not in redact_url(url) and "k3yp4ss" not in redact_url(url)
+    assert "sslmode=require" in redact_url(url)
 
 
 def test_credentials_in_free_text_are_masked():
@@ -145,8 +125,3 @@ def test_credentials_in_free_text_are_masked():
         redact_text(text)
         == "API request to https://bob:***@mlflow:5000/api failed; db postgresql+psycopg://u:***@h/db"
     )
-
-
-def test_mlflow_connection_without_host_is_refused():
-    with pytest.raises(ValueError, match="host"):
-        tracking_uri_from_connection("")

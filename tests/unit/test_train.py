@@ -1,19 +1,26 @@
+from importlib import resources
+
 import mlflow
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from churn.documents import ConfigurationError, parse_document
 from churn.feature import add_derived_features
-from churn.tracking import use_mlflow
-from churn.train import (
-    candidate_pipelines,
-    choose_winner,
-    label_vector,
-    model_inputs,
-    split_train_test,
-    training_fingerprint,
+from churn.handoffs import TrainResult
+from churn.model import candidate_pipelines, label_vector, model_inputs
+from churn.settings import (
+    CandidatesConfig,
+    HistGradientBoostingParams,
+    LogisticRegressionParams,
+    PipelineConfig,
 )
+from churn.tracking import use_mlflow
+from churn.train import choose_winner, split_train_test, training_fingerprint
+
+BUNDLED_PIPELINE = resources.files("churn").joinpath("pipeline.yaml").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,54 @@ def test_single_class_training_data_is_refused(features, contract):
         split_train_test(features.assign(Churn="No"), contract, 0.2, seed=1)
 
 
-def test_unknown_model_family_is_named(contract):
-    with pytest.raises(ValueError, match="random_forest"):
-        candidate_pipelines(contract, {"random_forest": {}}, seed=1)
+def _pipeline_config_with_candidates(candidates: dict) -> str:
+    document = yaml.safe_load(BUNDLED_PIPELINE)
+    document["training"]["candidates"] = candidates
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def test_the_bundled_pipeline_configures_both_model_families():
+    config = parse_document(PipelineConfig, BUNDLED_PIPELINE, "pipeline.yaml")
+    assert list(config.training.candidates.configured()) == ["logistic_regression", "hist_gradient_boosting"]
+
+
+def test_unknown_model_family_is_named_where_the_configuration_is_read():
+    document = yaml.safe_load(BUNDLED_PIPELINE)
+    document["training"]["candidates"]["random_forest"] = {"n_estimators": 100}
+    named = r"pipeline\.yaml: unknown key 'training\.candidates\.random_forest'"
+    with pytest.raises(ConfigurationError, match=named):
+        parse_document(PipelineConfig, yaml.safe_dump(document, sort_keys=False), "pipeline.yaml")
+
+
+def test_a_misspelt_hyperparameter_is_named():
+    text = _pipeline_config_with_candidates({"hist_gradient_boosting": {"max_iters": 30}})
+    named = r"unknown key 'training\.candidates\.hist_gradient_boosting\.max_iters'"
+    with pytest.raises(ConfigurationError, match=named):
+        parse_document(PipelineConfig, text, "pipeline.yaml")
+
+
+def test_at_least_one_model_family_must_be_configured():
+    with pytest.raises(ConfigurationError, match="configure at least one model family"):
+        parse_document(PipelineConfig, _pipeline_config_with_candidates({}), "pipeline.yaml")
+
+
+def test_candidates_are_the_configured_families_with_their_parameters(contract):
+    both = candidate_pipelines(
+        contract,
+        CandidatesConfig(
+            logistic_regression=LogisticRegressionParams(C=0.5),
+            hist_gradient_boosting=HistGradientBoostingParams(max_iter=30),
+        ),
+        seed=1,
+    )
+    assert list(both) == ["logistic_regression", "hist_gradient_boosting"]
+    assert both["logistic_regression"].named_steps["model"].C == 0.5
+    assert both["hist_gradient_boosting"].named_steps["model"].max_iter == 30
+    assert both["hist_gradient_boosting"].named_steps["model"].random_state == 1
+    only_boosting = candidate_pipelines(
+        contract, CandidatesConfig(hist_gradient_boosting=HistGradientBoostingParams()), seed=1
+    )
+    assert list(only_boosting) == ["hist_gradient_boosting"]
 
 
 def test_winner_has_the_best_mean_auc():
@@ -62,21 +114,33 @@ def test_fingerprint_identifies_rows_contract_config_and_code(features, contract
     assert training_fingerprint(changed_row, contract, {"seed": 1}, "v1") != base
     assert training_fingerprint(features, contract, {"seed": 2}, "v1") != base
     assert training_fingerprint(features, contract, {"seed": 1}, "v2") != base
+    other_contract = contract.model_copy(update={"fingerprint": "another"})
+    assert training_fingerprint(features, other_contract, {"seed": 1}, "v1") != base
 
 
 def test_training_logs_both_candidates_and_a_calibrated_model(trained_run, contract):
-    run, settings = trained_run
+    settings, trained = trained_run.settings, trained_run.trained
+    assert isinstance(trained, TrainResult)
+    assert list(settings.config.training.candidates.configured()) == [
+        "logistic_regression",
+        "hist_gradient_boosting",
+    ]
     use_mlflow(settings)
-    trained = run["train"]
-    tracked = mlflow.get_run(trained["mlflow_run_id"]).data
+    tracked = mlflow.get_run(trained.mlflow_run_id).data
     assert {"cv_roc_auc_logistic_regression", "cv_roc_auc_hist_gradient_boosting", "cv_roc_auc"} <= set(
         tracked.metrics
     )
-    assert tracked.params["model_family"] == trained["model_family"]
-    assert tracked.tags["training_fingerprint"] == trained["training_fingerprint"]
+    assert tracked.metrics["cv_roc_auc"] == pytest.approx(trained.cv_roc_auc)
+    assert tracked.metrics["cv_roc_auc"] == max(
+        tracked.metrics["cv_roc_auc_logistic_regression"], tracked.metrics["cv_roc_auc_hist_gradient_boosting"]
+    )
+    assert tracked.params["model_family"] == trained.model_family
+    assert tracked.params["cv_folds"] == "3"
+    assert tracked.tags["training_fingerprint"] == trained.training_fingerprint
     assert tracked.tags["contract_sha256"] == contract.fingerprint
-    model = mlflow.sklearn.load_model(trained["model_uri"])
-    test = pd.read_parquet(trained["test_path"])
+    model = mlflow.sklearn.load_model(trained.model_uri)
+    test = pd.read_parquet(trained.test_path)
     probabilities = model.predict_proba(model_inputs(test, contract))[:, 1]
     assert np.all((probabilities >= 0) & (probabilities <= 1))
-    assert trained["test_rows"] == len(test) == 600
+    assert trained.test_rows == len(test) == 600
+    assert trained.train_rows == 2400

@@ -1,0 +1,127 @@
+"""What each lifecycle phase hands to the next: small typed records, JSON in XCom and in
+the run folder's manifests.
+
+Each task takes exactly the upstream records it uses, so the DAG's wiring shows the real
+data flow. Records hold references (paths in the run folder, MLflow run ids, registered
+model versions) and a few figures, never data.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, validate_call
+
+
+class Handoff(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunContext(Handoff):
+    """One pipeline run: which Airflow run, for which date, in which folder, under which contract."""
+
+    airflow_run_id: str
+    score_date: date
+    run_dir: Path
+    contract: str
+
+
+class PhaseResult(Handoff):
+    """A phase's result always says which run it belongs to."""
+
+    run: RunContext
+
+
+class LandedSnapshot(Handoff):
+    source: str
+    path: Path
+    format: Literal["csv", "parquet"]
+    bytes: int
+    sha256: str
+
+
+class IngestResult(PhaseResult):
+    training: LandedSnapshot
+    scoring: LandedSnapshot
+
+
+class ValidatedSnapshot(Handoff):
+    rows: int
+    expectations: int
+    path: Path
+
+
+class ValidateResult(PhaseResult):
+    contract_name: str
+    contract_sha256: str
+    report: Path
+    training: ValidatedSnapshot
+    scoring: ValidatedSnapshot
+
+
+class FeatureResult(PhaseResult):
+    derived_features: list[str]
+    unseen_categories: dict[str, list[str]]
+    training_path: Path
+    scoring_path: Path
+
+
+class TrainResult(PhaseResult):
+    mlflow_run_id: str
+    model_uri: str
+    model_family: str
+    cv_roc_auc: float
+    training_fingerprint: str
+    train_rows: int
+    test_rows: int
+    test_path: Path
+
+
+class EvaluateResult(PhaseResult):
+    metrics: dict[str, float]
+    champion_version: str | None
+    champion_test_roc_auc: float | None
+    promote: bool
+    reason: str
+
+
+class PackageResult(PhaseResult):
+    model_name: str
+    model_version: str
+    reused_existing_version: bool
+    promoted: bool
+    champion_version: str | None
+
+
+class ScoreResult(PhaseResult):
+    rows_written: int
+    table: str
+    warehouse: str
+    model_version: str
+    model_chosen_because: str
+    risk_band_counts: dict[str, int]
+
+
+class PhaseFailure(Handoff):
+    """Why a phase failed, in the words it raised, for people reading the run folder."""
+
+    phase: str
+    error_type: str
+    error: str
+
+
+RESULT_TYPES: dict[str, type[PhaseResult]] = {
+    "ingest": IngestResult,
+    "validate": ValidateResult,
+    "feature": FeatureResult,
+    "train": TrainResult,
+    "evaluate": EvaluateResult,
+    "package": PackageResult,
+    "score": ScoreResult,
+}
+
+# Phase entry points take upstream results as records or as the JSON dictionaries XCom
+# carries, and turn the latter into records before any work starts.
+accepts_handoffs = validate_call(config=ConfigDict(arbitrary_types_allowed=True))

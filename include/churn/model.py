@@ -1,0 +1,93 @@
+"""The model's inputs and the candidate model families, shared by train, evaluate and score.
+
+Each candidate is one scikit-learn Pipeline holding its preprocessing, so the model that is
+scored later carries exactly the transformations it was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from churn.contract import Contract
+from churn.settings import CandidatesConfig, HistGradientBoostingParams, LogisticRegressionParams
+
+
+def model_columns(contract: Contract) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) input columns of the model: contract features plus derived."""
+    numeric = [c for c in contract.feature_columns if contract.columns[c].is_numeric]
+    categorical = [c for c in contract.feature_columns if not contract.columns[c].is_numeric]
+    for feature in contract.derived_features:
+        (categorical if feature.kind == "band" else numeric).append(feature.name)
+    return numeric, categorical
+
+
+def model_inputs(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """The model's input columns with plain dtypes: float numbers, object categories."""
+    numeric, categorical = model_columns(contract)
+    inputs = pd.DataFrame(index=frame.index)
+    for column in numeric:
+        inputs[column] = frame[column].astype("float64")
+    for column in categorical:
+        inputs[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
+    return inputs
+
+
+def label_vector(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    """1 for the contract's positive label (a churner), 0 otherwise."""
+    return (frame[contract.label_column] == contract.positive_label).to_numpy(dtype=int)
+
+
+def logistic_regression_pipeline(
+    numeric: list[str], categorical: list[str], params: LogisticRegressionParams, seed: int
+) -> Pipeline:
+    """Regularised logistic regression on scaled numbers and one-hot categories."""
+    numbers = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categories = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    preprocess = ColumnTransformer([("numeric", numbers, numeric), ("categorical", categories, categorical)])
+    model = LogisticRegression(max_iter=2000, random_state=seed, **params.model_dump())
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def hist_gradient_boosting_pipeline(
+    numeric: list[str], categorical: list[str], params: HistGradientBoostingParams, seed: int
+) -> Pipeline:
+    """Histogram gradient boosting with native categorical splits; unseen categories count as missing."""
+    categories = OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+    )
+    preprocess = ColumnTransformer([("numeric", "passthrough", numeric), ("categorical", categories, categorical)])
+    model = HistGradientBoostingClassifier(
+        categorical_features=[False] * len(numeric) + [True] * len(categorical),
+        random_state=seed,
+        **params.model_dump(),
+    )
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+MODEL_FAMILIES: dict[str, Callable[..., Pipeline]] = {
+    "logistic_regression": logistic_regression_pipeline,
+    "hist_gradient_boosting": hist_gradient_boosting_pipeline,
+}
+
+
+def candidate_pipelines(contract: Contract, candidates: CandidatesConfig, seed: int) -> dict[str, Pipeline]:
+    """One unfitted Pipeline per configured model family, preprocessing included."""
+    numeric, categorical = model_columns(contract)
+    return {
+        family: MODEL_FAMILIES[family](numeric, categorical, params, seed)
+        for family, params in candidates.configured().items()
+    }

@@ -1,0 +1,87 @@
+"""Files in the run folder: written atomically, read with reasons when they cannot be.
+
+Every phase writes through here, so a reader (or a rerun) sees an earlier file whole or
+the new one whole, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from churn.sources import SourceError
+
+CSV_SNIFF_BYTES = 8192
+
+
+@contextmanager
+def writing_atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed onto ``path`` once the write is
+    done, so readers see the old file or the whole new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    yield partial
+    os.replace(partial, path)
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
+    """Write Parquet so that readers never see half a file."""
+    with writing_atomically(path) as partial:
+        frame.to_parquet(partial, index=False)
+    return path
+
+
+def copy_atomically(source: Path, destination: Path) -> Path:
+    """Copy a file so that readers never see half a copy."""
+    with writing_atomically(destination) as partial:
+        shutil.copyfile(source, partial)
+    return destination
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_snapshot_file(path: Path, file_format: str) -> pd.DataFrame:
+    """Read a CSV or Parquet snapshot; CSV cells stay text, so nothing is silently coerced.
+
+    Raises :class:`SourceError` saying why the file is not readable, without its path: the
+    caller names the snapshot.
+    """
+    if path.stat().st_size == 0:
+        raise SourceError("the file is empty (0 bytes)")
+    if file_format == "csv":
+        return read_csv_text(path)
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
+
+
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """Read a CSV as UTF-8 text, naming the usual reasons a file is not one."""
+    with path.open("rb") as handle:
+        head = handle.read(CSV_SNIFF_BYTES)
+    if b"\x00" in head:
+        raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
+    try:
+        return pd.read_csv(path, dtype="string", keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from error
+    except pd.errors.EmptyDataError as error:
+        raise SourceError("it holds no header row: the file has only blank lines") from error
+    except pd.errors.ParserError as error:
+        raise SourceError(f"not well-formed CSV: {error}") from error
