@@ -8,9 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churn.contract import ContractError
 from churn.feature import unseen_categories
-from churn.validate import ContractViolation, find_label_leaks, validate_snapshots
-from tests.conftest import land, validate_training, write_csv
+from churn.manifest import read_manifests
+from churn.settings import PROJECT_DIR
+from churn.validate import ContractViolation, find_label_leaks, run_validate, validate_snapshots
+from tests.conftest import ingest_for, land, run_parameters, validate_training, write_csv
 
 
 def validate_file(path: Path, contract, run_dir: Path):
@@ -155,3 +158,17 @@ def test_blank_total_charges_at_zero_tenure_is_not_an_error(snapshots, contract,
     zero_tenure = snapshots.training[snapshots.training["tenure"] == 0]
     assert len(zero_tenure) and zero_tenure["TotalCharges"].isna().all()
     assert validate_training(snapshots.training, contract, tmp_path)["training"].rows == 3000
+
+
+def test_a_typo_in_a_contract_fails_validate_naming_the_file_and_key(settings, source_files, tmp_path: Path):
+    bundled = (PROJECT_DIR / "include" / "churn" / "contracts" / "telco_churn.yaml").read_text()
+    misspelt = tmp_path / "our_churn.yaml"
+    misspelt.write_text(bundled.replace("extra_columns: reject", "extra_colums: reject"))
+    landed = ingest_for(
+        settings, {**run_parameters(source_files["training"], source_files["scoring"]), "contract": str(misspelt)}
+    )
+    with pytest.raises(ContractError, match=rf"contract {misspelt}: unknown key 'extra_colums'"):
+        run_validate(landed.model_dump(mode="json"))
+    failure = read_manifests(landed.run.run_dir)["failed"]
+    assert failure.phase == "validate" and "extra_colums" in failure.error
+    assert not (landed.run.run_dir / "validated").exists()

