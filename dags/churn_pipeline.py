@@ -11,7 +11,8 @@ the earlier results it uses (small typed records through XCom: paths, MLflow run
 model versions, metrics; never data).
 
 * A failed data contract stops the run at `validate`; the Great Expectations report is
-  saved in the run folder either way. Errors a retry cannot fix fail without retries.
+  saved in the run folder either way. Errors a retry cannot fix (data, contract,
+  configuration, Connection) fail at once; outages are retried.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
   least as good as the champion on the same test rows and clears the quality floor.
 * Rerunning a date replaces exactly that date's scores, in one transaction; reruns and
@@ -42,19 +43,6 @@ def phase_task(phase: str):
     return task(task_id=phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc())
 
 
-def handed_on(entry_point, *upstream: dict[str, Any], **arguments: Any) -> dict[str, Any]:
-    """Run a phase's entry point on its upstream results and return its result for XCom;
-    an error a retry cannot fix (bad data, contract, configuration) fails the task at once."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from churn.errors import PermanentError
-
-    try:
-        return entry_point(*upstream, **arguments).model_dump(mode="json")
-    except PermanentError as error:
-        raise AirflowFailException(str(error)) from error
-
-
 @dag(
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -70,45 +58,45 @@ def churn_pipeline():
     def ingest(params: dict[str, Any], run_id: str, dag_run=None, logical_date=None) -> dict[str, Any]:
         from churn.ingest import run_ingest
 
-        return handed_on(
-            run_ingest, params, airflow_run_id=run_id, logical_date=logical_date, run_after=dag_run.run_after
-        )
+        return run_ingest(
+            params, airflow_run_id=run_id, logical_date=logical_date, run_after=dag_run.run_after
+        ).model_dump(mode="json")
 
     @phase_task("validate")
     def validate(landed: dict[str, Any]) -> dict[str, Any]:
         from churn.validate import run_validate
 
-        return handed_on(run_validate, landed)
+        return run_validate(landed).model_dump(mode="json")
 
     @phase_task("feature")
     def feature(validated: dict[str, Any]) -> dict[str, Any]:
         from churn.feature import run_feature
 
-        return handed_on(run_feature, validated)
+        return run_feature(validated).model_dump(mode="json")
 
     @phase_task("train")
     def train(features: dict[str, Any]) -> dict[str, Any]:
         from churn.train import run_train
 
-        return handed_on(run_train, features)
+        return run_train(features).model_dump(mode="json")
 
     @phase_task("evaluate")
     def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
         from churn.evaluate import run_evaluate
 
-        return handed_on(run_evaluate, trained)
+        return run_evaluate(trained).model_dump(mode="json")
 
     @phase_task("package")
     def package(validated: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
         from churn.package import run_package
 
-        return handed_on(run_package, validated, trained, evaluated)
+        return run_package(validated, trained, evaluated).model_dump(mode="json")
 
     @phase_task("score")
     def score(features: dict[str, Any], packaged: dict[str, Any]) -> dict[str, Any]:
         from churn.score import run_score
 
-        return handed_on(run_score, features, packaged)
+        return run_score(features, packaged).model_dump(mode="json")
 
     validated = validate(ingest())
     features = feature(validated)

@@ -1,4 +1,5 @@
-"""Batch customer-churn pipeline: one module per ML lifecycle phase, no Airflow imports.
+"""Batch customer-churn pipeline: one module per ML lifecycle phase. Only ``airflow_connections``
+(Connections through Airflow's hooks) and ``errors`` (failing a task without retries) touch Airflow.
 
 Importing this package is cheap on purpose: the DAG file imports it at parse time, so
 heavy libraries (pandas, scikit-learn, MLflow, Great Expectations) are imported only by
@@ -7,7 +8,8 @@ the phase modules that need them.
 
 import os
 
-# Great Expectations would otherwise try to send usage statistics, and there is no network.
+# Great Expectations sends usage statistics unless this is set before it is first imported;
+# set here, ahead of any phase module, so a run's validation never reports to a third party.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 __version__ = "0.1.0"

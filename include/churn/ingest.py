@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
-from churn.documents import validation_message
 from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
-from churn.run_parameters import RunParameters
+from churn.run_parameters import read_run_parameters
 from churn.settings import Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 from churn.storage import copy_atomically, file_sha256, write_parquet_atomically
@@ -74,14 +72,6 @@ def resolve_score_date(requested: date | None, logical_date: datetime | None, ru
     run was queued for, never to the wall clock of whichever worker runs the task.
     """
     return requested or (logical_date or run_after).date()
-
-
-def read_run_parameters(params: Mapping[str, Any]) -> RunParameters:
-    """The trigger's parameters as typed values; an unknown or malformed one is refused by name."""
-    try:
-        return RunParameters.model_validate(dict(params))
-    except ValidationError as error:
-        raise SourceError(validation_message(error, "run parameters")) from error
 
 
 def run_ingest(

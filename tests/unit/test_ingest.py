@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from churn.handoffs import IngestResult, LandedSnapshot, PhaseFailure
-from churn.ingest import land_snapshot, read_run_parameters, read_table, resolve_score_date
+from churn.ingest import land_snapshot, read_table, resolve_score_date
 from churn.manifest import read_manifests
-from churn.run_parameters import RunParameters
+from churn.run_parameters import RunParameterError, RunParameters, read_run_parameters
 from churn.settings import PROJECT_DIR
 from churn.sources import SOURCE_PATTERN, FileSource, SourceError, TableSource, parse_source
 from churn.storage import read_snapshot_file
@@ -74,7 +74,7 @@ def _form_accepts(spec: str) -> dict[str, bool]:
     try:
         read_run_parameters(run_parameters(spec, "/d/scoring.csv"))
         by_run_parameters = True
-    except SourceError:
+    except RunParameterError:
         by_run_parameters = False
     return {
         "fullmatch": re.fullmatch(SOURCE_PATTERN, spec) is not None,
@@ -212,9 +212,9 @@ def test_run_parameters_are_read_as_typed_values():
 
 def test_a_score_date_that_is_not_a_date_is_refused_by_name(settings):
     params = {**run_parameters("/d/training.csv", "/d/scoring.csv"), "score_date": "29/11/2026"}
-    with pytest.raises(SourceError, match=r"score_date.*29/11/2026"):
+    with pytest.raises(RunParameterError, match=r"score_date: not a date in YYYY-MM-DD form \(got '29/11/2026'\)"):
         read_run_parameters(params)
-    with pytest.raises(SourceError, match="score_date"):
+    with pytest.raises(RunParameterError, match="score_date"):
         ingest_for(settings, params)
     assert not settings.runs_dir.exists()  # refused before any run folder is made
 
@@ -222,13 +222,13 @@ def test_a_score_date_that_is_not_a_date_is_refused_by_name(settings):
 def test_an_unknown_run_parameter_is_refused_by_name():
     params = run_parameters("/d/training.csv", "/d/scoring.csv")
     params["scoring_sourc"] = params.pop("scoring_source")
-    with pytest.raises(SourceError, match="unknown key 'scoring_sourc'"):
+    with pytest.raises(RunParameterError, match="unknown key 'scoring_sourc'"):
         read_run_parameters(params)
 
 
 def test_a_source_the_form_would_refuse_is_refused_by_name():
     params = {**run_parameters("/d/training.csv", "/d/scoring.csv"), "training_source": "/d/training.xlsx"}
-    with pytest.raises(SourceError, match=r"training_source.*training\.xlsx"):
+    with pytest.raises(RunParameterError, match=r"training_source.*training\.xlsx"):
         read_run_parameters(params)
 
 
