@@ -35,6 +35,9 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 # Where the developer's own setup would point the pipeline: never inherited by a test.
 INHERITED_SETTINGS = (
     "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
     "CHURN_WAREHOUSE_URL",
     "CHURN_PIPELINE_CONFIG",
     "AIRFLOW_CONN_CHURN_WAREHOUSE",
@@ -49,8 +52,9 @@ def churn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CHURN_HOME: its own SQLite warehouse and MLflow store."""
     home = tmp_path / "churn_home"
     monkeypatch.setenv("CHURN_HOME", str(home))
-    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; another test's store must not leak in.
+    # mlflow.set_tracking_uri and set_registry_uri export these; another test's store must not leak in.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return home
 
 
@@ -197,8 +201,8 @@ def run_context(run_dir: Path):
     )
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
+def free_port() -> int:
+    """A loopback port nothing listens on at the moment: closed to a client, free for a server."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -1,15 +1,17 @@
-"""Airflow Connections, read through Airflow's own hooks: the package's one door to Airflow.
+"""Airflow Connections, read through Airflow's own hooks (with ``errors``, the package's only
+contact with Airflow).
 
 Every function here resolves one Connection when it is called, and only then, so a task
 reads exactly the Connections it uses: ``ingest`` never fails over an incomplete MLflow
-Connection. A Connection that is defined but unusable fails the task that uses it, with a
-message naming the Connection and the field to fix. Where Airflow is not installed, or a
-Connection is not defined, the environment's settings (:mod:`churn.settings`) apply.
+Connection. A Connection that is defined but unusable fails the task that uses it, at once,
+with a message naming the Connection and the field to fix. Where a Connection is not
+defined, the environment's settings (:mod:`churn.settings`) apply.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, NamedTuple
 
 from churn.errors import PermanentError
 from churn.settings import Settings, load_settings
@@ -22,16 +24,30 @@ class ConnectionProblem(PermanentError, ValueError):
     """An Airflow Connection is defined but cannot be used; the message names it and the field."""
 
 
+class MlflowServer(NamedTuple):
+    tracking_uri: str
+    username: str | None
+    password: str | None
+
+
 def airflow_connection(conn_id: str) -> Any | None:
-    """The Airflow Connection ``conn_id``, or None when it is not defined (or Airflow is absent)."""
-    try:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:
-        return None
+    """The Airflow Connection ``conn_id``, or None when it is not defined.
+
+    Airflow treats an ``AIRFLOW_CONN_<ID>`` variable it cannot parse as no Connection at all;
+    here that is an error, or the pipeline would quietly use its embedded defaults instead.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if os.environ.get(variable):
+            raise ConnectionProblem(
+                f"Connection {conn_id!r}: the environment variable {variable} is set but Airflow cannot read "
+                "it; write it as a URI (postgresql://user:password@host:5432/db) or as JSON with conn_type"
+            ) from None
         return None
 
 
@@ -44,20 +60,23 @@ def _libpq_value(value: Any) -> str:
 
 def _postgres_url(conn_id: str, connection: Any) -> str:
     """The SQLAlchemy URL the Postgres provider's hook builds, with the Connection's libpq
-    parameters (``sslmode``, ``connect_timeout``...) kept: the hook passes them to libpq
-    itself but leaves them out of its URL. Airflow's own extras stay out, by the hook's list."""
+    parameters (``sslmode``, ``connect_timeout``...) kept: the hook hands its extras to libpq
+    when it connects itself, but leaves them out of its URL. Extras the hook uses itself stay
+    out, by its own list, and so does ``sslpassword``: SQLAlchemy prints a URL's query whole."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    if not connection.host:
-        raise ConnectionProblem(f"Connection {conn_id!r}: the Host field is empty; set the database server's host")
     conn_type = connection.conn_type
-    hook = PostgresHook(postgres_conn_id=conn_id, sqlalchemy_scheme=conn_type if "+" in conn_type else None)
+    try:
+        hook = PostgresHook(postgres_conn_id=conn_id, sqlalchemy_scheme=conn_type if "+" in conn_type else None)
+        url = hook.sqlalchemy_url
+    except (TypeError, ValueError) as error:  # the hook's own checks of sqlalchemy_scheme and _query
+        raise ConnectionProblem(f"Connection {conn_id!r}: the extra field is not usable: {error}") from error
     libpq = {
         key: _libpq_value(value)
         for key, value in connection.extra_dejson.items()
-        if key not in PostgresHook.ignored_extra_options
+        if key not in PostgresHook.ignored_extra_options and "password" not in key
     }
-    return hook.sqlalchemy_url.update_query_dict(libpq).render_as_string(hide_password=False)
+    return url.update_query_dict(libpq).render_as_string(hide_password=False)
 
 
 def database_url(conn_id: str) -> str | None:
@@ -72,7 +91,15 @@ def database_url(conn_id: str) -> str | None:
         return None
     extra = connection.extra_dejson
     if extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(str(extra["sqlalchemy_url"])).render_as_string(hide_password=False)
+        except ArgumentError as error:
+            raise ConnectionProblem(
+                f"Connection {conn_id!r}: the extra 'sqlalchemy_url' is not a SQLAlchemy URL ({error})"
+            ) from error
     conn_type = connection.conn_type or ""
     if conn_type in {"postgres", "postgresql"} or conn_type.startswith("postgresql+"):
         return _postgres_url(conn_id, connection)
@@ -89,8 +116,8 @@ def database_url(conn_id: str) -> str | None:
     )
 
 
-def mlflow_server(conn_id: str = MLFLOW_CONNECTION) -> tuple[str, str | None, str | None] | None:
-    """(tracking URI, login, password) of the MLflow Connection, or None when it is not defined.
+def mlflow_server(conn_id: str = MLFLOW_CONNECTION) -> MlflowServer | None:
+    """The MLflow server the Connection names, with its login, or None when it is not defined.
 
     The scheme comes from the Schema field (the Connection form) or, for a URI such as
     ``AIRFLOW_CONN_CHURN_MLFLOW=https://...``, from the type Airflow parsed it to.
@@ -106,7 +133,7 @@ def mlflow_server(conn_id: str = MLFLOW_CONNECTION) -> tuple[str, str | None, st
     else:
         scheme = next((s for s in (connection.schema, connection.conn_type) if s in {"http", "https"}), "http")
         uri = f"{scheme}://{host}{f':{connection.port}' if connection.port else ''}"
-    return uri, connection.login or None, connection.password or None
+    return MlflowServer(uri, connection.login or None, connection.password or None)
 
 
 def task_settings(*, warehouse: bool = False, mlflow: bool = False) -> Settings:
@@ -117,6 +144,9 @@ def task_settings(*, warehouse: bool = False, mlflow: bool = False) -> Settings:
         settings = settings.overridden(warehouse_url=database_url(WAREHOUSE_CONNECTION))
     server = mlflow_server() if mlflow else None
     if server is not None:
-        uri, username, password = server
-        settings = settings.overridden(mlflow_tracking_uri=uri, mlflow_username=username, mlflow_password=password)
+        settings = settings.overridden(
+            mlflow_tracking_uri=server.tracking_uri,
+            mlflow_username=server.username,
+            mlflow_password=server.password,
+        )
     return settings

@@ -112,6 +112,7 @@ class PhaseFailure(Handoff):
     error: str
 
 
+# Each phase's result type, in lifecycle order (the RACI matrix's, checked by the tests).
 RESULT_TYPES: dict[str, type[PhaseResult]] = {
     "ingest": IngestResult,
     "validate": ValidateResult,

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, PhaseResult, RunContext
-from churn.raci import load_raci
 from churn.settings import redact_text
 from churn.storage import writing_atomically
 
@@ -33,11 +32,12 @@ def write_manifest(run_dir: Path, name: str, record: Handoff) -> None:
 
 def read_manifests(run_dir: Path) -> dict[str, Any]:
     """The run's recorded phase results (and failure, under ``failed``), as typed records."""
-    records: dict[str, Any] = {}
-    for path in sorted((run_dir / "manifests").glob("*.json")):
-        record_type = PhaseFailure if path.stem == FAILURE else RESULT_TYPES[path.stem]
-        records[path.stem] = record_type.model_validate_json(path.read_text(encoding="utf-8"))
-    return records
+    record_types: dict[str, type[Handoff]] = {**RESULT_TYPES, FAILURE: PhaseFailure}
+    return {
+        name: record_type.model_validate_json(manifest_path(run_dir, name).read_text(encoding="utf-8"))
+        for name, record_type in record_types.items()
+        if manifest_path(run_dir, name).is_file()
+    }
 
 
 def forget_phases_from(run_dir: Path, phase: str) -> None:
@@ -47,7 +47,7 @@ def forget_phases_from(run_dir: Path, phase: str) -> None:
     the earlier attempt recorded for this phase and the phases after it is stale until they
     run again, so the folder must not keep claiming it.
     """
-    phases = list(load_raci())
+    phases = list(RESULT_TYPES)
     for stale in [*phases[phases.index(phase) :], FAILURE]:
         manifest_path(run_dir, stale).unlink(missing_ok=True)
 

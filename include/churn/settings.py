@@ -63,16 +63,24 @@ class SplitConfig(Strict):
     seed: int
 
 
+# The hyperparameters a family takes, with scikit-learn's defaults; "balanced" class weights
+# reweigh churners by their rarity.
+ClassWeight = Literal["balanced"] | None
+
+
 class LogisticRegressionParams(Strict):
     C: Annotated[float, Field(gt=0.0)] = 1.0
+    class_weight: ClassWeight = None
 
 
 class HistGradientBoostingParams(Strict):
     learning_rate: Annotated[float, Field(gt=0.0)] = 0.1
     max_iter: PositiveInt = 100
-    max_leaf_nodes: Annotated[int, Field(ge=2)] = 31
+    max_leaf_nodes: Annotated[int, Field(ge=2)] | None = 31
+    max_depth: PositiveInt | None = None
     min_samples_leaf: PositiveInt = 20
     l2_regularization: Annotated[float, Field(ge=0.0)] = 0.0
+    class_weight: ClassWeight = None
 
 
 class CandidatesConfig(Strict):
@@ -82,7 +90,7 @@ class CandidatesConfig(Strict):
     hist_gradient_boosting: HistGradientBoostingParams | None = None
 
     def configured(self) -> dict[str, Strict]:
-        """The configured families and their parameters, in the file's order."""
+        """The configured families and their parameters, simplest first (so it wins a tie)."""
         return {family: params for family, params in self if params is not None}
 
 
@@ -217,8 +225,10 @@ def redact_url(url: Any) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Text with any ``scheme://user:password@`` credentials in it masked."""
-    return re.sub(r"(\w[\w+.-]*://[^:/@\s]+):[^@\s]*@", r"\1:***@", text)
+    """Text with any ``scheme://user:password@`` credentials, and any ``...password=`` URL
+    parameter, masked."""
+    text = re.sub(r"(\w[\w+.-]*://[^:/@\s]+):[^@\s]*@", r"\1:***@", text)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 def code_version() -> str:

@@ -46,7 +46,7 @@ def cross_validated_auc(
 
 
 def choose_winner(scores: dict[str, tuple[float, float]]) -> str:
-    """The family with the best mean CV ROC AUC; ties go to the first configured."""
+    """The family with the best mean CV ROC AUC; ties go to the first in ``scores``, the simplest."""
     return max(scores, key=lambda family: scores[family][0])
 
 

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from churn.generate import make_snapshots, write_snapshots
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, closed_port, stored_scores
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, free_port, stored_scores
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +98,7 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
     sources = write_snapshots(make_snapshots(5_000, SCORING_ROWS, seed=11), root / "churn" / "sources")
     password = f"pw-{uuid.uuid4().hex}"
     (root / "passwords.json").write_text(json.dumps({"admin": password}))
-    api_port = closed_port()
+    api_port = free_port()
     with scratch_databases(postgres_url, f"airflow_{suffix}", f"warehouse_{suffix}") as (
         metadata_url,
         warehouse_url,
@@ -116,8 +116,8 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(closed_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(closed_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
             "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),

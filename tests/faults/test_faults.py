@@ -27,7 +27,7 @@ from churn.storage import write_parquet_atomically
 from churn.tracking import ModelUnavailableError, champion_version, use_mlflow
 from churn.train import run_train
 from churn.warehouse import WarehouseError, replace_scores, scores_table, warehouse_engine
-from tests.conftest import SCORE_DATE, closed_port, score_rows, stored_scores, train_a_run
+from tests.conftest import SCORE_DATE, free_port, score_rows, stored_scores, train_a_run
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,7 @@ def test_a_writer_killed_mid_write_leaves_the_previous_rows_and_a_rerun_complete
 
 def test_unreachable_warehouse_fails_clearly_and_writes_nothing(promoted):
     settings = promoted.settings
-    unreachable = settings.overridden(
-        warehouse_url=f"postgresql+psycopg://churn:s3cret@127.0.0.1:{closed_port()}/w"
-    )
+    unreachable = settings.overridden(warehouse_url=f"postgresql+psycopg://churn:s3cret@127.0.0.1:{free_port()}/w")
     with pytest.raises(WarehouseError) as caught:
         run_score(promoted.features, promoted.packaged, unreachable)
     message = str(caught.value)
@@ -154,7 +152,7 @@ def test_unreachable_mlflow_fails_clearly_and_keeps_the_scores(promoted, monkeyp
     before = stored_scores(settings.warehouse_url)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    offline = settings.overridden(mlflow_tracking_uri=f"http://127.0.0.1:{closed_port()}")
+    offline = settings.overridden(mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(ModelUnavailableError, match="cannot be reached"):
             run_score(promoted.features, promoted.packaged, offline)

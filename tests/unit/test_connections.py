@@ -111,6 +111,21 @@ def test_other_databases(monkeypatch: pytest.MonkeyPatch, connection: str, url: 
     assert database_url("crm") == url
 
 
+def test_a_postgres_connection_without_host_uses_the_local_socket(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CRM", '{"conn_type": "postgres", "login": "churn", "schema": "warehouse"}')
+    url = make_url(database_url("crm"))
+    assert (url.host, url.username, url.database) == (None, "churn", "warehouse")
+
+
+def test_libpq_passwords_stay_out_of_the_url(monkeypatch: pytest.MonkeyPatch):
+    extra = {"sslmode": "verify-full", "sslkey": "/certs/client.key", "sslpassword": "k3y-s3cret"}
+    connection = {"conn_type": "postgres", "host": "h", "login": "u", "password": "p", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_CRM", json.dumps(connection))
+    url = database_url("crm")
+    assert "k3y-s3cret" not in url
+    assert dict(make_url(url).query) == {"sslmode": "verify-full", "sslkey": "/certs/client.key"}
+
+
 def test_an_undefined_connection_leaves_the_environments_settings(churn_home):
     assert database_url("nobody_defined_this") is None
     assert task_settings(warehouse=True, mlflow=True) == task_settings()
@@ -119,7 +134,26 @@ def test_an_undefined_connection_leaves_the_environments_settings(churn_home):
 @pytest.mark.parametrize(
     ("conn_id", "connection", "field"),
     [
-        ("churn_warehouse", '{"conn_type": "postgres", "login": "churn"}', "the Host field is empty"),
+        (
+            "churn_warehouse",
+            '{"conn_type": "postgres", "host": "db", "extra": {"sqlalchemy_scheme": "mysql"}}',
+            "the extra field is not usable",
+        ),
+        (
+            "churn_warehouse",
+            '{"conn_type": "generic", "extra": {"sqlalchemy_url": "not a url"}}',
+            "the extra 'sqlalchemy_url' is not a SQLAlchemy URL",
+        ),
+        (
+            "churn_warehouse",
+            '{"conn_type": "postgres", "host": "db", "port": "abc"}',
+            "the environment variable AIRFLOW_CONN_CHURN_WAREHOUSE is set but Airflow cannot read it",
+        ),
+        (
+            "churn_warehouse",
+            "{not json",
+            "the environment variable AIRFLOW_CONN_CHURN_WAREHOUSE is set but Airflow cannot read it",
+        ),
         ("churn_warehouse", '{"conn_type": "ftp", "host": "files"}', "the Connection Type 'ftp' is not supported"),
         ("churn_warehouse", '{"conn_type": "sqlite"}', "the Host field is empty"),
         ("churn_mlflow", '{"conn_type": "http"}', "the Host field is empty"),

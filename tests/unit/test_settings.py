@@ -65,6 +65,7 @@ def test_another_configuration_file_is_read_from_churn_pipeline_config(tmp_path:
         (("test_fraction: 0.2", "test_fraction: 1.5"), ["split.test_fraction", "1.5"]),
         (("  table: churn_scores", "  table: churn scores"), ["warehouse.table", "not a valid SQL identifier"]),
         (("  medium: 0.6", "  medium: 0.2"), ["risk_bands", "must increase"]),
+        (("  high: 1.0", "  high: 0.9"), ["risk_bands", "the last must be 1.0 or above"]),
     ],
 )
 def test_a_typo_in_the_configuration_is_refused_naming_the_file_and_key(typo, named):
@@ -120,8 +121,8 @@ def test_redacted_url_keeps_extras_and_hides_passwords_also_in_the_query():
 
 
 def test_credentials_in_free_text_are_masked():
-    text = "API request to https://bob:t0ken@mlflow:5000/api failed; db postgresql+psycopg://u:pw@h/db"
+    text = "API request to https://bob:t0ken@mlflow:5000/api failed; db postgresql+psycopg://u:pw@h/db?sslpassword=k3y"
     assert (
         redact_text(text)
-        == "API request to https://bob:***@mlflow:5000/api failed; db postgresql+psycopg://u:***@h/db"
+        == "API request to https://bob:***@mlflow:5000/api failed; db postgresql+psycopg://u:***@h/db?sslpassword=***"
     )
