@@ -25,7 +25,7 @@ from sklearn.metrics import (
 from churn.contract import Contract, load_contract
 from churn.handoffs import EvaluateResult, TrainResult, accepts_handoffs
 from churn.manifest import run_phase
-from churn.model import label_vector, model_inputs
+from churn.model import label_vector, model_inputs, sized_thread_pools
 from churn.settings import QualityGates, Settings
 from churn.tracking import CONTRACT_TAG, champion_version, load_registered_model, promoted_for, use_mlflow
 from churn.warehouse import ScoringRecord, open_scores_table, scoring_record
@@ -241,14 +241,15 @@ def decide_for_run(trained: TrainResult, settings: Settings) -> EvaluateResult:
     champion = champion_version(settings)
     with open_scores_table(settings) as (engine, table):
         record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
-    return evaluate_challenger(
-        trained,
-        load_contract(run.contract),
-        quality_gates=settings.config.quality_gates,
-        champion=champion,
-        held_back=why_held_back(run.score_date, promoted_for(champion), record),
-        seed=settings.config.training.seed,
-    )
+    with sized_thread_pools():
+        return evaluate_challenger(
+            trained,
+            load_contract(run.contract),
+            quality_gates=settings.config.quality_gates,
+            champion=champion,
+            held_back=why_held_back(run.score_date, promoted_for(champion), record),
+            seed=settings.config.training.seed,
+        )
 
 
 @accepts_handoffs

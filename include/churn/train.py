@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from churn.contract import Contract, load_contract
 from churn.handoffs import FeatureResult, RunContext, TrainResult, accepts_handoffs
 from churn.manifest import run_phase
-from churn.model import candidate_pipelines, label_vector, model_inputs
+from churn.model import candidate_pipelines, label_vector, model_inputs, sized_thread_pools
 from churn.settings import PipelineConfig, Settings, code_version
 from churn.storage import write_parquet_atomically
 from churn.tracking import use_mlflow
@@ -53,9 +53,15 @@ def choose_winner(scores: dict[str, tuple[float, float]]) -> str:
 def fit_calibrated(
     pipeline: Pipeline, inputs: pd.DataFrame, labels: np.ndarray, method: str, folds: int, seed: int
 ) -> CalibratedClassifierCV:
-    """Fit the winner with cross-validated calibration so its scores are probabilities."""
+    """Fit the winner with cross-validated calibration so its scores are probabilities.
+
+    The calibrator learns from the winner's out-of-fold predictions, and one copy of the
+    winner, refit on all rows, does the predicting: scoring costs what the winner costs,
+    not one pass per fold.
+    """
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return CalibratedClassifierCV(clone(pipeline), method=method, cv=splitter).fit(inputs, labels)
+    calibrated = CalibratedClassifierCV(clone(pipeline), method=method, cv=splitter, ensemble=False)
+    return calibrated.fit(inputs, labels)
 
 
 def code_digest() -> str:
@@ -105,11 +111,12 @@ def train_challenger(
     test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")
     inputs, labels = model_inputs(train, contract), label_vector(train, contract)
     pipelines = candidate_pipelines(contract, training.candidates, training.seed)
-    scores = cross_validated_auc(pipelines, inputs, labels, training.cv_folds, training.seed)
-    winner = choose_winner(scores)
-    model = fit_calibrated(
-        pipelines[winner], inputs, labels, training.calibration, training.cv_folds, training.seed
-    )
+    with sized_thread_pools():
+        scores = cross_validated_auc(pipelines, inputs, labels, training.cv_folds, training.seed)
+        winner = choose_winner(scores)
+        model = fit_calibrated(
+            pipelines[winner], inputs, labels, training.calibration, training.cv_folds, training.seed
+        )
     version = code_version()
     fingerprint = training_fingerprint(
         train,

@@ -144,3 +144,18 @@ def test_training_logs_both_candidates_and_a_calibrated_model(trained_run, contr
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     assert trained.test_rows == len(test) == 600
     assert trained.train_rows == 2400
+    # One copy of the winner predicts (refit on all rows), not one per calibration fold.
+    assert len(model.calibrated_classifiers_) == 1
+
+
+def test_thread_pools_are_sized_to_the_worker():
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from churn.model import sized_thread_pools
+
+    with sized_thread_pools():
+        pools = {pool["user_api"]: pool["num_threads"] for pool in threadpool_info()}
+    assert pools.get("blas", 1) == 1
+    assert pools.get("openmp", len(os.sched_getaffinity(0))) == len(os.sched_getaffinity(0))
