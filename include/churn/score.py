@@ -9,18 +9,23 @@ rerun of a date never duplicates a row.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from churn.contract import Contract, load_contract
 from churn.errors import PermanentError
 from churn.handoffs import FeatureResult, PackageResult, ScoreResult, accepts_handoffs
 from churn.manifest import run_phase
-from churn.model import model_inputs
+from churn.model import model_inputs, sized_thread_pools
 from churn.settings import Settings, redact_text, redact_url
 from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
 from churn.warehouse import open_scores_table, replace_scores, scoring_record
@@ -102,6 +107,26 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
     return model
 
 
+def scored_batches(
+    model: Any, features_path: Path, contract: Contract, bands: dict[str, float], batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Score the feature table one Parquet record batch at a time, in file order.
+
+    The next batch is predicted on a second thread while the caller writes the current one,
+    so predicting and writing overlap, and memory holds about two batches, not the table.
+    """
+    features = pq.ParquetFile(features_path)
+    with sized_thread_pools(), ThreadPoolExecutor(max_workers=1) as predictor:
+        pending: Future[pd.DataFrame] | None = None
+        for batch in features.iter_batches(batch_size=batch_rows):
+            upcoming = predictor.submit(score_frame, model, batch.to_pandas(), contract, bands)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+
 def score_date_with_model_of_record(
     features: FeatureResult, packaged: PackageResult, settings: Settings
 ) -> ScoreResult:
@@ -126,21 +151,29 @@ def score_date_with_model_of_record(
             run.score_date,
         )
         model = load_scoring_model(chosen)
-        customers = pd.read_parquet(features.scoring_path)
-        try:
-            scored = score_frame(model, customers, contract, settings.config.risk_bands)
-        except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
-            raise ScoringError(
-                f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score this "
-                f"run's features; was it trained under another data contract? {error}"
-            ) from error
-        scored = scored.assign(
-            model_name=chosen.name,
-            model_version=chosen.version,
-            run_id=run.airflow_run_id,
-            scored_at=datetime.now(UTC),
+        provenance = {
+            "model_name": chosen.name,
+            "model_version": chosen.version,
+            "run_id": run.airflow_run_id,
+            "scored_at": datetime.now(UTC),
+        }
+        band_counts: Counter[str] = Counter()
+
+        def labelled(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            try:
+                for batch in batches:
+                    band_counts.update(batch["risk_band"].value_counts().to_dict())
+                    yield batch.assign(**provenance)
+            except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
+                raise ScoringError(
+                    f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score "
+                    f"this run's features; was it trained under another data contract? {error}"
+                ) from error
+
+        batches = scored_batches(
+            model, features.scoring_path, contract, settings.config.risk_bands, settings.config.scoring.batch_rows
         )
-        written = replace_scores(engine, table, run.score_date, scored, seen=record)
+        written = replace_scores(engine, table, run.score_date, labelled(batches), seen=record)
         warehouse = redact_url(engine.url)
     return ScoreResult(
         run=run,
@@ -149,7 +182,7 @@ def score_date_with_model_of_record(
         warehouse=warehouse,
         model_version=chosen.version,
         model_chosen_because=chosen.reason,
-        risk_band_counts=scored["risk_band"].value_counts().sort_index().to_dict(),
+        risk_band_counts=dict(sorted(band_counts.items())),
     )
 
 

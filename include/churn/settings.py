@@ -113,6 +113,11 @@ class QualityGates(Strict):
     operating_threshold: Probability
 
 
+class ScoringConfig(Strict):
+    # Customers scored and written per batch: memory holds about two batches, not the table.
+    batch_rows: PositiveInt = 100_000
+
+
 class PipelineConfig(Strict):
     """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
 
@@ -124,6 +129,7 @@ class PipelineConfig(Strict):
     split: SplitConfig
     training: TrainingConfig
     quality_gates: QualityGates
+    scoring: ScoringConfig = ScoringConfig()
     risk_bands: dict[str, float]
 
     @field_validator("risk_bands")

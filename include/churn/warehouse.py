@@ -1,12 +1,13 @@
 """The warehouse table of churn scores: one row per customer and score date.
 
-Writes replace a whole date in one transaction; reads tell the other phases what has been
-scored already, so reruns and backfills keep a date's model.
+Writes replace a whole date in one transaction, staged as the batches are scored; reads
+tell the other phases what has been scored already, so reruns and backfills keep a date's
+model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -71,74 +72,119 @@ def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Tab
     )
 
 
-def _copy_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
-    """Stream rows into PostgreSQL with COPY, inside the caller's transaction."""
+class _ProducerFailed(Exception):
+    """The rows' producer (the model scoring the next batch) raised, not the warehouse."""
+
+
+def _produced(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``batches``, with a failure to produce one told apart from a failure to write it."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:
+            raise _ProducerFailed from error
+        yield batch
+
+
+def _staging_table(table: sa.Table) -> sa.Table:
+    """A temporary table shaped like ``table``, private to the writing session."""
+    return sa.Table(
+        f"{table.name}_staged",
+        sa.MetaData(),
+        *(sa.Column(column.name, column.type) for column in table.columns),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _copy_batch(connection: sa.Connection, stage: sa.Table, batch: pd.DataFrame) -> None:
+    """Stream a batch into PostgreSQL with COPY, column by column, inside the caller's transaction."""
     from psycopg import sql
 
-    columns = [column.name for column in table.columns]
-    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+    columns = [column.name for column in stage.columns]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        target, sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+        sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns)
     )
     with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for record in records:
-            copy.write_row(tuple(record[name] for name in columns))
+        for row in zip(*(batch[name].tolist() for name in columns), strict=True):
+            copy.write_row(row)
 
 
-def _insert_rows(connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]) -> None:
+def _insert_batch(connection: sa.Connection, stage: sa.Table, batch: pd.DataFrame) -> None:
+    records = batch[[column.name for column in stage.columns]].to_dict(orient="records")
     for start in range(0, len(records), INSERT_BATCH_ROWS):
-        connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
+        connection.execute(sa.insert(stage), records[start : start + INSERT_BATCH_ROWS])
 
 
 def replace_scores(
-    engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame, *, seen: ScoringRecord | None = None
+    engine: sa.Engine,
+    table: sa.Table,
+    score_date: date,
+    rows: pd.DataFrame | Iterable[pd.DataFrame],
+    *,
+    seen: ScoringRecord | None = None,
 ) -> int:
-    """Replace exactly ``score_date``'s rows with ``rows`` in one transaction.
+    """Replace exactly ``score_date``'s rows with ``rows`` (one frame, or batches as they are
+    scored) in one transaction; returns how many rows were written.
 
-    Readers see the date's old rows until the commit and the new ones after it. On
-    PostgreSQL, writers of the table take turns (a transaction-scoped advisory lock), so
-    two runs of one date end with one complete set rather than a key conflict, and the
-    rows go in through COPY. With ``seen`` (the record the rows' model was chosen from),
-    the write is refused if another run has scored the date with another version since.
+    The batches are staged in a temporary table as they come (through COPY on PostgreSQL),
+    then the date's rows are swapped for the staged ones. Readers see the date's old rows
+    until the commit and the new ones after it. Writers of the table take turns (on
+    PostgreSQL, a transaction-scoped advisory lock), so two runs of one date end with one
+    complete set rather than a key conflict. With ``seen`` (the record the rows' model was
+    chosen from), the write is refused if another run has scored the date with another
+    version since. An error raised while producing a batch comes out unchanged.
     """
-    records = rows.assign(score_date=score_date).to_dict(orient="records")
+    batches = [rows] if isinstance(rows, pd.DataFrame) else rows
     try:
-        _replace_in_transaction(engine, table, score_date, records, seen)
+        return _replace_in_transaction(engine, table, score_date, _produced(batches), seen)
+    except _ProducerFailed as failed:
+        raise failed.__cause__ from None
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
-            f"writing {len(records)} scores for {score_date} to {table.fullname} at "
-            f"{redact_url(engine.url)} failed; unless the failure came at commit, the date's earlier rows are "
-            f"unchanged: {error}"
+            f"writing the scores for {score_date} to {table.fullname} at {redact_url(engine.url)} failed; unless "
+            f"the failure came at commit, the date's earlier rows are unchanged: {error}"
         ) from error
-    return len(records)
 
 
 def _replace_in_transaction(
     engine: sa.Engine,
     table: sa.Table,
     score_date: date,
-    records: list[dict[str, Any]],
+    batches: Iterator[pd.DataFrame],
     seen: ScoringRecord | None,
-) -> None:
+) -> int:
     postgres = engine.dialect.name == "postgresql"
+    load = _copy_batch if postgres and engine.dialect.driver == "psycopg" else _insert_batch
+    stage = _staging_table(table)
+    written, first = 0, None
     with engine.execution_options(write_lock=True).begin() as connection:
         if postgres:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
-        if seen is not None and records:
-            now = _version_for_date(connection, table, score_date, records[0]["model_name"])
-            if now not in {seen.version_for_date, records[0]["model_version"]}:
+        stage.create(connection)
+        for batch in batches:
+            if batch.empty:
+                continue
+            first = batch.iloc[0] if first is None else first
+            load(connection, stage, batch.assign(score_date=score_date))
+            written += len(batch)
+        if seen is not None and first is not None:
+            now = _version_for_date(connection, table, score_date, first["model_name"])
+            if now not in {seen.version_for_date, first["model_version"]}:
                 raise RuntimeError(
                     f"another run scored {score_date} with version {now} while this one was scoring; a retry "
                     "scores the date with that version"
                 )
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
-        if postgres and engine.dialect.driver == "psycopg":
-            _copy_rows(connection, table, records)
-        else:
-            _insert_rows(connection, table, records)
+        columns = [column.name for column in table.columns]
+        connection.execute(sa.insert(table).from_select(columns, sa.select(*(stage.c[name] for name in columns))))
+        stage.drop(connection)
+    return written
 
 
 def _version_for_date(connection: sa.Connection, table: sa.Table, score_date: date, model_name: str) -> str | None:

@@ -303,3 +303,44 @@ def test_a_write_is_refused_when_another_run_scored_the_date_meanwhile(warehouse
     assert _stored(engine, table)["customer_id"].tolist() == ["a"]
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["b", "c"], version="5"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["b", "c"]
+
+
+def test_scores_are_the_same_in_batches_as_in_one_piece(trained_run, contract):
+    import mlflow.sklearn
+    import numpy as np
+
+    from churn.score import scored_batches
+    from churn.tracking import use_mlflow
+
+    use_mlflow(trained_run.settings)
+    model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
+    path = trained_run.features.scoring_path
+    whole = score_frame(model, pd.read_parquet(path), contract, BANDS)
+    batches = list(scored_batches(model, path, contract, BANDS, batch_rows=7))
+    assert len(batches) == -(-len(whole) // 7) and max(len(batch) for batch in batches) == 7
+    chunked = pd.concat(batches, ignore_index=True)
+    assert chunked["customer_id"].tolist() == whole["customer_id"].tolist()
+    np.testing.assert_allclose(chunked["churn_probability"], whole["churn_probability"], rtol=0, atol=1e-9)
+    assert chunked["risk_band"].tolist() == whole["risk_band"].tolist()
+
+
+def test_batches_are_written_as_one_set(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, SCORE_DATE, score_rows(["old"]))
+    batches = (score_rows([f"c-{start + i}" for i in range(250)], version="2") for start in range(0, 1000, 250))
+    assert replace_scores(engine, table, SCORE_DATE, batches) == 1000
+    stored = _stored(engine, table)
+    assert len(stored) == 1000 and stored["customer_id"].is_unique and set(stored["model_version"]) == {"2"}
+
+
+def test_a_batch_that_fails_to_score_writes_nothing_and_keeps_its_own_error(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, SCORE_DATE, score_rows(["a", "b"]))
+
+    def batches():
+        yield score_rows(["x", "y"], version="2")
+        raise ScoringError("the model returned probabilities outside [0, 1]; refusing to write them")
+
+    with pytest.raises(ScoringError, match="outside"):
+        replace_scores(engine, table, SCORE_DATE, batches())
+    assert _stored(engine, table)["customer_id"].tolist() == ["a", "b"]
