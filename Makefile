@@ -16,7 +16,7 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow clean
+.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score clean
 
 # pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
 # locks every transitive version. Airflow's own constraints file is used first when reachable.
@@ -145,6 +145,14 @@ airflow: install data airflow-db
 
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+# Scoring throughput into PostgreSQL at 1,000,000 customers, against the naive way and the
+# limit; needs PostgreSQL's server binaries (Debian's postgresql package) and root, like .ci/run.
+BENCH_CUSTOMERS ?= 1000000
+bench-score: install
+	@eval "$$(scripts/local_postgres.sh start)" && \
+	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
+	  $(BIN)/python benchmarks/score_throughput.py --customers $(BENCH_CUSTOMERS) --postgres-url "$$CHURN_TEST_POSTGRES_URL"
 
 clean:
 	rm -rf $(CHURN_HOME)

@@ -18,6 +18,9 @@ import pandas as pd
 from churn.sources import SourceError
 
 CSV_SNIFF_BYTES = 8192
+# Rows per Parquet row group: a reader going batch by batch decompresses one group at a time,
+# so this bounds its memory however long the table is.
+PARQUET_ROW_GROUP_ROWS = 100_000
 
 
 @contextmanager
@@ -33,7 +36,7 @@ def writing_atomically(path: Path) -> Iterator[Path]:
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     """Write Parquet so that readers never see half a file."""
     with writing_atomically(path) as partial:
-        frame.to_parquet(partial, index=False)
+        frame.to_parquet(partial, index=False, row_group_size=PARQUET_ROW_GROUP_ROWS)
     return path
 
 

@@ -1,12 +1,13 @@
 """The warehouse table of churn scores: one row per customer and score date.
 
-Writes replace a whole date in one transaction, staged as the batches are scored; reads
+Writes replace a whole date in one transaction, as the batches are scored; reads
 tell the other phases what has been scored already, so reruns and backfills keep a date's
 model.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,33 +90,36 @@ def _produced(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield batch
 
 
-def _staging_table(table: sa.Table) -> sa.Table:
-    """A temporary table shaped like ``table``, private to the writing session."""
-    return sa.Table(
-        f"{table.name}_staged",
-        sa.MetaData(),
-        *(sa.Column(column.name, column.type) for column in table.columns),
-        prefixes=["TEMPORARY"],
-    )
+def copy_rows(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    """Stream ``rows`` into a PostgreSQL table with COPY, inside the caller's transaction.
 
-
-def _copy_batch(connection: sa.Connection, stage: sa.Table, batch: pd.DataFrame) -> None:
-    """Stream a batch into PostgreSQL with COPY, column by column, inside the caller's transaction."""
+    Arrow writes the rows as CSV in native code, outside the interpreter's lock, so a batch
+    goes to the server without a Python call per row and the next batch's prediction is not
+    held up meanwhile.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as arrow_csv
     from psycopg import sql
 
-    columns = [column.name for column in stage.columns]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+    columns = [column.name for column in table.columns]
+    target = sql.Identifier(*filter(None, (table.schema, table.name)))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+        target, sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+    )
+    text = pa.BufferOutputStream()
+    arrow_csv.write_csv(
+        pa.Table.from_pandas(rows[columns], preserve_index=False),
+        text,
+        write_options=arrow_csv.WriteOptions(include_header=False),
     )
     with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in zip(*(batch[name].tolist() for name in columns), strict=True):
-            copy.write_row(row)
+        copy.write(text.getvalue().to_pybytes())
 
 
-def _insert_batch(connection: sa.Connection, stage: sa.Table, batch: pd.DataFrame) -> None:
-    records = batch[[column.name for column in stage.columns]].to_dict(orient="records")
+def _insert_rows(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    records = rows[[column.name for column in table.columns]].to_dict(orient="records")
     for start in range(0, len(records), INSERT_BATCH_ROWS):
-        connection.execute(sa.insert(stage), records[start : start + INSERT_BATCH_ROWS])
+        connection.execute(sa.insert(table), records[start : start + INSERT_BATCH_ROWS])
 
 
 def replace_scores(
@@ -129,13 +133,13 @@ def replace_scores(
     """Replace exactly ``score_date``'s rows with ``rows`` (one frame, or batches as they are
     scored) in one transaction; returns how many rows were written.
 
-    The batches are staged in a temporary table as they come (through COPY on PostgreSQL),
-    then the date's rows are swapped for the staged ones. Readers see the date's old rows
-    until the commit and the new ones after it. Writers of the table take turns (on
-    PostgreSQL, a transaction-scoped advisory lock), so two runs of one date end with one
-    complete set rather than a key conflict. With ``seen`` (the record the rows' model was
-    chosen from), the write is refused if another run has scored the date with another
-    version since. An error raised while producing a batch comes out unchanged.
+    The date's old rows are deleted and the batches streamed in (COPY on PostgreSQL) in the
+    same transaction, so readers see the old rows until the commit and the new ones after
+    it, never a mix. Writers of the table take turns (on PostgreSQL, a transaction-scoped
+    advisory lock; on SQLite, the write lock), so two runs of one date end with one complete
+    set rather than a key conflict. With ``seen`` (the record the rows' model was chosen
+    from), the write is refused if another run has scored the date with another version
+    since. An error raised while producing a batch comes out unchanged.
     """
     batches = [rows] if isinstance(rows, pd.DataFrame) else rows
     try:
@@ -157,33 +161,26 @@ def _replace_in_transaction(
     seen: ScoringRecord | None,
 ) -> int:
     postgres = engine.dialect.name == "postgresql"
-    load = _copy_batch if postgres and engine.dialect.driver == "psycopg" else _insert_batch
-    stage = _staging_table(table)
-    written, first = 0, None
+    load = copy_rows if postgres and engine.dialect.driver == "psycopg" else _insert_rows
+    written = 0
     with engine.execution_options(write_lock=True).begin() as connection:
         if postgres:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
-        stage.create(connection)
-        for batch in batches:
-            if batch.empty:
-                continue
-            first = batch.iloc[0] if first is None else first
-            load(connection, stage, batch.assign(score_date=score_date))
-            written += len(batch)
-        if seen is not None and first is not None:
-            now = _version_for_date(connection, table, score_date, first["model_name"])
-            if now not in {seen.version_for_date, first["model_version"]}:
+        first = next(batches, None)
+        if seen is not None and first is not None and not first.empty:
+            now = _version_for_date(connection, table, score_date, first["model_name"].iloc[0])
+            if now not in {seen.version_for_date, first["model_version"].iloc[0]}:
                 raise RuntimeError(
                     f"another run scored {score_date} with version {now} while this one was scoring; a retry "
                     "scores the date with that version"
                 )
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
-        columns = [column.name for column in table.columns]
-        connection.execute(sa.insert(table).from_select(columns, sa.select(*(stage.c[name] for name in columns))))
-        stage.drop(connection)
+        for batch in itertools.chain([first] if first is not None else [], batches):
+            load(connection, table, batch.assign(score_date=score_date))
+            written += len(batch)
     return written
 
 

@@ -344,3 +344,18 @@ def test_a_batch_that_fails_to_score_writes_nothing_and_keeps_its_own_error(ware
     with pytest.raises(ScoringError, match="outside"):
         replace_scores(engine, table, SCORE_DATE, batches())
     assert _stored(engine, table)["customer_id"].tolist() == ["a", "b"]
+
+
+def test_awkward_ids_and_timestamps_survive_the_copy(warehouse):
+    engine, table = warehouse
+    ids = ["a,b", 'say "hi"', "ünïcödé", "tab\there", "  padded  "]
+    written = score_rows(ids, probability=0.123456789012345)
+    replace_scores(engine, table, SCORE_DATE, written)
+    stored = _stored(engine, table).set_index("customer_id")
+    assert sorted(stored.index) == sorted(ids)
+    assert (stored["churn_probability"] == 0.123456789012345).all()
+    # SQLite keeps the UTC wall time without its zone; PostgreSQL keeps the instant.
+    stamps = {pd.Timestamp(value) for value in stored["scored_at"]}
+    assert {stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC") for stamp in stamps} == {
+        pd.Timestamp("2026-11-29T02:00:00Z")
+    }
