@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from churn.contract import BandFeature, Contract, CountEqualFeature, DerivedFeat
 from churn.handoffs import FeatureResult, ValidateResult, accepts_handoffs
 from churn.manifest import run_phase
 from churn.model import model_columns
-from churn.storage import write_parquet_atomically
+from churn.storage import read_parquet_batches, write_parquet_batches_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +67,37 @@ def add_derived_features(frame: pd.DataFrame, contract: Contract) -> pd.DataFram
     return frame.assign(**{feature.name: derive(frame, feature) for feature in contract.derived_features})
 
 
-def unseen_categories(training: pd.DataFrame, scoring: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+def category_values(frame: pd.DataFrame, columns: list[str]) -> dict[str, set[str]]:
+    """The distinct non-blank values of each of ``columns``, as text."""
+    return {column: set(frame[column].dropna().astype(str)) for column in columns}
+
+
+def unseen_categories(training: dict[str, set[str]], scoring: dict[str, set[str]]) -> dict[str, list[str]]:
     """Category values the scoring snapshot holds that training never saw, per column.
 
     Not an error: the model encodes them as unknown and still scores the customer; the
     event is reported so a person can see the population change.
     """
-    unseen = {}
-    for column in columns:
-        new_values = set(scoring[column].dropna()) - set(training[column].dropna())
-        if new_values:
-            unseen[column] = sorted(str(value) for value in new_values)
-    return unseen
+    unseen = {column: sorted(values - training.get(column, set())) for column, values in scoring.items()}
+    return {column: values for column, values in unseen.items() if values}
+
+
+def build_feature_table(source: Path, destination: Path, contract: Contract) -> dict[str, set[str]]:
+    """Write ``source``'s rows with the contract's derived features to ``destination``, one
+    Parquet row group at a time, so memory holds a batch, not the table. Returns the
+    category values seen, for comparing training with scoring."""
+    _, categorical = model_columns(contract)
+    seen: dict[str, set[str]] = {column: set() for column in categorical}
+
+    def featured() -> Iterator[pd.DataFrame]:
+        for batch in read_parquet_batches(source):
+            frame = add_derived_features(batch, contract)
+            for column, values in category_values(frame, categorical).items():
+                seen[column] |= values
+            yield frame
+
+    write_parquet_batches_atomically(featured(), destination)
+    return seen
 
 
 @accepts_handoffs
@@ -87,23 +107,18 @@ def run_feature(validated: ValidateResult) -> FeatureResult:
 
     def build() -> FeatureResult:
         contract = load_contract(run.contract)
-        featured = {
-            name: add_derived_features(pd.read_parquet(snapshot.path), contract)
-            for name, snapshot in (("training", validated.training), ("scoring", validated.scoring))
-        }
-        paths = {
-            f"{name}_path": write_parquet_atomically(frame, run.run_dir / "features" / f"{name}.parquet")
-            for name, frame in featured.items()
-        }
-        _, categorical = model_columns(contract)
-        unseen = unseen_categories(featured["training"], featured["scoring"], categorical)
+        features_dir = run.run_dir / "features"
+        training = build_feature_table(validated.training.path, features_dir / "training.parquet", contract)
+        scoring = build_feature_table(validated.scoring.path, features_dir / "scoring.parquet", contract)
+        unseen = unseen_categories(training, scoring)
         for column, values in unseen.items():
             logger.warning("scoring snapshot has %s values never seen in training: %s", column, values)
         return FeatureResult(
             run=run,
             derived_features=[feature.name for feature in contract.derived_features],
             unseen_categories=unseen,
-            **paths,
+            training_path=features_dir / "training.parquet",
+            scoring_path=features_dir / "scoring.parquet",
         )
 
     return run_phase("feature", run, build)

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from churn.contract import Contract, load_contract
 from churn.errors import PermanentError
@@ -27,6 +26,7 @@ from churn.handoffs import FeatureResult, PackageResult, ScoreResult, accepts_ha
 from churn.manifest import run_phase
 from churn.model import model_inputs, sized_thread_pools
 from churn.settings import Settings, redact_text, redact_url
+from churn.storage import read_parquet_batches
 from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
 from churn.warehouse import open_scores_table, replace_scores, scoring_record
 
@@ -115,11 +115,10 @@ def scored_batches(
     The next batch is predicted on a second thread while the caller writes the current one,
     so predicting and writing overlap, and memory holds about two batches, not the table.
     """
-    features = pq.ParquetFile(features_path)
     with sized_thread_pools(), ThreadPoolExecutor(max_workers=1) as predictor:
         pending: Future[pd.DataFrame] | None = None
-        for batch in features.iter_batches(batch_size=batch_rows):
-            upcoming = predictor.submit(score_frame, model, batch.to_pandas(), contract, bands)
+        for batch in read_parquet_batches(features_path, batch_rows):
+            upcoming = predictor.submit(score_frame, model, batch, contract, bands)
             if pending is not None:
                 yield pending.result()
             pending = upcoming

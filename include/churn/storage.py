@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from churn.sources import SourceError
 
@@ -38,6 +39,32 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     with writing_atomically(path) as partial:
         frame.to_parquet(partial, index=False, row_group_size=PARQUET_ROW_GROUP_ROWS)
     return path
+
+
+def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame], path: Path) -> Path:
+    """Write frames one after the other as one Parquet file, holding one at a time in memory,
+    so that readers never see half a file. The first frame sets the schema."""
+    import pyarrow as pa
+
+    with writing_atomically(path) as partial:
+        writer = None
+        try:
+            for batch in batches:
+                table = pa.Table.from_pandas(batch, schema=writer.schema if writer else None, preserve_index=False)
+                writer = writer or pq.ParquetWriter(partial, table.schema)
+                writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"no rows to write to {path}")
+    return path
+
+
+def read_parquet_batches(path: Path, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A Parquet file as frames of at most ``batch_rows`` rows (a row group's), in file order."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows or PARQUET_ROW_GROUP_ROWS):
+        yield batch.to_pandas()
 
 
 def copy_atomically(source: Path, destination: Path) -> Path:

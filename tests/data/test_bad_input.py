@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from churn.contract import ContractError
-from churn.feature import unseen_categories
+from churn.feature import category_values, unseen_categories
 from churn.manifest import read_manifests
 from churn.settings import PROJECT_DIR
 from churn.validate import ContractViolation, find_label_leaks, run_validate, validate_snapshots
@@ -151,7 +151,9 @@ def test_honest_features_are_not_flagged_as_leaks(snapshots, contract):
 def test_scoring_categories_unseen_in_training_are_reported_not_refused():
     training = pd.DataFrame({"Contract": ["Month-to-month", "One year"], "gender": ["Male", "Female"]})
     scoring = pd.DataFrame({"Contract": ["Two year", "One year"], "gender": ["Male", None]})
-    assert unseen_categories(training, scoring, ["Contract", "gender"]) == {"Contract": ["Two year"]}
+    assert unseen_categories(
+        category_values(training, ["Contract", "gender"]), category_values(scoring, ["Contract", "gender"])
+    ) == {"Contract": ["Two year"]}
 
 
 def test_blank_total_charges_at_zero_tenure_is_not_an_error(snapshots, contract, tmp_path: Path):

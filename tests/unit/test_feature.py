@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from churn.feature import add_derived_features, band, count_equal, ratio, unseen_categories
+from churn.feature import add_derived_features, band, category_values, count_equal, ratio, unseen_categories
 from churn.handoffs import FeatureResult
 from churn.model import model_columns
 
@@ -56,9 +56,10 @@ def test_model_columns_split_numbers_from_categories(contract):
 def test_unseen_categories_are_reported_per_column():
     training = pd.DataFrame({"Contract": ["One year", "Two year"], "PaymentMethod": ["Mailed check", None]})
     scoring = pd.DataFrame({"Contract": ["One year", "Monthly", "Weekly"], "PaymentMethod": [None, None, None]})
-    assert unseen_categories(training, scoring, ["Contract", "PaymentMethod"]) == {
-        "Contract": ["Monthly", "Weekly"]
-    }
+    assert unseen_categories(
+        category_values(training, ["Contract", "PaymentMethod"]),
+        category_values(scoring, ["Contract", "PaymentMethod"]),
+    ) == {"Contract": ["Monthly", "Weekly"]}
 
 
 def test_run_feature_writes_both_feature_tables_with_the_contracts_features(trained_run, contract):
@@ -72,3 +73,30 @@ def test_run_feature_writes_both_feature_tables_with_the_contracts_features(trai
     assert set(features.derived_features) <= set(training.columns) & set(scoring.columns)
     assert "Churn" in training and "Churn" not in scoring
     assert features.unseen_categories == {}
+
+
+def test_feature_tables_are_built_batch_by_batch_as_in_one_piece(tmp_path, snapshots, contract, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import churn.feature
+    import churn.storage
+    from churn.feature import add_derived_features, build_feature_table
+    from churn.storage import write_parquet_atomically
+    from churn.validate import conform, text_view
+
+    # Row groups (and so batches) of 7 rows: 600 customers in 86 of them.
+    monkeypatch.setattr(churn.storage, "PARQUET_ROW_GROUP_ROWS", 7)
+    typed = conform(text_view(snapshots.scoring), contract)
+    source = write_parquet_atomically(typed, tmp_path / "validated.parquet")
+    batches = []
+    real_add = churn.feature.add_derived_features
+    monkeypatch.setattr(
+        churn.feature, "add_derived_features", lambda frame, c: batches.append(len(frame)) or real_add(frame, c)
+    )
+    seen = build_feature_table(source, tmp_path / "features.parquet", contract)
+    monkeypatch.undo()
+    assert len(batches) == 86 and max(batches) == 7
+    assert pq.ParquetFile(tmp_path / "features.parquet").metadata.num_row_groups == 86
+    built = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(built, add_derived_features(pd.read_parquet(source), contract))
+    assert seen["Contract"] == set(typed["Contract"].dropna())
