@@ -7,34 +7,72 @@ be read at all, is validation's job: every input problem is reported in one plac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
 
 from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
 from churn.run_parameters import read_run_parameters
 from churn.settings import Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
-from churn.storage import copy_atomically, file_sha256, write_parquet_atomically
+from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
 
 
-def read_table(source: TableSource, sqlalchemy_url: str | None) -> pd.DataFrame:
-    """Read a whole table through SQLAlchemy."""
+def arrow_schema(table: sa.Table) -> pa.Schema:
+    """The Arrow types of a database table's columns, from their SQL types, so every batch of
+    an export lands with the same types even where a batch's values are all missing."""
+    by_python_type = {
+        bool: pa.bool_(),
+        int: pa.int64(),
+        float: pa.float64(),
+        Decimal: pa.float64(),
+        date: pa.date32(),
+        datetime: pa.timestamp("us"),
+    }
+    fields = []
+    for column in table.columns:
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            python_type = str
+        fields.append(pa.field(column.name, by_python_type.get(python_type, pa.string())))
+    return pa.schema(fields)
+
+
+def read_table_batches(source: TableSource, sqlalchemy_url: str | None, batch_rows: int) -> Iterator[pa.Table]:
+    """Read a table through SQLAlchemy, ``batch_rows`` rows at a time, as Arrow tables of one
+    schema. A missing Connection or table is refused at once, before anything is landed."""
     if not sqlalchemy_url:
         raise SourceError(f"{source.describe()}: no Airflow Connection {source.conn_id!r} is defined")
-    import sqlalchemy as sa
-
     engine = sa.create_engine(sqlalchemy_url)
     try:
         table = sa.Table(source.table, sa.MetaData(), schema=source.schema, autoload_with=engine)
-        with engine.connect() as connection:
-            return pd.read_sql(sa.select(table), connection)
-    except sa.exc.NoSuchTableError as error:
-        raise SourceError(f"{source.describe()}: table not found") from error
+    except Exception as error:
+        engine.dispose()
+        if isinstance(error, sa.exc.NoSuchTableError):
+            raise SourceError(f"{source.describe()}: table not found") from error
+        raise
+    return _exported(engine, table, batch_rows)
+
+
+def _exported(engine: sa.Engine, table: sa.Table, batch_rows: int) -> Iterator[pa.Table]:
+    schema = arrow_schema(table)
+    try:
+        with engine.connect().execution_options(stream_results=True) as connection:
+            batches = (
+                pa.Table.from_pandas(chunk, schema=schema, preserve_index=False).replace_schema_metadata()
+                for chunk in pd.read_sql(sa.select(table), connection, chunksize=batch_rows)
+            )
+            # A table with no rows still lands, as an empty file of its columns.
+            yield next(batches, schema.empty_table())
+            yield from batches
     finally:
         engine.dispose()
 
@@ -49,8 +87,8 @@ def land_snapshot(source: FileSource | TableSource, landing_dir: Path, name: str
         from churn.airflow_connections import database_url
 
         file_format = "parquet"
-        table = read_table(source, database_url(source.conn_id))
-        landed = write_parquet_atomically(table, landing_dir / f"{name}.parquet")
+        batches = read_table_batches(source, database_url(source.conn_id), PARQUET_ROW_GROUP_ROWS)
+        landed = write_parquet_batches_atomically(batches, landing_dir / f"{name}.parquet")
     else:
         if not source.path.is_file():
             raise SourceError(f"source file not found: {source.path}")

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.sources import SourceError
@@ -41,16 +42,19 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame], path: Path) -> Path:
-    """Write frames one after the other as one Parquet file, holding one at a time in memory,
-    so that readers never see half a file. The first frame sets the schema."""
-    import pyarrow as pa
-
+def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table], path: Path) -> Path:
+    """Write frames (or Arrow tables) one after the other as one Parquet file, holding one at
+    a time in memory, so that readers never see half a file. The first batch sets the schema."""
     with writing_atomically(path) as partial:
         writer = None
         try:
             for batch in batches:
-                table = pa.Table.from_pandas(batch, schema=writer.schema if writer else None, preserve_index=False)
+                schema = writer.schema if writer else None
+                table = (
+                    batch
+                    if isinstance(batch, pa.Table)
+                    else pa.Table.from_pandas(batch, schema, preserve_index=False)
+                )
                 writer = writer or pq.ParquetWriter(partial, table.schema)
                 writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
         finally:

@@ -9,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 
 from churn.handoffs import IngestResult, LandedSnapshot, PhaseFailure
-from churn.ingest import land_snapshot, read_table, resolve_score_date
+from churn.ingest import land_snapshot, read_table_batches, resolve_score_date
 from churn.manifest import read_manifests
 from churn.run_parameters import RunParameterError, RunParameters, read_run_parameters
 from churn.settings import PROJECT_DIR
 from churn.sources import SOURCE_PATTERN, FileSource, SourceError, TableSource, parse_source
-from churn.storage import read_snapshot_file
+from churn.storage import read_snapshot_file, write_parquet_batches_atomically
 from tests.conftest import SCORE_DATE, ingest_for, run_parameters
 
 
@@ -178,7 +178,31 @@ def test_sql_table_source_is_landed_as_parquet(tmp_path: Path, snapshots, monkey
     with pytest.raises(SourceError, match="table not found"):
         land_snapshot(parse_source("sql://crm/nobody"), tmp_path / "raw", "nobody")
     with pytest.raises(SourceError, match="table not found"):
-        read_table(parse_source("sql://crm/nobody"), url)
+        next(read_table_batches(parse_source("sql://crm/nobody"), url, 100))
+
+
+def test_a_table_is_exported_in_batches_of_one_schema(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    # A column blank in the whole first batch, text later: every batch must keep its type.
+    frame = pd.DataFrame(
+        {
+            "customerID": [f"c-{i}" for i in range(25)],
+            "note": [None] * 10 + [f"note {i}" for i in range(15)],
+            "tenure": list(range(25)),
+            "charges": [float(i) / 3 for i in range(25)],
+        }
+    )
+    frame.to_sql("customers", engine, index=False)
+    empty = frame.head(0)
+    empty.to_sql("nobody_yet", engine, index=False, dtype={"note": sa.String(), "customerID": sa.String()})
+    engine.dispose()
+    batches = list(read_table_batches(parse_source("sql://crm/customers"), url, 10))
+    assert [batch.num_rows for batch in batches] == [10, 10, 5]
+    assert len({batch.schema for batch in batches}) == 1
+    landed = write_parquet_batches_atomically(batches, tmp_path / "training.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(landed), frame, check_dtype=False)
+    assert [batch.num_rows for batch in read_table_batches(parse_source("sql://crm/nobody_yet"), url, 10)] == [0]
 
 
 def test_a_table_source_without_its_connection_names_the_connection(tmp_path: Path, monkeypatch):
