@@ -75,6 +75,8 @@ class TrainResult(PhaseResult):
     cv_roc_auc: float
     training_fingerprint: str
     train_rows: int
+    # The rows of the training split before sampling; train_rows when it was not sampled.
+    train_rows_available: int
     test_rows: int
     test_path: Path
 

@@ -24,6 +24,12 @@ def render_model_card(facts: dict[str, Any]) -> str:
     """A Markdown model card from the run's facts; holds no connection strings or secrets."""
     metrics = facts["metrics"]
     metric_rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
+    split = f"{facts['train_rows_available']} train / {facts['test_rows']} test"
+    sampled = (
+        f" (a stratified sample of the {facts['train_rows_available']} in the train split)"
+        if facts["train_rows"] < facts["train_rows_available"]
+        else ""
+    )
     return f"""# Model card: {facts["model_name"]}
 
 Churn classifier: the probability that an active customer churns, for batch scoring.
@@ -33,7 +39,8 @@ Churn classifier: the probability that an active customer churns, for batch scor
 |---|---|
 | model family | {facts["model_family"]} (calibrated: {facts["calibration"]}) |
 | score date | {facts["score_date"]} |
-| training snapshot | {facts["training_rows"]} rows ({facts["train_rows"]} train / {facts["test_rows"]} test) |
+| training snapshot | {facts["training_rows"]} rows ({split}) |
+| trained on | {facts["train_rows"]} rows{sampled} |
 | scoring snapshot | {facts["scoring_rows"]} rows |
 | data contract | {facts["contract"]} (sha256 {facts["contract_sha256"]}) |
 | training fingerprint | {facts["training_fingerprint"]} |

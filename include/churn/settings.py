@@ -97,6 +97,9 @@ class CandidatesConfig(Strict):
 class TrainingConfig(Strict):
     cv_folds: Annotated[int, Field(ge=2)]
     seed: int
+    # Above this many training rows, the model learns from a stratified sample of this size
+    # (recorded in the model card): past it, more rows cost time and memory, not accuracy.
+    max_rows: PositiveInt = 500_000
     calibration: Literal["sigmoid", "isotonic"]
     candidates: CandidatesConfig
 

@@ -33,6 +33,16 @@ def split_train_test(frame: pd.DataFrame, contract: Contract, test_fraction: flo
     return train_test_split(frame, test_size=test_fraction, stratify=labels, random_state=seed)
 
 
+def stratified_sample(frame: pd.DataFrame, contract: Contract, max_rows: int, seed: int) -> pd.DataFrame:
+    """``frame`` itself, or a sample of ``max_rows`` of its rows that keeps the churn rate."""
+    if len(frame) <= max_rows:
+        return frame
+    sample, _ = train_test_split(
+        frame, train_size=max_rows, stratify=label_vector(frame, contract), random_state=seed
+    )
+    return sample
+
+
 def cross_validated_auc(
     pipelines: dict[str, Pipeline], inputs: pd.DataFrame, labels: np.ndarray, folds: int, seed: int
 ) -> dict[str, tuple[float, float]]:
@@ -107,7 +117,8 @@ def train_challenger(
 
     split, training = config.split, config.training
     frame = pd.read_parquet(features_path)
-    train, test = split_train_test(frame, contract, split.test_fraction, split.seed)
+    available, test = split_train_test(frame, contract, split.test_fraction, split.seed)
+    train = stratified_sample(available, contract, training.max_rows, training.seed)
     test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")
     inputs, labels = model_inputs(train, contract), label_vector(train, contract)
     pipelines = candidate_pipelines(contract, training.candidates, training.seed)
@@ -146,6 +157,7 @@ def train_challenger(
                 "seed": training.seed,
                 "test_fraction": split.test_fraction,
                 "train_rows": len(train),
+                "train_rows_available": len(available),
                 "test_rows": len(test),
                 **{f"{winner}.{key}": value for key, value in winner_params.items()},
             }
@@ -168,6 +180,7 @@ def train_challenger(
         cv_roc_auc=scores[winner][0],
         training_fingerprint=fingerprint,
         train_rows=len(train),
+        train_rows_available=len(available),
         test_rows=len(test),
         test_path=test_path,
     )

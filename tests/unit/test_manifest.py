@@ -53,6 +53,7 @@ def _records(run: RunContext, version: str = "1") -> dict:
             cv_roc_auc=0.84,
             training_fingerprint="f" * 64,
             train_rows=2400,
+            train_rows_available=2400,
             test_rows=600,
             test_path=run.run_dir / "model" / "test_split.parquet",
         ),

@@ -17,6 +17,7 @@ FACTS = {
     "score_date": "2026-11-29",
     "training_rows": 3000,
     "train_rows": 2400,
+    "train_rows_available": 2400,
     "test_rows": 600,
     "scoring_rows": 600,
     "contract": "telco_customer_churn",
@@ -68,7 +69,7 @@ def test_the_model_card_holds_the_runs_facts_and_no_connection_strings(trained_r
     assert "password" not in card.lower()
     for fact in (
         f"# Model card: {settings.config.registered_model}",
-        f"{validated.training.rows} rows ({trained.train_rows} train / {trained.test_rows} test)",
+        f"{validated.training.rows} rows ({trained.train_rows_available} train / {trained.test_rows} test)",
         f"{validated.scoring.rows} rows",
         f"{validated.contract_name} (sha256 {validated.contract_sha256})",
         trained.training_fingerprint,
@@ -167,3 +168,10 @@ def test_run_package_registers_the_challenger_with_its_card_and_promotes_it(trai
         False,
     )
     assert again.champion_version == packaged.model_version
+
+
+def test_the_model_card_says_when_the_model_learned_from_a_sample():
+    sampled = render_model_card({**FACTS, "train_rows": 1000, "train_rows_available": 2400})
+    assert "| trained on | 1000 rows (a stratified sample of the 2400 in the train split) |" in sampled
+    whole = render_model_card(FACTS)
+    assert "| trained on | 2400 rows |" in whole

@@ -143,7 +143,7 @@ def test_training_logs_both_candidates_and_a_calibrated_model(trained_run, contr
     probabilities = model.predict_proba(model_inputs(test, contract))[:, 1]
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     assert trained.test_rows == len(test) == 600
-    assert trained.train_rows == 2400
+    assert trained.train_rows == trained.train_rows_available == 2400
     # One copy of the winner predicts (refit on all rows), not one per calibration fold.
     assert len(model.calibrated_classifiers_) == 1
 
@@ -159,3 +159,28 @@ def test_thread_pools_are_sized_to_the_worker():
         pools = {pool["user_api"]: pool["num_threads"] for pool in threadpool_info()}
     assert pools.get("blas", 1) == 1
     assert pools.get("openmp", len(os.sched_getaffinity(0))) == len(os.sched_getaffinity(0))
+
+
+def test_training_above_the_row_limit_uses_a_stratified_sample(features, contract):
+    from churn.train import stratified_sample
+
+    sample = stratified_sample(features, contract, max_rows=1000, seed=1)
+    assert len(sample) == 1000 and sample.index.isin(features.index).all()
+    assert abs(label_vector(sample, contract).mean() - label_vector(features, contract).mean()) < 0.01
+    assert stratified_sample(features, contract, max_rows=len(features), seed=1) is features
+
+
+def test_training_respects_the_configured_row_limit(trained_run, tmp_path):
+    from churn.train import run_train
+
+    settings = trained_run.settings
+    limited = settings.overridden(
+        config=settings.config.model_copy(
+            update={"training": settings.config.training.model_copy(update={"max_rows": 1000})}
+        )
+    )
+    features = trained_run.features
+    in_own_folder = features.model_copy(update={"run": features.run.model_copy(update={"run_dir": tmp_path})})
+    trained = run_train(in_own_folder, limited)
+    assert (trained.train_rows, trained.train_rows_available, trained.test_rows) == (1000, 2400, 600)
+    assert mlflow.get_run(trained.mlflow_run_id).data.params["train_rows_available"] == "2400"
