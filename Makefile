@@ -16,7 +16,7 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score clean
+.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score bench-phases clean
 
 # pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
 # locks every transitive version. Airflow's own constraints file is used first when reachable.
@@ -153,6 +153,11 @@ bench-score: install
 	@eval "$$(scripts/local_postgres.sh start)" && \
 	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
 	  $(BIN)/python benchmarks/score_throughput.py --customers $(BENCH_CUSTOMERS) --postgres-url "$$CHURN_TEST_POSTGRES_URL"
+
+# Peak memory and wall time of each phase, each in a fresh process, at 100,000 and 1,000,000
+# scoring customers.
+bench-phases: install
+	$(BIN)/python benchmarks/phase_memory.py 100000 1000000
 
 clean:
 	rm -rf $(CHURN_HOME)
