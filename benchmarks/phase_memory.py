@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from measuring import machine, peak_resident_mib, publish
+
 TRAINING_CUSTOMERS = 20_000
 SCORE_DATE = "2026-11-29"
 # Each phase and the phases whose results it takes, as the DAG wires them.
@@ -33,12 +35,6 @@ PHASES = {
     "package": ["validate", "train", "evaluate"],
     "score": ["feature", "package"],
 }
-
-
-def peak_resident_mib() -> float:
-    """This process's peak resident memory (not counting what a parent held before exec)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def run_phase_once(phase: str, workdir: Path) -> None:
@@ -104,11 +100,10 @@ def main() -> None:
         return
     sizes = [int(size) for size in sys.argv[1:]] or [100_000, 1_000_000]
     results = {customers: measure_size(customers) for customers in sizes}
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     header = " | ".join(f"{customers:,}: seconds | {customers:,}: peak MiB" for customers in sizes)
     lines = [
         f"Each phase in a fresh process, {TRAINING_CUSTOMERS:,} training customers, SQLite warehouse, "
-        f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, {datetime.now(UTC):%Y-%m-%d}:",
+        f"{machine()}:",
         "",
         f"| phase | {header} |",
         "|---|" + "---|---|" * len(sizes),
@@ -121,10 +116,7 @@ def main() -> None:
         lines.append(f"| {phase} | {cells} |")
     totals = " | ".join(f"{sum(r['seconds'] for r in results[customers].values()):.1f} | " for customers in sizes)
     lines.append(f"| all phases | {totals}|")
-    report = "\n".join(lines)
-    print(report)
-    with (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").open("a", encoding="utf-8") as benchmarks:
-        benchmarks.write(f"\n## Peak memory and time of each phase (`make bench-phases`)\n\n{report}\n")
+    publish("Peak memory and time of each phase (`make bench-phases`)", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from measuring import machine, peak_resident_mib, publish
+
 BANDS = {"low": 0.3, "medium": 0.6, "high": 1.0}
 SCORE_DATE = date(2026, 11, 29)
 METHODS = ["score phase", "naive", "predict only", "COPY only"]
@@ -101,13 +103,6 @@ def measure(method: str, workdir: Path, url: str) -> float:
     return seconds
 
 
-def peak_resident_kib() -> int:
-    """This process's peak resident memory since it started this program. (getrusage's
-    ru_maxrss would also count the parent's memory copied at fork, before exec.)"""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -117,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:  # one measurement, in its own process so its peak memory is its own
         seconds = measure(args.measure, Path(args.workdir), args.postgres_url)
-        print(f"{seconds} {peak_resident_kib()}")
+        print(f"{seconds} {peak_resident_mib()}")
         return
     if not args.postgres_url:
         parser.error("give --postgres-url (or set CHURN_TEST_POSTGRES_URL); make bench-score starts one")
@@ -143,13 +138,11 @@ def main() -> None:
             )
             if done.returncode:
                 sys.exit(f"measuring {method!r} failed:\n{done.stderr[-3000:]}")
-            seconds, peak_kib = done.stdout.split()[-2:]
-            results[method] = (float(seconds), int(peak_kib) / 1024)
+            seconds, peak_mib = done.stdout.split()[-2:]
+            results[method] = (float(seconds), float(peak_mib))
     limit = max(results["predict only"][0], results["COPY only"][0])
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
-        f"Scoring {args.customers:,} customers into PostgreSQL on {os.cpu_count()} cores, "
-        f"{memory_gib:.0f} GiB, {datetime.now(UTC):%Y-%m-%d}:",
+        f"Scoring {args.customers:,} customers into PostgreSQL on {machine()}:",
         "",
         "| method | seconds | customers per second | peak memory of its process |",
         "|---|---|---|---|",
@@ -162,10 +155,7 @@ def main() -> None:
         f"score phase throughput: {limit / phase:.2f} of the limit (the larger of predict only and COPY only; "
         f"target 0.7) and {results['naive'][0] / phase:.2f} times the naive approach (target 2).",
     ]
-    report = "\n".join(lines)
-    print(report)
-    with (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").open("a", encoding="utf-8") as benchmarks:
-        benchmarks.write(f"\n## Scoring throughput (`make bench-score`)\n\n{report}\n")
+    publish("Scoring throughput (`make bench-score`)", "\n".join(lines))
 
 
 if __name__ == "__main__":
