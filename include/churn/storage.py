@@ -37,9 +37,7 @@ def writing_atomically(path: Path) -> Iterator[Path]:
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     """Write Parquet so that readers never see half a file."""
-    with writing_atomically(path) as partial:
-        frame.to_parquet(partial, index=False, row_group_size=PARQUET_ROW_GROUP_ROWS)
-    return path
+    return write_parquet_batches_atomically([frame], path)
 
 
 def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table], path: Path) -> Path:
@@ -61,7 +59,7 @@ def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table],
             if writer is not None:
                 writer.close()
         if writer is None:
-            raise ValueError(f"no rows to write to {path}")
+            raise ValueError(f"nothing to write to {path}: no batch, not even an empty one")
     return path
 
 
