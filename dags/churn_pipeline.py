@@ -8,7 +8,9 @@ makes Responsible for it; each arrow between tasks is a handoff between roles.
 
 `ingest >> validate >> feature >> train >> evaluate >> package >> score`; each task takes
 the earlier results it uses (small typed records through XCom: paths, MLflow run ids,
-model versions, metrics; never data).
+model versions, metrics; never data). `score` is a group: `plan` splits the customers into
+partitions, one mapped `partition` task scores each (workers share them), and `publish`
+makes the date's scores visible at once.
 
 * A failed data contract stops the run at `validate`; the Great Expectations report is
   saved in the run folder either way. Errors a retry cannot fix (data, contract,
@@ -30,7 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, task, task_group
 
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
@@ -38,9 +40,10 @@ from churn.run_parameters import trigger_form
 RACI = load_raci()
 
 
-def phase_task(phase: str):
-    """A TaskFlow task for ``phase``, owned by its RACI Responsible role and documented by its row."""
-    return task(task_id=phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc())
+def phase_task(phase: str, step: str | None = None):
+    """A TaskFlow task for ``phase`` (or one ``step`` of it), owned by its RACI Responsible role
+    and documented by its row."""
+    return task(task_id=step or phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc())
 
 
 @dag(
@@ -92,11 +95,27 @@ def churn_pipeline():
 
         return run_package(validated, trained, evaluated).model_dump(mode="json")
 
-    @phase_task("score")
-    def score(features: dict[str, Any], packaged: dict[str, Any]) -> dict[str, Any]:
-        from churn.score import run_score
+    @task_group(group_id="score", tooltip="plan, then one mapped task per partition, then publish")
+    def score(features: dict[str, Any], packaged: dict[str, Any]) -> None:
+        @phase_task("score", "plan")
+        def plan(features: dict[str, Any], packaged: dict[str, Any]) -> list[dict[str, Any]]:
+            from churn.score import run_score_plan
 
-        return run_score(features, packaged).model_dump(mode="json")
+            return [part.model_dump(mode="json") for part in run_score_plan(features, packaged)]
+
+        @phase_task("score", "partition")
+        def partition(work: dict[str, Any]) -> dict[str, Any]:
+            from churn.score import run_score_partition
+
+            return run_score_partition(work).model_dump(mode="json")
+
+        @phase_task("score", "publish")
+        def publish(staged: list[dict[str, Any]]) -> dict[str, Any]:
+            from churn.score import run_score_publish
+
+            return run_score_publish(list(staged)).model_dump(mode="json")
+
+        publish(partition.expand(work=plan(features, packaged)))
 
     validated = validate(ingest())
     features = feature(validated)

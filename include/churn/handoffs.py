@@ -97,6 +97,30 @@ class PackageResult(PhaseResult):
     champion_version: str | None
 
 
+class ScoringPartition(PhaseResult):
+    """One scoring task's share of the date: rows ``first_row`` to ``end_row`` (exclusive) of
+    the scoring features, scored with the date's model of record and staged in ``staging_table``."""
+
+    index: int
+    partitions: int
+    first_row: int
+    end_row: int
+    features_path: Path
+    model_name: str
+    model_version: str
+    model_chosen_because: str
+    # The version that had scored the date when the model was chosen (None: not scored yet).
+    version_seen_for_date: str | None
+    staging_key: str
+    staging_table: str
+
+
+class ScoredPartition(Handoff):
+    partition: ScoringPartition
+    rows_staged: int
+    risk_band_counts: dict[str, int]
+
+
 class ScoreResult(PhaseResult):
     rows_written: int
     table: str
@@ -104,6 +128,7 @@ class ScoreResult(PhaseResult):
     model_version: str
     model_chosen_because: str
     risk_band_counts: dict[str, int]
+    partitions: int
 
 
 class PhaseFailure(Handoff):

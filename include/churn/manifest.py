@@ -16,7 +16,7 @@ from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, PhaseResult, Run
 from churn.settings import redact_text
 from churn.storage import writing_atomically
 
-ResultT = TypeVar("ResultT", bound=PhaseResult)
+ResultT = TypeVar("ResultT")
 FAILURE = "failed"
 
 
@@ -52,15 +52,27 @@ def forget_phases_from(run_dir: Path, phase: str) -> None:
         manifest_path(run_dir, stale).unlink(missing_ok=True)
 
 
-def run_phase(phase: str, run: RunContext, work: Callable[[], ResultT]) -> ResultT:
+def run_phase(
+    phase: str, run: RunContext, work: Callable[[], ResultT], *, starts: bool = True, finishes: bool = True
+) -> ResultT:
     """Run one phase's ``work`` for ``run``: forget stale records, record why it failed if it
-    does (then let the error go on), and store its result as the phase's manifest."""
-    forget_phases_from(run.run_dir, phase)
+    does (then let the error go on), and store its result as the phase's manifest.
+
+    A phase run as several tasks (scoring: plan, partitions, publish) marks the task that
+    ``starts`` it, which forgets the stale records, and the one that ``finishes`` it, which
+    stores the manifest; it runs only once every earlier step succeeded, so it also forgets
+    the failures that retries of those steps left behind.
+    """
+    if starts:
+        forget_phases_from(run.run_dir, phase)
+    elif finishes:
+        manifest_path(run.run_dir, FAILURE).unlink(missing_ok=True)
     try:
         result = work()
     except Exception as error:
         failure = PhaseFailure(phase=phase, error_type=type(error).__name__, error=redact_text(str(error)))
         write_manifest(run.run_dir, FAILURE, failure)
         raise
-    write_manifest(run.run_dir, phase, result)
+    if finishes:
+        write_manifest(run.run_dir, phase, result)
     return result

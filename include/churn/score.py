@@ -2,19 +2,22 @@
 
 The model is the one of record for the date: the version that scored the date before (so
 a rerun or backfill reproduces it), else the version this run promoted, else the current
-champion. The write is one transaction: the date's earlier scores are deleted and the new
-ones inserted together, so readers see the old set or the new set, never a mix, and a
-rerun of a date never duplicates a row.
+champion. The phase runs in three steps: a plan chooses the model and splits the scoring
+features into partitions; each partition is scored and staged by its own task (Airflow
+maps one task instance per partition, so the executor's workers share them), replacing
+only its own staged rows when retried; publishing swaps the date's rows for the staged
+ones in one short transaction, so readers see the old set or the new set, never a mix,
+and a rerun of a date never duplicates a row.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,13 +25,28 @@ import pandas as pd
 
 from churn.contract import Contract, load_contract
 from churn.errors import PermanentError
-from churn.handoffs import FeatureResult, PackageResult, ScoreResult, accepts_handoffs
+from churn.handoffs import (
+    FeatureResult,
+    PackageResult,
+    ScoredPartition,
+    ScoreResult,
+    ScoringPartition,
+    accepts_handoffs,
+)
 from churn.manifest import run_phase
 from churn.model import model_inputs, sized_thread_pools
 from churn.settings import Settings, redact_text, redact_url
-from churn.storage import read_parquet_batches
+from churn.storage import parquet_rows, read_parquet_row_range
 from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
-from churn.warehouse import open_scores_table, replace_scores, scoring_record
+from churn.warehouse import (
+    ScoringRecord,
+    open_scores_table,
+    prepare_staging,
+    publish_staged,
+    scoring_record,
+    stage_partition,
+    staging_table,
+)
 
 
 class ScoringError(PermanentError, RuntimeError):
@@ -108,16 +126,17 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
 
 
 def scored_batches(
-    model: Any, features_path: Path, contract: Contract, bands: dict[str, float], batch_rows: int
+    model: Any, partition: ScoringPartition, contract: Contract, bands: dict[str, float], batch_rows: int
 ) -> Iterator[pd.DataFrame]:
-    """Score the feature table one Parquet record batch at a time, in file order.
+    """Score the partition's rows of the feature table one record batch at a time, in file order.
 
     The next batch is predicted on a second thread while the caller writes the current one,
     so predicting and writing overlap, and memory holds about two batches, not the table.
     """
     with sized_thread_pools(), ThreadPoolExecutor(max_workers=1) as predictor:
         pending: Future[pd.DataFrame] | None = None
-        for batch in read_parquet_batches(features_path, batch_rows):
+        rows = read_parquet_row_range(partition.features_path, partition.first_row, partition.end_row, batch_rows)
+        for batch in rows:
             upcoming = predictor.submit(score_frame, model, batch, contract, bands)
             if pending is not None:
                 yield pending.result()
@@ -126,13 +145,19 @@ def scored_batches(
             yield pending.result()
 
 
-def score_date_with_model_of_record(
-    features: FeatureResult, packaged: PackageResult, settings: Settings
-) -> ScoreResult:
-    """Score the run's customers with the date's model of record and replace the date's rows."""
+def partition_bounds(rows: int, partition_rows: int) -> list[tuple[int, int]]:
+    """Split ``rows`` into as few near-equal ranges of at most ``partition_rows`` as possible
+    (one empty range when there are no rows, so the date is still published)."""
+    count = max(1, -(-rows // partition_rows))
+    edges = [rows * index // count for index in range(count + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def plan_scoring(features: FeatureResult, packaged: PackageResult, settings: Settings) -> list[ScoringPartition]:
+    """Choose the date's model of record, prepare the run's staging table and split the
+    scoring features into partitions, each one task's work."""
     run = features.run
     with open_scores_table(settings) as (engine, table):
-        contract = load_contract(run.contract)
         record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
         try:
             use_mlflow(settings)
@@ -149,51 +174,150 @@ def score_date_with_model_of_record(
             str(champion.version) if champion else None,
             run.score_date,
         )
-        model = load_scoring_model(chosen)
-        provenance = {
-            "model_name": chosen.name,
-            "model_version": chosen.version,
-            "run_id": run.airflow_run_id,
-            "scored_at": datetime.now(UTC),
-        }
-        band_counts: Counter[str] = Counter()
-
-        def labelled(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            try:
-                for batch in batches:
-                    band_counts.update(batch["risk_band"].value_counts().to_dict())
-                    yield batch.assign(**provenance)
-            except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
-                raise ScoringError(
-                    f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score "
-                    f"this run's features; was it trained under another data contract? {error}"
-                ) from error
-
-        batches = scored_batches(
-            model, features.scoring_path, contract, settings.config.risk_bands, settings.config.scoring.batch_rows
+        load_scoring_model(chosen)  # refuse an unusable model before any partition starts
+        staging = prepare_staging(engine, table, run.score_date, run.airflow_run_id)
+    bounds = partition_bounds(parquet_rows(features.scoring_path), settings.config.scoring.partition_rows)
+    return [
+        ScoringPartition(
+            run=run,
+            index=index,
+            partitions=len(bounds),
+            first_row=first,
+            end_row=end,
+            features_path=features.scoring_path,
+            model_name=chosen.name,
+            model_version=chosen.version,
+            model_chosen_because=chosen.reason,
+            version_seen_for_date=record.version_for_date,
+            staging_key=run.airflow_run_id,
+            staging_table=staging.fullname,
         )
-        written = replace_scores(engine, table, run.score_date, labelled(batches), seen=record)
+        for index, (first, end) in enumerate(bounds)
+    ]
+
+
+def score_partition(partition: ScoringPartition, settings: Settings) -> ScoredPartition:
+    """Score one partition's customers and stage them, replacing what an earlier attempt at
+    the same partition staged."""
+    run = partition.run
+    chosen = ModelOfRecord(partition.model_name, partition.model_version, partition.model_chosen_because)
+    use_mlflow(settings)
+    model = load_scoring_model(chosen)
+    contract = load_contract(run.contract)
+    provenance = {
+        "model_name": chosen.name,
+        "model_version": chosen.version,
+        "run_id": run.airflow_run_id,
+        "scored_at": datetime.now(UTC),
+    }
+    band_counts: Counter[str] = Counter()
+
+    def labelled(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        try:
+            for batch in batches:
+                band_counts.update(batch["risk_band"].value_counts().to_dict())
+                yield batch.assign(**provenance)
+        except (KeyError, ValueError, TypeError) as error:  # inputs the model was not made for
+            raise ScoringError(
+                f"{chosen.name!r} version {chosen.version} (chosen because {chosen.reason}) cannot score "
+                f"this run's features; was it trained under another data contract? {error}"
+            ) from error
+
+    batches = scored_batches(
+        model, partition, contract, settings.config.risk_bands, settings.config.scoring.batch_rows
+    )
+    with open_scores_table(settings) as (engine, table):
+        staging = staging_table(table, run.score_date, partition.staging_key)
+        staged = stage_partition(engine, staging, run.score_date, partition.index, labelled(batches))
+    return ScoredPartition(
+        partition=partition, rows_staged=staged, risk_band_counts=dict(sorted(band_counts.items()))
+    )
+
+
+def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreResult:
+    """Make every partition's staged rows the date's scores, in one short transaction."""
+    plan = scored[0].partition
+    run = plan.run
+    indexes = sorted(part.partition.index for part in scored)
+    if indexes != list(range(plan.partitions)) or {part.partition.staging_key for part in scored} != {
+        plan.staging_key
+    }:
+        raise ScoringError(
+            f"publishing needs each of the {plan.partitions} partitions of one scoring plan exactly once; got "
+            f"partitions {indexes}; nothing was published"
+        )
+    with open_scores_table(settings) as (engine, table):
+        written = publish_staged(
+            engine,
+            table,
+            staging_table(table, run.score_date, plan.staging_key),
+            run.score_date,
+            {part.partition.index: part.rows_staged for part in scored},
+            seen=ScoringRecord(plan.version_seen_for_date, None),
+            model=(plan.model_name, plan.model_version),
+        )
         warehouse = redact_url(engine.url)
+        table_name = table.fullname
+    band_counts = sum((Counter(part.risk_band_counts) for part in scored), Counter())
     return ScoreResult(
         run=run,
         rows_written=written,
-        table=table.fullname,
+        table=table_name,
         warehouse=warehouse,
-        model_version=chosen.version,
-        model_chosen_because=chosen.reason,
+        model_version=plan.model_version,
+        model_chosen_because=plan.model_chosen_because,
         risk_band_counts=dict(sorted(band_counts.items())),
+        partitions=plan.partitions,
+    )
+
+
+def _task_settings(*, mlflow: bool) -> Settings:
+    from churn.airflow_connections import task_settings
+
+    return task_settings(warehouse=True, mlflow=mlflow)
+
+
+@accepts_handoffs
+def run_score_plan(
+    features: FeatureResult, packaged: PackageResult, settings: Settings | None = None
+) -> list[ScoringPartition]:
+    """Start the score phase: choose the date's model of record and split the work into partitions."""
+    return run_phase(
+        "score",
+        features.run,
+        lambda: plan_scoring(features, packaged, settings or _task_settings(mlflow=True)),
+        finishes=False,
+    )
+
+
+@accepts_handoffs
+def run_score_partition(partition: ScoringPartition, settings: Settings | None = None) -> ScoredPartition:
+    """Score and stage one partition; as often as Airflow retries it, its rows are staged once."""
+    return run_phase(
+        "score",
+        partition.run,
+        lambda: score_partition(partition, settings or _task_settings(mlflow=True)),
+        starts=False,
+        finishes=False,
+    )
+
+
+@accepts_handoffs
+def run_score_publish(scored: list[ScoredPartition], settings: Settings | None = None) -> ScoreResult:
+    """Finish the score phase: publish the staged partitions as the date's scores."""
+    return run_phase(
+        "score",
+        scored[0].partition.run,
+        lambda: publish_scores(scored, settings or _task_settings(mlflow=False)),
+        starts=False,
     )
 
 
 @accepts_handoffs
 def run_score(features: FeatureResult, packaged: PackageResult, settings: Settings | None = None) -> ScoreResult:
-    """Score the run's scoring features with the date's model of record, after packaging decided."""
+    """The whole score phase in this process: plan, every partition in turn, publish.
 
-    def score() -> ScoreResult:
-        from churn.airflow_connections import task_settings
-
-        return score_date_with_model_of_record(
-            features, packaged, settings or task_settings(warehouse=True, mlflow=True)
-        )
-
-    return run_phase("score", features.run, score)
+    The DAG runs the same three steps as separate tasks, the partitions side by side.
+    """
+    partitions = run_score_plan(features, packaged, settings)
+    return run_score_publish([run_score_partition(partition, settings) for partition in partitions], settings)

@@ -119,6 +119,9 @@ class QualityGates(Strict):
 class ScoringConfig(Strict):
     # Customers scored and written per batch: memory holds about two batches, not the table.
     batch_rows: PositiveInt = 100_000
+    # Customers per scoring partition, one mapped task instance each: partitions run side by
+    # side on the executor's workers.
+    partition_rows: PositiveInt = 1_000_000
 
 
 class PipelineConfig(Strict):

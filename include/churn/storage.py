@@ -69,6 +69,34 @@ def read_parquet_batches(path: Path, batch_rows: int | None = None) -> Iterator[
         yield batch.to_pandas()
 
 
+def parquet_rows(path: Path) -> int:
+    """How many rows a Parquet file holds, from its footer alone."""
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def read_parquet_row_range(
+    path: Path, first: int, end: int, batch_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """Rows ``first`` to ``end`` (exclusive) of a Parquet file as frames of at most ``batch_rows``
+    rows, in file order, decompressing only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    groups, group_first, position = [], None, 0
+    for group in range(parquet.metadata.num_row_groups):
+        group_end = position + parquet.metadata.row_group(group).num_rows
+        if position < end and group_end > first:
+            groups.append(group)
+            group_first = position if group_first is None else group_first
+        position = group_end
+    position = group_first or 0
+    for batch in parquet.iter_batches(batch_size=batch_rows or PARQUET_ROW_GROUP_ROWS, row_groups=groups):
+        wanted = batch.slice(
+            max(first - position, 0), max(min(end, position + batch.num_rows) - max(first, position), 0)
+        )
+        position += batch.num_rows
+        if wanted.num_rows:
+            yield wanted.to_pandas()
+
+
 def copy_atomically(source: Path, destination: Path) -> Path:
     """Copy a file so that readers never see half a copy."""
     with writing_atomically(destination) as partial:
@@ -117,3 +145,4 @@ def read_csv_text(path: Path) -> pd.DataFrame:
         raise SourceError("it holds no header row: the file has only blank lines") from error
     except pd.errors.ParserError as error:
         raise SourceError(f"not well-formed CSV: {error}") from error
+

@@ -1,13 +1,19 @@
 """The warehouse table of churn scores: one row per customer and score date.
 
-Writes replace a whole date in one transaction, as the batches are scored; reads
-tell the other phases what has been scored already, so reruns and backfills keep a date's
-model.
+A date is written in two steps. Each scoring partition stages its rows in the run's
+staging table, replacing only its own rows, so a retried or duplicated partition never
+duplicates one. Publishing then swaps the date's rows for the staged ones in one short
+transaction, so readers see the whole date or the previous one. On PostgreSQL the scores
+table is partitioned by date and the staging table becomes the date's partition (a
+catalogue change, however many rows); elsewhere the staged rows are copied over. Reads
+tell the other phases what has been scored already, so reruns and backfills keep a
+date's model.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +26,8 @@ import sqlalchemy as sa
 from churn.settings import Settings, redact_url
 
 INSERT_BATCH_ROWS = 10_000
+# The staging table's column naming the scoring partition that wrote each row.
+STAGED_BY = "scoring_partition"
 SQLITE_WRITE_WAIT_SECONDS = 60
 
 
@@ -56,11 +64,8 @@ def warehouse_engine(url: str) -> sa.Engine:
     return engine
 
 
-def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
-    """The warehouse table of churn scores; one row per customer and score date."""
-    return sa.Table(
-        name,
-        metadata,
+def _score_columns() -> list[sa.Column]:
+    return [
         sa.Column("score_date", sa.Date, primary_key=True),
         sa.Column("customer_id", sa.String(64), primary_key=True),
         sa.Column("churn_probability", sa.Float(precision=53), nullable=False),
@@ -69,7 +74,32 @@ def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Tab
         sa.Column("model_version", sa.String(32), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
-        schema=schema,
+    ]
+
+
+def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+    """The warehouse table of churn scores; one row per customer and score date.
+
+    PostgreSQL creates it partitioned by date, so publishing a date swaps one partition.
+    """
+    return sa.Table(name, metadata, *_score_columns(), schema=schema, postgresql_partition_by="LIST (score_date)")
+
+
+def staging_table(scores: sa.Table, score_date: date, stage_key: str) -> sa.Table:
+    """The table where one run stages ``score_date``'s rows: the scores table's columns, plus
+    the partition that wrote each row; its name is derived from the date and ``stage_key``.
+
+    The check on the date lets PostgreSQL attach the table as the date's partition without
+    reading it.
+    """
+    digest = hashlib.sha256(f"{score_date}|{stage_key}".encode()).hexdigest()[:10]
+    return sa.Table(
+        f"{scores.name}_{score_date:%Y%m%d}_{digest}",
+        sa.MetaData(),
+        *_score_columns(),
+        sa.Column(STAGED_BY, sa.Integer, nullable=False),
+        sa.CheckConstraint(f"score_date = '{score_date.isoformat()}'"),
+        schema=scores.schema,
     )
 
 
@@ -131,57 +161,169 @@ def replace_scores(
     seen: ScoringRecord | None = None,
 ) -> int:
     """Replace exactly ``score_date``'s rows with ``rows`` (one frame, or batches as they are
-    scored) in one transaction; returns how many rows were written.
+    scored), staged as a single partition and then published; returns how many rows were written."""
+    staging = prepare_staging(engine, table, score_date, f"replace-{uuid.uuid4()}")
+    staged = stage_partition(engine, staging, score_date, 0, rows)
+    model = None
+    if seen is not None and staged:
+        with engine.connect() as connection:
+            model = tuple(
+                connection.execute(sa.select(staging.c.model_name, staging.c.model_version).limit(1)).one()
+            )
+    return publish_staged(engine, table, staging, score_date, {0: staged}, seen=seen, model=model)
 
-    The date's old rows are deleted and the batches streamed in (COPY on PostgreSQL) in the
-    same transaction, so readers see the old rows until the commit and the new ones after
-    it, never a mix. Writers of the table take turns (on PostgreSQL, a transaction-scoped
-    advisory lock; on SQLite, the write lock), so two runs of one date end with one complete
-    set rather than a key conflict. With ``seen`` (the record the rows' model was chosen
-    from), the write is refused if another run has scored the date with another version
-    since. An error raised while producing a batch comes out unchanged.
+
+def prepare_staging(engine: sa.Engine, table: sa.Table, score_date: date, stage_key: str) -> sa.Table:
+    """Create the scores table if it is missing, and an empty staging table for ``score_date``
+    under ``stage_key`` (replacing one a failed attempt left)."""
+    staging = staging_table(table, score_date, stage_key)
+    with _writing(engine, table, score_date, "preparing to stage") as connection:
+        _lock(connection, table.fullname)
+        if table.schema and not sa.inspect(connection).has_schema(table.schema):
+            connection.execute(sa.schema.CreateSchema(table.schema))
+        table.metadata.create_all(connection, tables=[table], checkfirst=True)
+        staging.drop(connection, checkfirst=True)
+        staging.create(connection)
+    return staging
+
+
+def stage_partition(
+    engine: sa.Engine,
+    staging: sa.Table,
+    score_date: date,
+    partition: int,
+    rows: pd.DataFrame | Iterable[pd.DataFrame],
+) -> int:
+    """Stage ``partition``'s rows (one frame, or batches as they are scored), replacing what an
+    earlier attempt at the same partition staged, in one transaction; returns the row count.
+
+    Attempts at one partition take turns (PostgreSQL: an advisory lock on the partition;
+    SQLite: the write lock), so a retried or duplicated partition ends with one copy of its
+    rows. An error raised while producing a batch comes out unchanged.
     """
     batches = [rows] if isinstance(rows, pd.DataFrame) else rows
     try:
-        return _replace_in_transaction(engine, table, score_date, _produced(batches), seen)
+        with _writing(engine, staging, score_date, f"staging partition {partition}") as connection:
+            _lock(connection, f"{staging.fullname}/{partition}")
+            connection.execute(sa.delete(staging).where(staging.c[STAGED_BY] == partition))
+            load = _loader(engine)
+            written = 0
+            for batch in _produced(batches):
+                load(connection, staging, batch.assign(score_date=score_date, **{STAGED_BY: partition}))
+                written += len(batch)
     except _ProducerFailed as failed:
         raise failed.__cause__ from None
+    return written
+
+
+def publish_staged(
+    engine: sa.Engine,
+    table: sa.Table,
+    staging: sa.Table,
+    score_date: date,
+    expected_rows: dict[int, int],
+    *,
+    seen: ScoringRecord | None = None,
+    model: tuple[str, str] | None = None,
+) -> int:
+    """Make the staged rows ``score_date``'s scores in one short transaction; returns how many.
+
+    Refused, with the date's rows unchanged, unless every partition staged exactly the rows it
+    reported (``expected_rows``: partition to row count). Writers of the table take turns, so
+    two runs of one date end with one complete set. With ``seen`` (the record the model was
+    chosen from) and ``model`` (its name and version), publishing is refused if another run
+    has scored the date with a version other than that record's or ``model``'s since.
+    """
+    with _writing(engine, table, score_date, "publishing") as connection:
+        _lock(connection, table.fullname)
+        staged = dict(
+            connection.execute(
+                sa.select(staging.c[STAGED_BY], sa.func.count()).group_by(staging.c[STAGED_BY])
+            ).all()
+        )
+        if staged != {partition: rows for partition, rows in expected_rows.items() if rows}:
+            raise RuntimeError(
+                f"the staged rows do not match what the partitions reported (staged per partition: {staged}; "
+                f"reported: {expected_rows}); rerun the date's scoring"
+            )
+        if seen is not None and model is not None:
+            model_name, model_version = model
+            now = _version_for_date(connection, table, score_date, model_name)
+            if now not in {seen.version_for_date, model_version}:
+                raise RuntimeError(
+                    f"another run scored {score_date} with version {now} while this one was scoring; rerunning "
+                    "the date's scoring scores it with that version"
+                )
+        if _is_partitioned(connection, table):
+            _swap_partition(connection, table, staging, score_date)
+        else:
+            connection.execute(sa.delete(table).where(table.c.score_date == score_date))
+            names = [column.name for column in table.columns]
+            connection.execute(sa.insert(table).from_select(names, sa.select(*(staging.c[n] for n in names))))
+            staging.drop(connection)
+    return sum(expected_rows.values())
+
+
+@contextmanager
+def _writing(engine: sa.Engine, table: sa.Table, score_date: date, step: str) -> Iterator[sa.Connection]:
+    """A write transaction (on SQLite, holding the write lock) whose failures are WarehouseErrors."""
+    try:
+        with engine.execution_options(write_lock=True).begin() as connection:
+            yield connection
+    except _ProducerFailed:
+        raise
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
-            f"writing the scores for {score_date} to {table.fullname} at {redact_url(engine.url)} failed; unless "
+            f"{step} the scores for {score_date} in {table.fullname} at {redact_url(engine.url)} failed; unless "
             f"the failure came at commit, the date's earlier rows are unchanged: {error}"
         ) from error
 
 
-def _replace_in_transaction(
-    engine: sa.Engine,
-    table: sa.Table,
-    score_date: date,
-    batches: Iterator[pd.DataFrame],
-    seen: ScoringRecord | None,
-) -> int:
-    postgres = engine.dialect.name == "postgresql"
-    load = copy_rows if postgres and engine.dialect.driver == "psycopg" else _insert_rows
-    written = 0
-    with engine.execution_options(write_lock=True).begin() as connection:
-        if postgres:
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(table.fullname))))
-        if table.schema and not sa.inspect(connection).has_schema(table.schema):
-            connection.execute(sa.schema.CreateSchema(table.schema))
-        table.metadata.create_all(connection, tables=[table], checkfirst=True)
-        first = next(batches, None)
-        if seen is not None and first is not None and not first.empty:
-            now = _version_for_date(connection, table, score_date, first["model_name"].iloc[0])
-            if now not in {seen.version_for_date, first["model_version"].iloc[0]}:
-                raise RuntimeError(
-                    f"another run scored {score_date} with version {now} while this one was scoring; a retry "
-                    "scores the date with that version"
-                )
-        connection.execute(sa.delete(table).where(table.c.score_date == score_date))
-        for batch in itertools.chain([first] if first is not None else [], batches):
-            load(connection, table, batch.assign(score_date=score_date))
-            written += len(batch)
-    return written
+def _lock(connection: sa.Connection, key: str) -> None:
+    """On PostgreSQL, wait for the transaction-scoped advisory lock named ``key``; SQLite's
+    write transactions already take turns."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+
+def _loader(engine: sa.Engine):
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        return copy_rows
+    return _insert_rows
+
+
+def _is_partitioned(connection: sa.Connection, table: sa.Table) -> bool:
+    if connection.dialect.name != "postgresql":
+        return False
+    kind = connection.execute(
+        sa.text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:name)"), {"name": _qualified(table)}
+    ).scalar()
+    return kind == "p"
+
+
+def _qualified(table: sa.Table) -> str:
+    return ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
+
+
+def _swap_partition(connection: sa.Connection, table: sa.Table, staging: sa.Table, score_date: date) -> None:
+    """Detach and drop the date's old partition and attach the staging table in its place.
+
+    Both are catalogue changes: the staging table's check on the date spares PostgreSQL a scan,
+    and its primary key becomes the partition's index.
+    """
+    bound = f"FOR VALUES IN ('{score_date.isoformat()}')"
+    old = connection.execute(
+        sa.text(
+            "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(:parent) AND pg_get_expr(c.relpartbound, c.oid) = :bound"
+        ),
+        {"parent": _qualified(table), "bound": bound},
+    ).scalar()
+    connection.exec_driver_sql(f"ALTER TABLE {_qualified(staging)} DROP COLUMN {STAGED_BY}")
+    if old is not None:
+        connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} DETACH PARTITION {old}")
+        connection.exec_driver_sql(f"DROP TABLE {old}")
+    connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} ATTACH PARTITION {_qualified(staging)} {bound}")
 
 
 def _version_for_date(connection: sa.Connection, table: sa.Table, score_date: date, model_name: str) -> str | None:

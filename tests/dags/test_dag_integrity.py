@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
+# The score phase is a task group: a plan, one mapped task per partition, and publishing.
+SCORE_STEPS = ["score.plan", "score.partition", "score.publish"]
+EXPECTED_TASKS = [*EXPECTED_CHAIN[:-1], *SCORE_STEPS]
 # Each task's upstream tasks are the ones whose results it takes as arguments.
 EXPECTED_UPSTREAM = {
     "ingest": set(),
@@ -23,7 +26,9 @@ EXPECTED_UPSTREAM = {
     "train": {"feature"},
     "evaluate": {"train"},
     "package": {"validate", "train", "evaluate"},
-    "score": {"feature", "package"},
+    "score.plan": {"feature", "package"},
+    "score.partition": {"score.plan"},
+    "score.publish": {"score.partition"},
 }
 DAG_FILE = PROJECT_DIR / "dags" / "churn_pipeline.py"
 HEAVY_MODULES = ["pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow"]
@@ -64,12 +69,21 @@ def test_dag_file_imports_no_heavy_library_at_parse_time():
     assert heavy == []
 
 
-def test_exactly_the_seven_lifecycle_tasks_in_order(dag):
-    assert sorted(dag.task_ids) == sorted(EXPECTED_CHAIN)
-    for upstream, downstream in itertools.pairwise(EXPECTED_CHAIN):
+def test_exactly_the_seven_lifecycle_phases_in_order(dag):
+    assert sorted(dag.task_ids) == sorted(EXPECTED_TASKS)
+    for upstream, downstream in itertools.pairwise(EXPECTED_TASKS):
         assert upstream in dag.get_task(downstream).upstream_task_ids
-    assert [task.task_id for task in dag.topological_sort()] == EXPECTED_CHAIN
-    assert dag.get_task("score").downstream_task_ids == set()
+    assert [task.task_id for task in dag.topological_sort()] == EXPECTED_TASKS
+    assert list(dag.task_group.children) == EXPECTED_CHAIN
+    assert dag.get_task("score.publish").downstream_task_ids == set()
+
+
+def test_scoring_is_mapped_over_the_plans_partitions(dag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.get_task("score.partition"), MappedOperator)
+    assert not isinstance(dag.get_task("score.plan"), MappedOperator)
+    assert not isinstance(dag.get_task("score.publish"), MappedOperator)
 
 
 def test_each_task_depends_on_exactly_the_results_it_takes(dag):
@@ -81,14 +95,16 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
     import ast
 
     source = DAG_FILE.read_text()
-    assert len(source.splitlines()) < 120
+    assert len(source.splitlines()) < 140
     project_imports = {
         f"{node.module}.{alias.name}"
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("churn")
         for alias in node.names
     }
-    entry_points = {f"churn.{phase}.run_{phase}" for phase in EXPECTED_CHAIN}
+    entry_points = {f"churn.{phase}.run_{phase}" for phase in EXPECTED_CHAIN[:-1]} | {
+        f"churn.score.run_score_{step}" for step in ("plan", "partition", "publish")
+    }
     allowed = entry_points | {
         "churn.raci.load_raci",
         "churn.raci.render_matrix",
@@ -102,14 +118,15 @@ def test_each_owner_is_the_raci_responsible_role(dag):
 
     raci = load_raci()
     for task in dag.tasks:
-        assert task.owner == raci[task.task_id].responsible == EXPECTED_OWNERS[task.task_id]
+        phase = task.task_id.split(".")[0]
+        assert task.owner == raci[phase].responsible == EXPECTED_OWNERS[phase]
 
 
 def test_task_docs_state_their_raci_row_and_handoff(dag):
     from churn.raci import load_raci
 
     for task in dag.tasks:
-        row = load_raci()[task.task_id]
+        row = load_raci()[task.task_id.split(".")[0]]
         assert row.accountable in task.doc_md
         assert all(role in task.doc_md for role in row.consulted + row.informed)
         assert "Hands off" in task.doc_md

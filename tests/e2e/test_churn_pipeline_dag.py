@@ -173,7 +173,7 @@ def test_broken_source_stops_at_validate_and_keeps_the_scores(deployment: Deploy
     states = deployment.task_states(run["run_id"])
     assert states["ingest"] == "success"
     assert states["validate"] == "failed"
-    assert all(states[task] in {"upstream_failed", None} for task in ("feature", "train", "score"))
+    assert all(states[task] in {"upstream_failed", None} for task in ("feature", "train", "score.plan"))
     assert "'tenure'" in result.stdout + result.stderr and "twelve" in result.stdout + result.stderr
     run_dir = deployment.settings.run_dir(SCORE_DATE.isoformat(), run["run_id"])
     assert (run_dir / "data_docs" / "index.html").is_file()

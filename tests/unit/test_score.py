@@ -1,3 +1,4 @@
+import itertools
 import threading
 import uuid
 from datetime import date
@@ -8,13 +9,16 @@ import sqlalchemy as sa
 
 from churn.handoffs import FeatureResult, PackageResult, PhaseFailure, RunContext
 from churn.manifest import read_manifests
-from churn.score import ScoringError, choose_model, risk_bands, run_score, score_frame
+from churn.score import ScoringError, choose_model, partition_bounds, risk_bands, run_score, score_frame
 from churn.warehouse import (
     ScoringRecord,
     WarehouseError,
+    prepare_staging,
+    publish_staged,
     replace_scores,
     scores_table,
     scoring_record,
+    stage_partition,
     warehouse_engine,
 )
 from tests.conftest import SCORE_DATE, run_context, score_rows, stored_scores
@@ -298,30 +302,125 @@ def test_a_write_is_refused_when_another_run_scored_the_date_meanwhile(warehouse
     engine, table = warehouse
     seen = scoring_record(engine, table, date(2026, 11, 29), "churn-classifier")
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["a"], version="5"))  # the other run
-    with pytest.raises(WarehouseError, match=r"another run scored 2026-11-29 with version 5 .*a retry"):
+    with pytest.raises(WarehouseError, match=r"another run scored 2026-11-29 with version 5 .*rerunning"):
         replace_scores(engine, table, date(2026, 11, 29), score_rows(["b"], version="4"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["a"]
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["b", "c"], version="5"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["b", "c"]
 
 
-def test_scores_are_the_same_in_batches_as_in_one_piece(trained_run, contract):
+def _registered(trained_run, warehouse_url: str, **scoring):
+    """Settings for a fresh registered model holding the trained run's model, writing to ``warehouse_url``."""
+    import mlflow
+
+    from churn.tracking import use_mlflow
+
+    config = trained_run.settings.config
+    settings = trained_run.settings.overridden(
+        warehouse_url=warehouse_url,
+        config=config.model_copy(
+            update={
+                "registered_model": f"churn-classifier-{uuid.uuid4().hex[:8]}",
+                "scoring": config.scoring.model_copy(update=scoring),
+            }
+        ),
+    )
+    use_mlflow(settings)
+    version = mlflow.register_model(trained_run.trained.model_uri, settings.config.registered_model).version
+    return settings, str(version)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_partitions_and_batches_score_like_one_piece(trained_run, contract, tmp_path, request, kind):
     import mlflow.sklearn
     import numpy as np
 
-    from churn.score import scored_batches
-    from churn.tracking import use_mlflow
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    settings, version = _registered(trained_run, url, partition_rows=130, batch_rows=7)
+    run = trained_run.features.run.model_copy(update={"run_dir": tmp_path / "run"})
+    features = trained_run.features.model_copy(update={"run": run})
 
-    use_mlflow(trained_run.settings)
+    scored = run_score(features, _packaged(run, promoted=True, version=version), settings)
+
+    assert (scored.partitions, scored.rows_written) == (5, 600)
     model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
-    path = trained_run.features.scoring_path
-    whole = score_frame(model, pd.read_parquet(path), contract, BANDS)
-    batches = list(scored_batches(model, path, contract, BANDS, batch_rows=7))
-    assert len(batches) == -(-len(whole) // 7) and max(len(batch) for batch in batches) == 7
-    chunked = pd.concat(batches, ignore_index=True)
-    assert chunked["customer_id"].tolist() == whole["customer_id"].tolist()
-    np.testing.assert_allclose(chunked["churn_probability"], whole["churn_probability"], rtol=0, atol=1e-9)
-    assert chunked["risk_band"].tolist() == whole["risk_band"].tolist()
+    whole = score_frame(model, pd.read_parquet(features.scoring_path), contract, BANDS).sort_values("customer_id")
+    stored = stored_scores(url, SCORE_DATE)
+    stored = stored[stored["model_name"] == settings.config.registered_model]
+    assert stored["customer_id"].tolist() == whole["customer_id"].tolist()
+    np.testing.assert_allclose(stored["churn_probability"], whole["churn_probability"], rtol=0, atol=1e-9)
+    assert stored["risk_band"].tolist() == whole["risk_band"].tolist()
+    assert scored.risk_band_counts == whole["risk_band"].value_counts().sort_index().to_dict()
+
+
+def test_partition_bounds_cover_every_row_once_in_near_equal_parts():
+    assert partition_bounds(0, 100) == [(0, 0)]
+    assert partition_bounds(100, 100) == [(0, 100)]
+    assert partition_bounds(10, 3) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    bounds = partition_bounds(1_000_003, 250_000)
+    assert len(bounds) == 5 and bounds[0][0] == 0 and bounds[-1][1] == 1_000_003
+    assert all(end == first for (_, end), (first, _) in itertools.pairwise(bounds))
+    assert max(end - first for first, end in bounds) - min(end - first for first, end in bounds) <= 1
+
+
+def test_a_row_range_reads_across_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from churn.storage import read_parquet_row_range
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"n": list(range(95))}), path, row_group_size=10)
+    for first, end, batch_rows in [(0, 95, 7), (13, 47, 5), (20, 30, 100), (94, 95, 1), (40, 40, 3)]:
+        frames = list(read_parquet_row_range(path, first, end, batch_rows))
+        assert all(len(frame) <= batch_rows for frame in frames)
+        read = pd.concat(frames)["n"].tolist() if frames else []
+        assert read == list(range(first, end)), (first, end, batch_rows)
+
+
+def test_a_retried_or_duplicated_partition_stages_its_rows_once(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, SCORE_DATE, score_rows(["old"]))
+    staging = prepare_staging(engine, table, SCORE_DATE, "run-1")
+    assert stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["a", "b"], version="2")) == 2
+    assert stage_partition(engine, staging, SCORE_DATE, 1, score_rows(["c"], version="2")) == 1
+    assert stage_partition(engine, staging, SCORE_DATE, 1, score_rows(["c"], version="2")) == 1  # the retry
+    assert _stored(engine, table)["customer_id"].tolist() == ["old"]  # nothing visible before publishing
+    assert publish_staged(engine, table, staging, SCORE_DATE, {0: 2, 1: 1}) == 3
+    assert _stored(engine, table)["customer_id"].tolist() == ["a", "b", "c"]
+    assert not sa.inspect(engine).has_table(staging.name) or engine.dialect.name == "postgresql"
+
+
+def test_publishing_refuses_a_partition_that_did_not_stage_what_it_reported(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, SCORE_DATE, score_rows(["old"]))
+    staging = prepare_staging(engine, table, SCORE_DATE, "run-1")
+    stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["a", "b"], version="2"))
+    with pytest.raises(WarehouseError, match=r"do not match .*\{0: 2\}.*\{0: 2, 1: 1\}"):
+        publish_staged(engine, table, staging, SCORE_DATE, {0: 2, 1: 1})
+    assert _stored(engine, table)["customer_id"].tolist() == ["old"]
+
+
+def test_postgresql_publishes_a_date_by_swapping_its_partition(postgres_url):
+    engine = warehouse_engine(postgres_url)
+    table = scores_table(sa.MetaData(), f"churn_scores_{uuid.uuid4().hex[:12]}", None)
+    try:
+        for version in ("1", "2"):
+            replace_scores(engine, table, SCORE_DATE, score_rows(["a", "b"], version=version))
+        replace_scores(engine, table, date(2026, 11, 28), score_rows(["a"]))
+        with engine.connect() as connection:
+            partitions = connection.execute(
+                sa.text("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(:name)"),
+                {"name": table.name},
+            ).scalar()
+            kind = connection.execute(
+                sa.text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:name)"), {"name": table.name}
+            ).scalar()
+        assert (kind, partitions) == ("p", 2)  # one partition per date; the replaced one was dropped
+        assert set(_stored(engine, table).query("score_date == @SCORE_DATE")["model_version"]) == {"2"}
+    finally:
+        table.drop(engine, checkfirst=True)
+        engine.dispose()
 
 
 def test_batches_are_written_as_one_set(warehouse):
