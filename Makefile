@@ -16,7 +16,7 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score bench-phases clean
+.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score bench-phases bench-dag clean
 
 # pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
 # locks every transitive version. Airflow's own constraints file is used first when reachable.
@@ -158,6 +158,14 @@ bench-score: install
 # scoring customers.
 bench-phases: install
 	$(BIN)/python benchmarks/phase_memory.py 100000 1000000
+
+# Wall time of the whole DAG through Airflow at 100,000, 1,000,000 and 10,000,000 scoring
+# customers, scores into PostgreSQL (started as for bench-score). 10,000,000 takes a while.
+BENCH_DAG_SIZES ?= 100000 1000000 10000000
+bench-dag: install
+	@eval "$$(scripts/local_postgres.sh start)" && \
+	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
+	  $(BIN)/python benchmarks/dag_wall_time.py --postgres-url "$$CHURN_TEST_POSTGRES_URL" $(BENCH_DAG_SIZES)
 
 clean:
 	rm -rf $(CHURN_HOME)

@@ -1,8 +1,10 @@
-"""Peak resident memory and wall time of each phase as the DAG runs it, at several sizes.
+"""Peak resident memory and wall time of each task as the DAG runs it, at several sizes.
 
-Each phase runs in a fresh process, as an Airflow worker runs a task, through the same
-entry point the DAG's task calls, on the records the phase before it handed over, with
-20,000 training customers and the given numbers of scoring customers.
+Each task runs in a fresh process, as an Airflow worker runs it, through the same entry
+point the DAG's task calls, on the records the tasks before it handed over, with 20,000
+training customers and the given numbers of scoring customers. The mapped scoring
+partitions run one after the other; the table shows the largest peak among them and
+their total time.
 
     .venv/bin/python benchmarks/phase_memory.py 100000 1000000
 
@@ -25,26 +27,32 @@ from measuring import machine, peak_resident_mib, publish
 
 TRAINING_CUSTOMERS = 20_000
 SCORE_DATE = "2026-11-29"
-# Each phase and the phases whose results it takes, as the DAG wires them.
-PHASES = {
-    "ingest": [],
-    "validate": ["ingest"],
-    "feature": ["validate"],
-    "train": ["feature"],
-    "evaluate": ["train"],
-    "package": ["validate", "train", "evaluate"],
-    "score": ["feature", "package"],
+# Each task, its entry point and the tasks whose results it takes, as the DAG wires them.
+TASKS = {
+    "ingest": ("churn.ingest:run_ingest", []),
+    "validate": ("churn.validate:run_validate", ["ingest"]),
+    "feature": ("churn.feature:run_feature", ["validate"]),
+    "train": ("churn.train:run_train", ["feature"]),
+    "evaluate": ("churn.evaluate:run_evaluate", ["train"]),
+    "package": ("churn.package:run_package", ["validate", "train", "evaluate"]),
+    "score.plan": ("churn.score:run_score_plan", ["feature", "package"]),
+    "score.partition": ("churn.score:run_score_partition", ["score.plan"]),
+    "score.publish": ("churn.score:run_score_publish", ["score.partition"]),
 }
 
 
-def run_phase_once(phase: str, workdir: Path) -> None:
-    """Run ``phase`` on the recorded results of its upstream phases; record its own, its time and peak."""
+def run_task_once(task: str, workdir: Path, map_index: int | None) -> None:
+    """Run ``task`` (one mapped instance of it, given ``map_index``) on the recorded results of
+    its upstream tasks; record its own, its time and peak."""
     import importlib
 
-    entry_point = getattr(importlib.import_module(f"churn.{phase}"), f"run_{phase}")
-    upstream = [json.loads((workdir / f"{name}.json").read_text()) for name in PHASES[phase]]
+    module, name = TASKS[task][0].split(":")
+    entry_point = getattr(importlib.import_module(module), name)
+    upstream = [json.loads((workdir / f"{name}.json").read_text()) for name in TASKS[task][1]]
+    if map_index is not None:
+        upstream = [upstream[0][map_index]]
     start = time.perf_counter()
-    if phase == "ingest":
+    if task == "ingest":
         sources = workdir / "sources"
         params = {
             "training_source": str(sources / "training.csv"),
@@ -59,8 +67,22 @@ def run_phase_once(phase: str, workdir: Path) -> None:
     else:
         result = entry_point(*upstream)
     seconds = time.perf_counter() - start
-    (workdir / f"{phase}.json").write_text(result.model_dump_json())
+    records = (
+        [part.model_dump(mode="json") for part in result] if isinstance(result, list) else result.model_dump()
+    )
+    output = workdir / (f"{task}.{map_index}.json" if map_index is not None else f"{task}.json")
+    output.write_text(json.dumps(records, default=str))
     print(json.dumps({"seconds": seconds, "peak_mib": peak_resident_mib()}))
+
+
+def measure_task(task: str, workdir: Path, env: dict[str, str], customers: int, map_index: int | None = None):
+    command = [sys.executable, __file__, "--task", task, str(workdir)]
+    done = subprocess.run(
+        command + ([str(map_index)] if map_index is not None else []), env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        sys.exit(f"{task} failed at {customers:,} customers:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def measure_size(customers: int) -> dict[str, dict[str, float]]:
@@ -84,39 +106,47 @@ def measure_size(customers: int) -> dict[str, dict[str, float]]:
             capture_output=True,
         )
         measured = {}
-        for phase in PHASES:
-            done = subprocess.run(
-                [sys.executable, __file__, "--phase", phase, str(workdir)], env=env, capture_output=True, text=True
-            )
-            if done.returncode:
-                sys.exit(f"{phase} failed at {customers:,} customers:\n{done.stderr[-3000:]}")
-            measured[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        for task in TASKS:
+            if task != "score.partition":
+                measured[task] = measure_task(task, workdir, env, customers)
+                continue
+            partitions = len(json.loads((workdir / "score.plan.json").read_text()))
+            runs = [measure_task(task, workdir, env, customers, index) for index in range(partitions)]
+            staged = [json.loads((workdir / f"{task}.{index}.json").read_text()) for index in range(partitions)]
+            (workdir / f"{task}.json").write_text(json.dumps(staged))
+            measured[task] = {
+                "seconds": sum(run["seconds"] for run in runs),
+                "peak_mib": max(run["peak_mib"] for run in runs),
+                "instances": partitions,
+            }
         return measured
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--phase"]:
-        run_phase_once(sys.argv[2], Path(sys.argv[3]))
+    if sys.argv[1:2] == ["--task"]:
+        run_task_once(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
         return
     sizes = [int(size) for size in sys.argv[1:]] or [100_000, 1_000_000]
     results = {customers: measure_size(customers) for customers in sizes}
     header = " | ".join(f"{customers:,}: seconds | {customers:,}: peak MiB" for customers in sizes)
     lines = [
-        f"Each phase in a fresh process, {TRAINING_CUSTOMERS:,} training customers, SQLite warehouse, "
-        f"{machine()}:",
+        f"Each task in a fresh process, {TRAINING_CUSTOMERS:,} training customers, SQLite warehouse, {machine()}:",
         "",
-        f"| phase | {header} |",
+        f"| task | {header} |",
         "|---|" + "---|---|" * len(sizes),
     ]
-    for phase in PHASES:
+    for task in TASKS:
         cells = " | ".join(
-            f"{results[customers][phase]['seconds']:.1f} | {results[customers][phase]['peak_mib']:,.0f}"
+            f"{results[customers][task]['seconds']:.1f} | {results[customers][task]['peak_mib']:,.0f}"
             for customers in sizes
         )
-        lines.append(f"| {phase} | {cells} |")
+        instances = ", ".join(f"{results[customers][task].get('instances', 1)}" for customers in sizes)
+        lines.append(
+            f"| {task}" + (f" (instances: {instances})" if task == "score.partition" else "") + f" | {cells} |"
+        )
     totals = " | ".join(f"{sum(r['seconds'] for r in results[customers].values()):.1f} | " for customers in sizes)
-    lines.append(f"| all phases | {totals}|")
-    publish("Peak memory and time of each phase (`make bench-phases`)", "\n".join(lines))
+    lines.append(f"| all tasks | {totals}|")
+    publish("Peak memory and time of each task (`make bench-phases`)", "\n".join(lines))
 
 
 if __name__ == "__main__":

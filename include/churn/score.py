@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,17 +127,23 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
 
 
 def scored_batches(
-    model: Any, partition: ScoringPartition, contract: Contract, bands: dict[str, float], batch_rows: int
+    model: Any,
+    features_path: Path,
+    contract: Contract,
+    bands: dict[str, float],
+    batch_rows: int,
+    rows: tuple[int, int] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Score the partition's rows of the feature table one record batch at a time, in file order.
+    """Score the feature table (its ``rows``, first to end exclusive, if given) one record batch
+    at a time, in file order.
 
     The next batch is predicted on a second thread while the caller writes the current one,
     so predicting and writing overlap, and memory holds about two batches, not the table.
     """
     with sized_thread_pools(), ThreadPoolExecutor(max_workers=1) as predictor:
         pending: Future[pd.DataFrame] | None = None
-        rows = read_parquet_row_range(partition.features_path, partition.first_row, partition.end_row, batch_rows)
-        for batch in rows:
+        first, end = rows or (0, parquet_rows(features_path))
+        for batch in read_parquet_row_range(features_path, first, end, batch_rows):
             upcoming = predictor.submit(score_frame, model, batch, contract, bands)
             if pending is not None:
                 yield pending.result()
@@ -224,7 +231,12 @@ def score_partition(partition: ScoringPartition, settings: Settings) -> ScoredPa
             ) from error
 
     batches = scored_batches(
-        model, partition, contract, settings.config.risk_bands, settings.config.scoring.batch_rows
+        model,
+        partition.features_path,
+        contract,
+        settings.config.risk_bands,
+        settings.config.scoring.batch_rows,
+        rows=(partition.first_row, partition.end_row),
     )
     with open_scores_table(settings) as (engine, table):
         staging = staging_table(table, run.score_date, partition.staging_key)

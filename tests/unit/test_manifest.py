@@ -81,6 +81,7 @@ def _records(run: RunContext, version: str = "1") -> dict:
             model_version=version,
             model_chosen_because="this run promoted it to 'champion'",
             risk_band_counts={"high": 100, "low": 300, "medium": 200},
+            partitions=1,
         ),
     }
 
@@ -194,6 +195,26 @@ def test_rerunning_only_score_replaces_only_its_manifest(tmp_path: Path):
     assert run_phase("score", run, score_again) is rescored
     assert seen_during_work == [set(PHASES) - {"score"}]
     assert read_manifests(tmp_path) == {**records, "score": rescored}
+
+
+def test_a_phase_run_as_several_tasks_records_once_it_finishes(tmp_path: Path):
+    records = _completed_run(tmp_path)
+    run = run_context(tmp_path)
+
+    def partition_fails():
+        raise RuntimeError("warehouse down")
+
+    assert run_phase("score", run, lambda: ["partition 0", "partition 1"], finishes=False) == [
+        "partition 0",
+        "partition 1",
+    ]
+    assert "score" not in read_manifests(tmp_path)  # the plan forgot the stale result, and records none
+    with pytest.raises(RuntimeError):
+        run_phase("score", run, partition_fails, starts=False, finishes=False)
+    run_phase("score", run, lambda: "partition 1 staged", starts=False, finishes=False)  # the retry
+    assert read_manifests(tmp_path)["failed"].phase == "score"
+    run_phase("score", run, lambda: records["score"], starts=False)  # publishing, after every partition
+    assert read_manifests(tmp_path) == records
 
 
 def test_phase_order_follows_the_lifecycle():
