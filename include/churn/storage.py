@@ -146,3 +146,59 @@ def read_csv_text(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as error:
         raise SourceError(f"not well-formed CSV: {error}") from error
 
+
+def read_snapshot_chunks(path: Path, file_format: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A CSV or Parquet snapshot as frames of at most ``chunk_rows`` rows, in file order, each
+    indexed by its rows' positions in the file (0 for the first row under the header), so a
+    reader holds one chunk, never the table. Cells and failures are those of
+    :func:`read_snapshot_file`: CSV cells stay text, and a file that is not readable raises
+    :class:`SourceError` saying why, when the unreadable part is reached. A file without rows
+    still yields one empty frame, so its columns are seen.
+    """
+    if path.stat().st_size == 0:
+        raise SourceError("the file is empty (0 bytes)")
+    chunks = _csv_text_chunks(path, chunk_rows) if file_format == "csv" else _parquet_chunks(path, chunk_rows)
+    first = 0
+    for chunk in chunks:
+        chunk.index = pd.RangeIndex(first, first + len(chunk))
+        first += len(chunk)
+        yield chunk
+
+
+def _csv_text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    with path.open("rb") as handle:
+        head = handle.read(CSV_SNIFF_BYTES)
+    if b"\x00" in head:
+        raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
+    try:
+        # The parser and options of read_csv_text: chunking changes how much is held, not what is read.
+        with (
+            path.open("rb") as handle,
+            pd.read_csv(
+                handle, dtype="string", keep_default_na=False, encoding="utf-8", chunksize=chunk_rows
+            ) as reader,
+        ):
+            yield from reader
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from error
+    except pd.errors.EmptyDataError as error:
+        raise SourceError("it holds no header row: the file has only blank lines") from error
+    except pd.errors.ParserError as error:
+        raise SourceError(f"not well-formed CSV: {error}") from error
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    try:
+        with path.open("rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            empty = True
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                empty = False
+                yield batch.to_pandas()
+            if empty:
+                yield parquet.schema_arrow.empty_table().to_pandas()
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
