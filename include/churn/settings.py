@@ -124,6 +124,11 @@ class ScoringConfig(Strict):
     partition_rows: PositiveInt = 1_000_000
 
 
+class ValidationConfig(Strict):
+    # Rows validated at a time: memory holds one chunk (and the id column), not the snapshot.
+    chunk_rows: PositiveInt = 200_000
+
+
 class PipelineConfig(Strict):
     """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
 
@@ -136,6 +141,7 @@ class PipelineConfig(Strict):
     training: TrainingConfig
     quality_gates: QualityGates
     scoring: ScoringConfig = ScoringConfig()
+    validation: ValidationConfig = ValidationConfig()
     risk_bands: dict[str, float]
 
     @field_validator("risk_bands")
