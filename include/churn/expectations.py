@@ -4,6 +4,20 @@ Validation runs in two stages. The text stage sees every cell as it was written,
 value is reported as the file holds it ("twelve" in ``tenure``); it checks the columns, the
 ids, the number formats, text value sets and blank rates. The typed stage runs once the
 numbers are numbers and checks numeric ranges and value sets.
+
+A snapshot is validated a chunk of rows at a time, so memory holds one chunk, never the table.
+How the chunks' results of each kind of expectation make its result on the whole snapshot is
+said here, beside the suites, so a new kind of expectation cannot join a suite unnoticed:
+:func:`combine_chunk_results` refuses one it has no rule for rather than guess.
+
+- Row rules (column map expectations: blanks, lengths, formats, value sets, ranges) judge each
+  row alone, so their chunks' counts add up; ``mostly`` (the blank rate) is judged on the totals,
+  as one chunk may hold more blanks than the limit while the snapshot holds fewer.
+- The columns are the file's header (or Parquet schema), the same in every chunk.
+- A label value is missing from the column only if every chunk misses it.
+- The row count and uniqueness cannot be read off any chunk (a duplicate's twin may be in
+  another chunk), so :func:`whole_snapshot_result` judges them on the whole snapshot: the
+  chunks' rows added up, and the column alone, as Arrow, rather than the table.
 """
 
 from __future__ import annotations
@@ -11,9 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 import great_expectations as gx
+import pyarrow as pa
+import pyarrow.compute as pc
+from great_expectations.core import ExpectationValidationResult
+from great_expectations.expectations.expectation import ColumnMapExpectation
 
 from churn.contract import ColumnSpec, Contract
 
+# Offending values (and their rows) a result keeps, as many as Great Expectations' SUMMARY keeps.
+RESULT_EXAMPLES = 20
 # ASCII digits only: \d would admit other scripts' digits, which pandas cannot parse.
 INTEGER_TEXT = r"^[+-]?[0-9]+(?:\.0*)?$"
 NUMBER_TEXT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
@@ -95,3 +115,126 @@ def unreadable_file_expectation(problem: str) -> Any:
     """A check that fails on the empty table standing in for a file that cannot be read,
     described by why, so the Data Docs show the problem like any other failed rule."""
     return gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, description=problem)
+
+
+def judged_on_whole_snapshot(expectation: Any) -> bool:
+    """Whether no chunk can answer ``expectation``: the row count, and uniqueness (a value's
+    twin may sit in another chunk). :func:`whole_snapshot_result` judges these."""
+    return isinstance(
+        expectation, (gx.expectations.ExpectTableRowCountToBeBetween, gx.expectations.ExpectColumnValuesToBeUnique)
+    )
+
+
+def could_not_run(result: Any) -> bool:
+    return bool(result.exception_info and result.exception_info.get("raised_exception"))
+
+
+def chunk_failure_is_final(expectation: Any, result: Any) -> bool:
+    """Whether ``expectation`` failing on one chunk fails the whole snapshot, whatever the other
+    chunks hold: a row rule without ``mostly`` (offending rows only add up), the columns, or a
+    check that could not run. A ``mostly`` rule is judged on the totals, and a value missing
+    from one chunk may be in the next."""
+    if result.success:
+        return False
+    if could_not_run(result) or isinstance(expectation, gx.expectations.ExpectTableColumnsToMatchSet):
+        return True
+    return isinstance(expectation, ColumnMapExpectation) and expectation.mostly >= 1.0
+
+
+def combine_chunk_results(expectation: Any, results: list[Any]) -> Any:
+    """``expectation``'s result on the whole snapshot from its results on each chunk, in file order."""
+    failed_to_run = next((result for result in results if could_not_run(result)), None)
+    if failed_to_run is not None:
+        return failed_to_run
+    if isinstance(expectation, gx.expectations.ExpectTableColumnsToMatchSet):
+        return results[0]
+    if isinstance(expectation, gx.expectations.ExpectColumnDistinctValuesToContainSet):
+        # Each chunk lists up to 20 values it misses: all of them for a label's two classes.
+        missing = [
+            value
+            for value in results[0].result["partial_missing_list"]
+            if all(value in result.result["partial_missing_list"] for result in results[1:])
+        ]
+        return _result(
+            expectation,
+            not missing,
+            {"observed_value": None, "missing_count": len(missing), "partial_missing_list": missing},
+        )
+    if isinstance(expectation, ColumnMapExpectation):
+        counts = [result.result for result in results]
+        return column_map_result(
+            expectation,
+            element_count=sum(count["element_count"] for count in counts),
+            missing_count=sum(count.get("missing_count", 0) for count in counts),
+            unexpected_count=sum(count["unexpected_count"] for count in counts),
+            examples=[value for count in counts for value in count.get("partial_unexpected_list", [])],
+            rows=[row for count in counts for row in count.get("partial_unexpected_index_list", [])],
+        )
+    raise ValueError(f"no rule to combine {expectation.expectation_type} over the chunks of a snapshot")
+
+
+def whole_snapshot_result(expectation: Any, *, rows: int, column: pa.ChunkedArray | None) -> Any:
+    """The result of an expectation no chunk can answer (see :func:`judged_on_whole_snapshot`),
+    from the snapshot's number of rows and, for uniqueness, its column as text."""
+    if isinstance(expectation, gx.expectations.ExpectTableRowCountToBeBetween):
+        low, high = expectation.min_value, expectation.max_value
+        return _result(
+            expectation, (low is None or rows >= low) and (high is None or rows <= high), {"observed_value": rows}
+        )
+    # Like Great Expectations, every row whose value occurs more than once is unexpected; blanks are skipped.
+    # One bit a row, in one piece: indices_nonzero crashes on an empty chunked array (pyarrow 25).
+    duplicate = pc.fill_null(pc.is_in(column, value_set=repeated_values(column)), False).combine_chunks()
+    first_rows = pc.indices_nonzero(duplicate)[:RESULT_EXAMPLES]
+    return column_map_result(
+        expectation,
+        element_count=len(column),
+        missing_count=column.null_count,
+        unexpected_count=pc.sum(duplicate).as_py() or 0,
+        examples=column.take(first_rows).to_pylist(),
+        rows=first_rows.to_pylist(),
+    )
+
+
+def repeated_values(column: pa.ChunkedArray) -> pa.Array:
+    """The values that occur more than once in ``column``, blanks aside. Sorting a copy of the
+    column costs less than half the memory of counting every value in a hash table (Arrow's
+    value_counts: about 90 bytes a row), at a few seconds per 10 million rows."""
+    ordered = column.take(pc.sort_indices(column))
+    same_as_previous = pc.equal(ordered.slice(1), ordered.slice(0, max(len(ordered) - 1, 0)))
+    return pc.unique(ordered.slice(1).filter(same_as_previous))
+
+
+def column_map_result(
+    expectation: Any, *, element_count: int, missing_count: int, unexpected_count: int, examples: list, rows: list
+) -> Any:
+    """A row rule's result on counts over the whole snapshot, worded as Great Expectations words
+    it, with ``mostly`` judged on these totals. ``examples`` and ``rows``: the first offending
+    values and their positions in the file."""
+    # Not-null counts blanks among all rows; every other row rule skips blanks and judges the rest.
+    if isinstance(expectation, gx.expectations.ExpectColumnValuesToNotBeNull):
+        considered, missing = element_count, {}
+    else:
+        considered = element_count - missing_count
+        missing = {
+            "missing_count": missing_count,
+            "missing_percent": missing_count / element_count * 100 if element_count else None,
+        }
+    success = considered == 0 or (considered - unexpected_count) / considered >= expectation.mostly
+    return _result(
+        expectation,
+        success,
+        {
+            "element_count": element_count,
+            "unexpected_count": unexpected_count,
+            "unexpected_percent": unexpected_count / considered * 100 if considered else None,
+            **missing,
+            "partial_unexpected_list": examples[:RESULT_EXAMPLES],
+            "partial_unexpected_index_list": rows[:RESULT_EXAMPLES],
+        },
+    )
+
+
+def _result(expectation: Any, success: bool, result: dict[str, Any]) -> Any:
+    return ExpectationValidationResult(
+        success=success, expectation_config=expectation.configuration, result=result
+    )
