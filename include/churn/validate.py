@@ -5,27 +5,59 @@ Parquet) is reported like any other broken rule, in the message and in the Data 
 Readable snapshots are validated in two stages (see :mod:`churn.expectations`); only a
 snapshot that passes the text stage is typed and checked again. Every stage's result is
 rendered into Great Expectations Data Docs (HTML) in the run folder, passed or failed.
+
+A snapshot is read and checked ``validation.chunk_rows`` rows at a time, so memory holds one
+chunk and the id column, never the table, however many customers there are. The chunks'
+results are combined into one result per expectation and stage, as if the snapshot had been
+checked whole (how, and why, is in :mod:`churn.expectations`). A failure names its first
+offending rows by their number in the file: 1 is the first row under the header.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
 import pandas as pd
+import pyarrow as pa
+from great_expectations.core import ExpectationSuiteValidationResult
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
 
 from churn.contract import Contract, load_contract
 from churn.errors import PermanentError
-from churn.expectations import text_stage_expectations, typed_stage_expectations, unreadable_file_expectation
+from churn.expectations import (
+    RESULT_EXAMPLES,
+    chunk_failure_is_final,
+    combine_chunk_results,
+    judged_on_whole_snapshot,
+    text_stage_expectations,
+    typed_stage_expectations,
+    unreadable_file_expectation,
+    whole_snapshot_result,
+)
 from churn.handoffs import IngestResult, ValidatedSnapshot, ValidateResult, accepts_handoffs
 from churn.manifest import run_phase
+from churn.settings import load_settings
 from churn.sources import SourceError
-from churn.storage import read_snapshot_file, write_parquet_atomically
+from churn.storage import copy_atomically, read_snapshot_chunks, write_parquet_batches_atomically
 
 EXAMPLES_PER_FAILURE = 5
 DATA_DOCS_SITE = "run_report"
+# What each chunk is asked for: counts (to add up) and a few values. Offending rows' positions
+# are asked for again, with SUMMARY, only on chunks that have offending rows.
+CHUNK_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": RESULT_EXAMPLES}
+DETAIL_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": RESULT_EXAMPLES}
 
 
 class ContractViolation(PermanentError):
@@ -122,22 +154,100 @@ def _context(report_dir: Path) -> Any:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _run_stage(context: Any, name: str, frame: pd.DataFrame, expectations: list[Any]) -> Any:
-    """Validate ``frame`` with one suite through a Checkpoint that updates the Data Docs."""
-    data_source = context.data_sources.add_pandas(f"{name}_source")
-    batch = data_source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_snapshot")
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{name}_checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DATA_DOCS_SITE])],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
+class ChunkedStage:
+    """One suite run a chunk at a time: :meth:`check` each chunk, then :meth:`finish` combines
+    the chunks' results into the snapshot's (see :mod:`churn.expectations`) and renders it into
+    the Data Docs.
+
+    Each chunk is asked only for counts and a few values (BASIC); a chunk with offending rows
+    is asked again, for those expectations, with SUMMARY, which adds the rows' positions, until
+    the report has its examples. (Asked of every chunk, SUMMARY costs half as much time again,
+    offending rows or not.)
+    """
+
+    def __init__(self, context: Any, name: str, expectations: list[Any]) -> None:
+        self.context, self.name, self.expectations = context, name, expectations
+        self.batch_definition = (
+            context.data_sources.add_pandas(f"{name}_source")
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe("chunk")
         )
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
-    return next(iter(result.run_results.values()))
+        # Copies: an expectation belongs to one suite, and this one never reaches the Data Docs.
+        self.chunk_suite = gx.ExpectationSuite(
+            name=f"{name}_chunk",
+            expectations=[copy.copy(e) for e in expectations if not judged_on_whole_snapshot(e)],
+        )
+        self.chunk_expectations = {_rule(e.configuration): e for e in self.chunk_suite.expectations}
+        self.chunk_results: dict[str, list[Any]] = {rule: [] for rule in self.chunk_expectations}
+        # The column each whole-snapshot check needs (uniqueness): one column, not the table.
+        self.columns: dict[str, list[pa.Array]] = {
+            e.column: [] for e in expectations if judged_on_whole_snapshot(e) and getattr(e, "column", None)
+        }
+        self.rows = 0
+        self.failed_for_good = False
+        self.first_meta: dict[str, Any] = {}
+
+    def check(self, frame: pd.DataFrame) -> None:
+        """Check one chunk, indexed by its rows' positions in the file."""
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        checked = batch.validate(self.chunk_suite, result_format=CHUNK_RESULT_FORMAT)
+        self.first_meta = self.first_meta or checked.meta
+        for result in checked.results:
+            rule = _rule(result.expectation_config)
+            expectation, earlier = self.chunk_expectations[rule], self.chunk_results[rule]
+            known_rows = sum(len(r.result.get("partial_unexpected_index_list", [])) for r in earlier)
+            if (result.result or {}).get("unexpected_count") and known_rows < RESULT_EXAMPLES:
+                result = batch.validate(expectation, result_format=DETAIL_RESULT_FORMAT)
+            earlier.append(result)
+            self.failed_for_good |= chunk_failure_is_final(expectation, result)
+        for column, parts in self.columns.items():
+            parts.append(pa.array(frame[column], type=pa.large_string()))
+        self.rows += len(frame)
+
+    def finish(self) -> Any:
+        """The snapshot's result, also rendered into the Data Docs."""
+        suite = self.context.suites.add(gx.ExpectationSuite(name=self.name, expectations=self.expectations))
+        results = [
+            whole_snapshot_result(expectation, rows=self.rows, column=self._column(expectation))
+            if judged_on_whole_snapshot(expectation)
+            else combine_chunk_results(expectation, self.chunk_results[_rule(expectation.configuration)])
+            for expectation in suite.expectations
+        ]
+        passed = sum(result.success for result in results)
+        run_id = RunIdentifier(run_time=datetime.now(UTC))
+        combined = ExpectationSuiteValidationResult(
+            success=passed == len(results),
+            results=results,
+            suite_name=self.name,
+            statistics={
+                "evaluated_expectations": len(results),
+                "successful_expectations": passed,
+                "unsuccessful_expectations": len(results) - passed,
+                "success_percent": 100 * passed / len(results) if results else None,
+            },
+            # The first chunk's batch markers (load time, fingerprint) would describe it alone.
+            meta={
+                **{k: v for k, v in self.first_meta.items() if k != "batch_markers"},
+                "run_id": run_id,
+                "validation_time": run_id.run_time,
+            },
+        )
+        suite_key = ExpectationSuiteIdentifier(name=self.name)
+        result_key = ValidationResultIdentifier(
+            expectation_suite_identifier=suite_key, run_id=run_id, batch_identifier="whole_snapshot"
+        )
+        self.context.validation_results_store.set(result_key, combined)
+        self.context.build_data_docs(site_names=[DATA_DOCS_SITE], resource_identifiers=[result_key, suite_key])
+        return combined
+
+    def _column(self, expectation: Any) -> pa.ChunkedArray | None:
+        name = getattr(expectation, "column", None)
+        return pa.chunked_array(self.columns[name], type=pa.large_string()) if name else None
+
+
+def _rule(config: Any) -> str:
+    """An expectation's type and arguments: what pairs a chunk's result with its expectation."""
+    return repr((config.type, sorted((k, v) for k, v in config.kwargs.items() if k != "batch_id")))
 
 
 def describe_failure(result: Any) -> str:
@@ -167,68 +277,127 @@ def describe_failure(result: Any) -> str:
             f"unexpected {unexpected}{delimiter_hint}"
         )
     if config.type == "expect_column_values_to_not_be_null":
-        return f"{subject}: {rule} failed: {details.get('unexpected_count')} rows are blank"
+        return f"{subject}: {rule} failed: {details.get('unexpected_count')} rows are blank{_at_rows(details)}"
     if "unexpected_count" in details:
         examples = list(dict.fromkeys(str(v) for v in details.get("partial_unexpected_list") or []))
         shown = ", ".join(repr(v) for v in examples[:EXAMPLES_PER_FAILURE])
-        return f"{subject}: {rule} failed for {details['unexpected_count']} rows, e.g. {shown}"
+        return f"{subject}: {rule} failed for {details['unexpected_count']} rows, e.g. {shown}{_at_rows(details)}"
     return f"{subject}: {rule} failed; observed {details.get('observed_value')!r}"
 
 
+def _at_rows(details: dict[str, Any]) -> str:
+    """Where the first offending rows are, numbered as in the file: 1 is the first row under the header."""
+    rows = (details.get("partial_unexpected_index_list") or [])[:EXAMPLES_PER_FAILURE]
+    if not rows:
+        return ""
+    more = ", ..." if details["unexpected_count"] > len(rows) else ""
+    return f" (at rows {', '.join(str(row + 1) for row in rows)}{more})"
+
+
 def validate_snapshots(
-    snapshots: list[Snapshot], contract: Contract, run_dir: Path
+    snapshots: list[Snapshot], contract: Contract, run_dir: Path, chunk_rows: int | None = None
 ) -> dict[str, ValidatedSnapshot]:
-    """Validate each snapshot and write its typed copy.
+    """Validate each snapshot, ``chunk_rows`` rows at a time (default: the configured
+    ``validation.chunk_rows``), and write its typed copy.
 
     Raises :class:`ContractViolation` naming every unreadable file and failed expectation
-    when any snapshot fails; the typed copies are written only when all of them pass.
+    when any snapshot fails; the typed copies are written only when all of them pass. Until
+    then they are staged in a local temporary folder, one chunk at a time, so no snapshot is
+    ever held whole and the run folder (local or object storage) sees only the final copies.
     """
+    chunk_rows = chunk_rows or load_settings().config.validation.chunk_rows
     report_dir = run_dir / "data_docs"
     context = _context(report_dir)
     failures: list[str] = []
-    typed_frames: dict[str, pd.DataFrame] = {}
-    counted: dict[str, int] = {}
-    for snapshot in snapshots:
-        name, labelled = snapshot.name, snapshot.labelled
-        described = f"{name} snapshot ({snapshot.source})"
-        try:
-            text = text_view(read_snapshot_file(snapshot.path, snapshot.file_format))
-        except SourceError as error:
-            failures.append(f"{described}: cannot be read: {error}")
-            _run_stage(context, f"{name}_unreadable", pd.DataFrame(), [unreadable_file_expectation(failures[-1])])
-            continue
-        if not labelled and contract.label_column in text:
-            text = text.drop(columns=[contract.label_column])
-        stage = _run_stage(
-            context, f"{name}_text", text, text_stage_expectations(contract, list(text.columns), labelled=labelled)
-        )
-        counted[name] = len(stage.results)
-        if stage.success:
-            typed = conform(text, contract)
-            stage = _run_stage(
-                context, f"{name}_typed", typed, typed_stage_expectations(contract, labelled=labelled)
+    staged: dict[str, ValidatedSnapshot] = {}
+    with tempfile.TemporaryDirectory(prefix="churn-validate-") as staging:
+        for snapshot in snapshots:
+            described = f"{snapshot.name} snapshot ({snapshot.source})"
+            try:
+                problems, validated = validate_snapshot(snapshot, contract, context, Path(staging), chunk_rows)
+            except SourceError as error:
+                failures.append(f"{described}: cannot be read: {error}")
+                unreadable = ChunkedStage(
+                    context, f"{snapshot.name}_unreadable", [unreadable_file_expectation(failures[-1])]
+                )
+                unreadable.check(pd.DataFrame())
+                unreadable.finish()
+                continue
+            failures += [f"{described}: {problem}" for problem in problems]
+            if validated is not None:
+                staged[snapshot.name] = validated
+        report = report_dir / "index.html"
+        if failures:
+            raise ContractViolation(
+                f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "
+                + "\n  - ".join(failures)
+                + (f"\nFull report: {report}" if report.is_file() else ""),
+                report,
             )
-            counted[name] += len(stage.results)
-            typed_frames[name] = typed
-            if stage.success and labelled:
-                failures += [f"{described}: {leak}" for leak in find_label_leaks(typed, contract)]
-        failures += [f"{described}: {describe_failure(r)}" for r in stage.results if not r.success]
-    report = report_dir / "index.html"
-    if failures:
-        raise ContractViolation(
-            f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "
-            + "\n  - ".join(failures)
-            + (f"\nFull report: {report}" if report.is_file() else ""),
-            report,
-        )
-    return {
-        name: ValidatedSnapshot(
-            rows=len(frame),
-            expectations=counted[name],
-            path=write_parquet_atomically(frame, run_dir / "validated" / f"{name}.parquet"),
-        )
-        for name, frame in typed_frames.items()
-    }
+        return {
+            name: validated.model_copy(
+                update={"path": copy_atomically(validated.path, run_dir / "validated" / f"{name}.parquet")}
+            )
+            for name, validated in staged.items()
+        }
+
+
+def validate_snapshot(
+    snapshot: Snapshot, contract: Contract, context: Any, staging: Path, chunk_rows: int
+) -> tuple[list[str], ValidatedSnapshot | None]:
+    """Validate one snapshot chunk by chunk in both stages, staging its typed copy in ``staging``.
+
+    Returns its problems and, when its text stage passed, its staged typed copy. The label
+    leakage check needs the whole training table: it reads the staged copy, as training
+    snapshots are small (training learns from at most ``training.max_rows``); the scoring
+    snapshot, the big one, is never held whole.
+    """
+    name, labelled = snapshot.name, snapshot.labelled
+    chunks = snapshot_text_chunks(snapshot, contract, chunk_rows)
+    first = next(chunks)  # its columns decide the text stage's column checks
+    text = ChunkedStage(
+        context, f"{name}_text", text_stage_expectations(contract, list(first.columns), labelled=labelled)
+    )
+    typed = ChunkedStage(context, f"{name}_typed", typed_stage_expectations(contract, labelled=labelled))
+    staged = staging / f"{name}.parquet"
+    write_parquet_batches_atomically(
+        (check_chunk(chunk, text, typed, contract) for chunk in itertools.chain([first], chunks)), staged
+    )
+    stage = text.finish()
+    expectations = len(stage.results)
+    validated = None
+    problems: list[str] = []
+    if stage.success:
+        stage = typed.finish()
+        expectations += len(stage.results)
+        validated = ValidatedSnapshot(rows=text.rows, expectations=expectations, path=staged)
+        if stage.success and labelled:
+            problems += find_label_leaks(pd.read_parquet(staged), contract)
+    problems += [describe_failure(result) for result in stage.results if not result.success]
+    return problems, validated
+
+
+def snapshot_text_chunks(snapshot: Snapshot, contract: Contract, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The snapshot's chunks as text (see :func:`text_view`), without a scoring snapshot's label."""
+    for raw in read_snapshot_chunks(snapshot.path, snapshot.file_format, chunk_rows):
+        text = text_view(raw)
+        if not snapshot.labelled and contract.label_column in text:
+            text = text.drop(columns=[contract.label_column])
+        yield text
+
+
+def check_chunk(
+    text: pd.DataFrame, text_stage: ChunkedStage, typed_stage: ChunkedStage, contract: Contract
+) -> pd.DataFrame:
+    """Check one chunk in both stages and return it typed, for the staged copy. Once the text
+    stage has failed for good the chunk may not be typeable; an empty typed frame stands in for
+    it, as the staged copy will be thrown away."""
+    text_stage.check(text)
+    if text_stage.failed_for_good:
+        return conform(text.iloc[:0], contract)
+    typed = conform(text, contract)
+    typed_stage.check(typed)
+    return typed
 
 
 @accepts_handoffs
