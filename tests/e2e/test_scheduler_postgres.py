@@ -7,88 +7,23 @@ The test starts and stops its own processes and databases.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from churn.generate import make_snapshots, write_snapshots
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, free_port, stored_scores
+from tests.conftest import EXPECTED_OWNERS, free_port
+from tests.e2e.airflow_stack import BIN, Stack, airflow_environment, connect, scratch_databases, start, stop
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
 SCORE_DATE = date(2026, 11, 20)
 SCORING_ROWS = 1_000
-RUN_TIMEOUT_SECONDS = 900
-
-
-@contextlib.contextmanager
-def scratch_databases(postgres_url: str, *names: str) -> Iterator[list[str]]:
-    """Create empty databases next to ``postgres_url``; drop them afterwards."""
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    base = sa.engine.make_url(postgres_url)
-    with admin.connect() as connection:
-        for name in names:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield [base.set(database=name).render_as_string(hide_password=False) for name in names]
-    finally:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@dataclass
-class Stack:
-    api: httpx.Client
-    warehouse_url: str
-    sources: dict[str, Path]
-    root: Path
-
-    def trigger(self, conf: dict) -> httpx.Response:
-        """What the UI's trigger form sends."""
-        return self.api.post("/api/v2/dags/churn_pipeline/dagRuns", json={"logical_date": None, "conf": conf})
-
-    def wait_for(self, run_id: str) -> str:
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            state = self.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{run_id}").json()["state"]
-            if state in {"success", "failed"}:
-                return state
-            time.sleep(3)
-        raise TimeoutError(f"run {run_id} did not finish in {RUN_TIMEOUT_SECONDS}s")
-
-    def task_states(self, run_id: str) -> dict[str, str | None]:
-        answer = self.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{run_id}/taskInstances").json()
-        return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
-
-    def scores(self, score_date: date) -> pd.DataFrame:
-        return stored_scores(self.warehouse_url, score_date)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -103,54 +38,21 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
         metadata_url,
         warehouse_url,
     ):
-        env = {
-            **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "AIRFLOW_HOME": str(root / "airflow"),
-            "CHURN_HOME": str(root / "churn"),
-            "GX_ANALYTICS_ENABLED": "false",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
-            "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),
-        }
-        for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL"):
-            env.pop(inherited, None)
-        log = (root / "standalone.log").open("w")
-        process = subprocess.Popen(
-            [str(BIN / "airflow"), "standalone"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        env = airflow_environment(
+            root,
+            metadata_url=metadata_url,
+            warehouse_url=warehouse_url,
+            api_port=api_port,
+            password_file=root / "passwords.json",
         )
+        env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+        logs = [root / "standalone.log"]
+        process = start([str(BIN / "airflow"), "standalone"], env, logs[0])
         try:
-            base_url = f"http://127.0.0.1:{api_port}"
-            deadline = time.monotonic() + 300
-            token = None
-            while time.monotonic() < deadline and token is None:
-                assert process.poll() is None, (root / "standalone.log").read_text()[-5000:]
-                with contextlib.suppress(httpx.HTTPError):
-                    answer = httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": password})
-                    if answer.status_code == 201 or answer.status_code == 200:
-                        token = answer.json()["access_token"]
-                time.sleep(2)
-            assert token, (root / "standalone.log").read_text()[-5000:]
-            api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            while time.monotonic() < deadline and api.get("/api/v2/dags/churn_pipeline").status_code != 200:
-                time.sleep(2)
-            yield Stack(api=api, warehouse_url=warehouse_url, sources=sources, root=root)
+            api = connect(f"http://127.0.0.1:{api_port}", password, [process], logs)
+            yield Stack(api=api, warehouse_url=warehouse_url, sources=sources, root=root, logs=logs)
         finally:
-            _stop(process)
-            log.close()
+            stop(process)
 
 
 def test_anonymous_requests_are_refused(stack: Stack):
@@ -178,7 +80,7 @@ def test_triggered_run_scores_into_postgres_then_a_broken_file_stops_at_validate
     good = stack.trigger({"score_date": SCORE_DATE.isoformat()})
     assert good.status_code == 200, good.text
     run_id = good.json()["dag_run_id"]
-    assert stack.wait_for(run_id) == "success", (stack.root / "standalone.log").read_text()[-5000:]
+    assert stack.wait_for(run_id) == "success", stack.log_tails()
     assert set(stack.task_states(run_id).values()) == {"success"}
     scores = stack.scores(SCORE_DATE)
     assert len(scores) == SCORING_ROWS

@@ -1,0 +1,167 @@
+"""What the end-to-end tests that run Airflow's real components share: scratch PostgreSQL
+databases, the environment that points Airflow and the pipeline at them, starting and
+stopping component processes, and the REST API client that triggers and follows runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import sqlalchemy as sa
+
+from tests.conftest import PROJECT_DIR, free_port, stored_scores
+
+BIN = Path(sys.executable).parent
+RUN_TIMEOUT_SECONDS = 900
+FINISHED_RUN_STATES = {"success", "failed"}
+
+
+@contextlib.contextmanager
+def scratch_databases(postgres_url: str, *names: str) -> Iterator[list[str]]:
+    """Create empty databases next to ``postgres_url``; drop them afterwards."""
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    base = sa.engine.make_url(postgres_url)
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield [base.set(database=name).render_as_string(hide_password=False) for name in names]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def airflow_environment(
+    root: Path, *, metadata_url: str, warehouse_url: str, api_port: int, password_file: Path
+) -> dict[str, str]:
+    """The environment every component of one test's Airflow shares: its home, the project's
+    DAGs, PostgreSQL metadata, the API server on a loopback port (also the Execution API the
+    task processes call), the simple auth manager's ``admin`` and the warehouse Connection.
+    State of the developer's own setup is not inherited."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "CHURN_HOME": str(root / "churn"),
+        "GX_ANALYTICS_ENABLED": "false",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        # Separately started components must sign and check the same tokens.
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+        "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),
+    }
+    for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL", "CHURN_PIPELINE_CONFIG"):
+        env.pop(inherited, None)
+    return env
+
+
+def start(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``command`` in a process group of its own, its output in ``log_path``."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process started by :func:`start`, and its group: politely, then for sure."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def log_tails(paths: list[Path], characters: int = 4000) -> str:
+    """The end of each log, for an assertion message."""
+    return "\n".join(
+        f"--- {path.name} ---\n{path.read_text(errors='replace')[-characters:]}" for path in paths if path.exists()
+    )
+
+
+@dataclass
+class Stack:
+    """One test's running Airflow, seen through its REST API as the UI sees it."""
+
+    api: httpx.Client
+    warehouse_url: str
+    sources: dict[str, Path]
+    root: Path
+    logs: list[Path] = field(default_factory=list)
+
+    def trigger(self, conf: dict) -> httpx.Response:
+        """What the UI's trigger form sends."""
+        return self.api.post("/api/v2/dags/churn_pipeline/dagRuns", json={"logical_date": None, "conf": conf})
+
+    def wait_for(self, run_id: str, timeout: float = RUN_TIMEOUT_SECONDS) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{run_id}").json()["state"]
+            if state in FINISHED_RUN_STATES:
+                return state
+            time.sleep(1)
+        raise TimeoutError(f"run {run_id} did not finish in {timeout}s\n{self.log_tails()}")
+
+    def task_instances(self, run_id: str) -> list[dict]:
+        """Every task instance of the run, one per map index of a mapped task."""
+        answer = self.api.get(
+            f"/api/v2/dags/churn_pipeline/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )
+        answer.raise_for_status()
+        return answer.json()["task_instances"]
+
+    def task_states(self, run_id: str) -> dict[str, str | None]:
+        return {ti["task_id"]: ti["state"] for ti in self.task_instances(run_id)}
+
+    def scores(self, score_date: date) -> pd.DataFrame:
+        return stored_scores(self.warehouse_url, score_date)
+
+    def log_tails(self) -> str:
+        return log_tails(self.logs)
+
+
+def connect(base_url: str, password: str, processes: list[subprocess.Popen], logs: list[Path]) -> httpx.Client:
+    """Log in as ``admin`` once the API server answers, and wait until it lists the DAG; fails
+    early, with the components' logs, if one of them exits meanwhile."""
+    deadline = time.monotonic() + 300
+    token = None
+    while time.monotonic() < deadline and token is None:
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited\n{log_tails(logs)}"
+        with contextlib.suppress(httpx.HTTPError):
+            answer = httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": password})
+            if answer.status_code in {200, 201}:
+                token = answer.json()["access_token"]
+        time.sleep(1)
+    assert token, log_tails(logs)
+    api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    while time.monotonic() < deadline and api.get("/api/v2/dags/churn_pipeline").status_code != 200:
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited\n{log_tails(logs)}"
+        import_errors = api.get("/api/v2/importErrors").json()["import_errors"]
+        assert not import_errors, "\n".join(error["stack_trace"] for error in import_errors)
+        time.sleep(1)
+    assert api.get("/api/v2/dags/churn_pipeline").status_code == 200, log_tails(logs)
+    return api
