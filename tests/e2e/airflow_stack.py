@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import sqlalchemy as sa
 
-from tests.conftest import PROJECT_DIR, free_port, stored_scores
+from tests.conftest import INHERITED_SETTINGS, PROJECT_DIR, free_port, stored_scores
 
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_SECONDS = 900
@@ -50,9 +50,10 @@ def airflow_environment(
     """The environment every component of one test's Airflow shares: its home, the project's
     DAGs, PostgreSQL metadata, the API server on a loopback port (also the Execution API the
     task processes call), the simple auth manager's ``admin`` and the warehouse Connection.
-    State of the developer's own setup is not inherited."""
+    Settings of the developer's own setup, or exported by earlier tests (MLflow exports its
+    tracking URI), are not inherited."""
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name not in INHERITED_SETTINGS},
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "AIRFLOW_HOME": str(root / "airflow"),
         "CHURN_HOME": str(root / "churn"),
@@ -71,8 +72,6 @@ def airflow_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
         "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),
     }
-    for inherited in ("MLFLOW_TRACKING_URI", "CHURN_WAREHOUSE_URL", "CHURN_PIPELINE_CONFIG"):
-        env.pop(inherited, None)
     return env
 
 
