@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -17,6 +17,9 @@ from churn.raci import load_raci
 from churn.settings import Settings
 from churn.tracking import champion_version, use_mlflow
 from churn.warehouse import open_scores_table
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 # The lifecycle phases, in order, as the RACI matrix (and so the DAG) defines them.
 PHASES = tuple(load_raci())
@@ -45,7 +48,7 @@ def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
     return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None)
 
 
-def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
+def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, bool]:
     """The summary text and whether every phase of the run completed."""
     import mlflow
 
@@ -99,7 +102,8 @@ def summarize_run(run_dir: Path, settings: Settings) -> tuple[str, bool]:
         state = warehouse_state(settings, score_date)
         mean = "n/a" if state.mean_probability is None else f"{state.mean_probability:.3f}"
         lines.append(
-            f"  scored     {scored.rows_written} rows written; table {scored.table} at {scored.warehouse} now "
+            f"  scored     {scored.rows_written} rows written in {scored.partitions} partition(s); table "
+            f"{scored.table} at {scored.warehouse} now "
             f"holds {state.rows} rows for {score_date} (model version {', '.join(state.model_versions)}, "
             f"mean churn probability {mean})"
         )

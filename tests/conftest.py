@@ -42,6 +42,7 @@ INHERITED_SETTINGS = (
     "CHURN_PIPELINE_CONFIG",
     "AIRFLOW_CONN_CHURN_WAREHOUSE",
     "AIRFLOW_CONN_CHURN_MLFLOW",
+    "CHURN_RUNS_BASE",
 )
 for inherited in INHERITED_SETTINGS:
     os.environ.pop(inherited, None)

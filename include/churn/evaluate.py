@@ -27,6 +27,7 @@ from churn.handoffs import EvaluateResult, TrainResult, accepts_handoffs
 from churn.manifest import run_phase
 from churn.model import label_vector, model_inputs, sized_thread_pools
 from churn.settings import QualityGates, Settings
+from churn.storage import read_parquet
 from churn.tracking import CONTRACT_TAG, champion_version, load_registered_model, promoted_for, use_mlflow
 from churn.warehouse import ScoringRecord, open_scores_table, scoring_record
 
@@ -190,7 +191,7 @@ def evaluate_challenger(
     import mlflow
     import mlflow.sklearn
 
-    test = pd.read_parquet(trained.test_path).reset_index(drop=True)
+    test = read_parquet(trained.test_path).reset_index(drop=True)
     inputs, labels = model_inputs(test, contract), label_vector(test, contract)
     challenger = mlflow.sklearn.load_model(trained.model_uri)
     probabilities = challenger.predict_proba(inputs)[:, 1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from churn.handoffs import FeatureResult, ValidateResult, accepts_handoffs
 from churn.manifest import run_phase
 from churn.model import model_columns
 from churn.storage import read_parquet_batches, write_parquet_batches_atomically
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,9 @@ def unseen_categories(training: dict[str, set[str]], scoring: dict[str, set[str]
     return {column: values for column, values in unseen.items() if values}
 
 
-def build_feature_table(source: Path, destination: Path, contract: Contract) -> dict[str, set[str]]:
+def build_feature_table(
+    source: ObjectStoragePath, destination: ObjectStoragePath, contract: Contract
+) -> dict[str, set[str]]:
     """Write ``source``'s rows with the contract's derived features to ``destination``, one
     Parquet row group at a time, so memory holds a batch, not the table. Returns the
     category values seen, for comparing training with scoring."""

@@ -3,20 +3,22 @@ the run folder's manifests.
 
 Each task takes exactly the upstream records it uses, so the DAG's wiring shows the real
 data flow. Records hold references (paths in the run folder, MLflow run ids, registered
-model versions) and a few figures, never data.
+model versions) and a few figures, never data. Paths are run-storage locations (local or
+object storage, see :mod:`churn.locations`), written as URLs.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, validate_call
 
+from churn.locations import Location
+
 
 class Handoff(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class RunContext(Handoff):
@@ -24,7 +26,7 @@ class RunContext(Handoff):
 
     airflow_run_id: str
     score_date: date
-    run_dir: Path
+    run_dir: Location
     contract: str
 
 
@@ -36,7 +38,7 @@ class PhaseResult(Handoff):
 
 class LandedSnapshot(Handoff):
     source: str
-    path: Path
+    path: Location
     format: Literal["csv", "parquet"]
     bytes: int
     sha256: str
@@ -50,13 +52,13 @@ class IngestResult(PhaseResult):
 class ValidatedSnapshot(Handoff):
     rows: int
     expectations: int
-    path: Path
+    path: Location
 
 
 class ValidateResult(PhaseResult):
     contract_name: str
     contract_sha256: str
-    report: Path
+    report: Location
     training: ValidatedSnapshot
     scoring: ValidatedSnapshot
 
@@ -64,8 +66,8 @@ class ValidateResult(PhaseResult):
 class FeatureResult(PhaseResult):
     derived_features: list[str]
     unseen_categories: dict[str, list[str]]
-    training_path: Path
-    scoring_path: Path
+    training_path: Location
+    scoring_path: Location
 
 
 class TrainResult(PhaseResult):
@@ -78,7 +80,7 @@ class TrainResult(PhaseResult):
     # The rows of the training split before sampling; train_rows when it was not sampled.
     train_rows_available: int
     test_rows: int
-    test_path: Path
+    test_path: Location
 
 
 class EvaluateResult(PhaseResult):
@@ -105,7 +107,7 @@ class ScoringPartition(PhaseResult):
     partitions: int
     first_row: int
     end_row: int
-    features_path: Path
+    features_path: Location
     model_name: str
     model_version: str
     model_chosen_because: str

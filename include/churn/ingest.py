@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +22,9 @@ from churn.run_parameters import read_run_parameters
 from churn.settings import Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
@@ -77,7 +79,7 @@ def _exported(engine: sa.Engine, table: sa.Table, batch_rows: int) -> Iterator[p
         engine.dispose()
 
 
-def land_snapshot(source: FileSource | TableSource, landing_dir: Path, name: str) -> LandedSnapshot:
+def land_snapshot(source: FileSource | TableSource, landing_dir: ObjectStoragePath, name: str) -> LandedSnapshot:
     """Land one snapshot unchanged as ``landing_dir/<name>.<format>``; returns where, and its checksum.
 
     A table's database comes from the Airflow Connection its reference names, resolved here,

@@ -9,28 +9,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, PhaseResult, RunContext
+from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext
 from churn.settings import redact_text
 from churn.storage import writing_atomically
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 ResultT = TypeVar("ResultT")
 FAILURE = "failed"
 
 
-def manifest_path(run_dir: Path, name: str) -> Path:
+def manifest_path(run_dir: ObjectStoragePath, name: str) -> ObjectStoragePath:
     return run_dir / "manifests" / f"{name}.json"
 
 
-def write_manifest(run_dir: Path, name: str, record: Handoff) -> None:
+def write_manifest(run_dir: ObjectStoragePath, name: str, record: Handoff) -> None:
     """Store ``record`` as ``<run_dir>/manifests/<name>.json``, atomically."""
     with writing_atomically(manifest_path(run_dir, name)) as partial:
         partial.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True), encoding="utf-8")
 
 
-def read_manifests(run_dir: Path) -> dict[str, Any]:
+def read_manifests(run_dir: ObjectStoragePath) -> dict[str, Any]:
     """The run's recorded phase results (and failure, under ``failed``), as typed records."""
     record_types: dict[str, type[Handoff]] = {**RESULT_TYPES, FAILURE: PhaseFailure}
     return {
@@ -40,7 +42,7 @@ def read_manifests(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def forget_phases_from(run_dir: Path, phase: str) -> None:
+def forget_phases_from(run_dir: ObjectStoragePath, phase: str) -> None:
     """Delete the manifests of ``phase`` and every later phase, and any failure record.
 
     Clearing a task in Airflow reruns it under the same run id, in the same folder; what

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +47,9 @@ from churn.warehouse import (
     stage_partition,
     staging_table,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 
 class ScoringError(PermanentError, RuntimeError):
@@ -128,7 +130,7 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
 
 def scored_batches(
     model: Any,
-    features_path: Path,
+    features_path: ObjectStoragePath,
     contract: Contract,
     bands: dict[str, float],
     batch_rows: int,

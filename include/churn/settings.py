@@ -7,6 +7,10 @@ Environment variables (all optional; the defaults make an embedded single-machin
     local MLflow store. Defaults to ``.churn`` in the project folder.
 ``CHURN_PIPELINE_CONFIG``
     Path of a ``pipeline.yaml`` to use instead of the bundled one.
+``CHURN_RUNS_BASE``
+    Where run folders go: a local folder (default ``CHURN_HOME/runs``) or object storage
+    through an Airflow Connection, e.g. ``s3://aws_default@my-bucket/churn/runs`` (see
+    :mod:`churn.locations`).
 ``CHURN_WAREHOUSE_URL``
     SQLAlchemy URL of the warehouse when no Airflow Connection ``churn_warehouse`` exists.
 ``MLFLOW_TRACKING_URI``
@@ -28,11 +32,15 @@ from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
 from churn.documents import ConfigurationError, Strict, parse_document
+from churn.locations import location
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # A plain SQL identifier, as the warehouse's names and sql:// sources must be.
@@ -163,6 +171,8 @@ class Settings:
     # Basic-auth credentials for the MLflow server, from the churn_mlflow Connection.
     mlflow_username: str | None = None
     mlflow_password: str | None = None
+    # Base of the run folders, a local folder or an object-storage URL; None: CHURN_HOME/runs.
+    runs_base: str | None = None
 
     def __repr__(self) -> str:
         # URLs and the MLflow login may carry passwords; a logged Settings must not.
@@ -176,8 +186,8 @@ class Settings:
         return self.state_dir / "sources"
 
     @property
-    def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
+    def runs_dir(self) -> ObjectStoragePath:
+        return location(self.runs_base or self.state_dir / "runs")
 
     @property
     def default_training_source(self) -> Path:
@@ -191,7 +201,7 @@ class Settings:
         """These settings with the given values replaced; None leaves a value as it is."""
         return replace(self, **{key: value for key, value in values.items() if value is not None})
 
-    def run_dir(self, score_date: str, run_id: str) -> Path:
+    def run_dir(self, score_date: str, run_id: str) -> ObjectStoragePath:
         """Folder for one pipeline run's files, partitioned by score date then run."""
         return self.runs_dir / f"score_date={score_date}" / f"run_id={safe_path_part(run_id)}"
 
@@ -225,6 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}",
         mlflow_artifact_root=state_dir / "mlflow" / "artifacts",
         config=pipeline_config(environ.get("CHURN_PIPELINE_CONFIG") or None),
+        runs_base=environ.get("CHURN_RUNS_BASE") or None,
     )
 
 

@@ -1,23 +1,29 @@
 """Files in the run folder: written atomically, read with reasons when they cannot be.
 
 Every phase writes through here, so a reader (or a rerun) sees an earlier file whole or
-the new one whole, never half of one.
+the new one whole, never half of one. Files are opened through their paths, never by name,
+so the same code reads and writes a run folder on local disk or in object storage (see
+:mod:`churn.locations`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.locations import location
 from churn.sources import SourceError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 CSV_SNIFF_BYTES = 8192
 # Rows per Parquet row group: a reader going batch by batch decompresses one group at a time,
@@ -26,24 +32,29 @@ PARQUET_ROW_GROUP_ROWS = 100_000
 
 
 @contextmanager
-def writing_atomically(path: Path) -> Iterator[Path]:
-    """A temporary name beside ``path`` to write to, renamed onto ``path`` once the write is
-    done, so readers see the old file or the whole new one, never half of one."""
+def writing_atomically(path: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
+    """A temporary name beside ``path`` to write to, put in ``path``'s place once the write is
+    done, so readers see the old file or the whole new one, never half of one. (Locally the
+    rename is atomic; an object store makes the whole object visible at once.)"""
+    path = location(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     yield partial
-    os.replace(partial, path)
+    partial.replace(path)
 
 
-def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
+def write_parquet_atomically(frame: pd.DataFrame, path: ObjectStoragePath) -> ObjectStoragePath:
     """Write Parquet so that readers never see half a file."""
     return write_parquet_batches_atomically([frame], path)
 
 
-def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table], path: Path) -> Path:
+def write_parquet_batches_atomically(
+    batches: Iterable[pd.DataFrame | pa.Table], path: ObjectStoragePath
+) -> ObjectStoragePath:
     """Write frames (or Arrow tables) one after the other as one Parquet file, holding one at
     a time in memory, so that readers never see half a file. The first batch sets the schema."""
-    with writing_atomically(path) as partial:
+    path = location(path)
+    with writing_atomically(path) as partial, partial.open("wb") as handle:
         writer = None
         try:
             for batch in batches:
@@ -53,7 +64,7 @@ def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table],
                     if isinstance(batch, pa.Table)
                     else pa.Table.from_pandas(batch, schema, preserve_index=False)
                 )
-                writer = writer or pq.ParquetWriter(partial, table.schema)
+                writer = writer or pq.ParquetWriter(handle, table.schema)
                 writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
         finally:
             if writer is not None:
@@ -63,23 +74,35 @@ def write_parquet_batches_atomically(batches: Iterable[pd.DataFrame | pa.Table],
     return path
 
 
-def read_parquet_batches(path: Path, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
+def read_parquet(path: ObjectStoragePath) -> pd.DataFrame:
+    """A whole Parquet file as a frame (for the tables that are small: the test split, say)."""
+    with location(path).open("rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def read_parquet_batches(path: ObjectStoragePath, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """A Parquet file as frames of at most ``batch_rows`` rows (a row group's), in file order."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows or PARQUET_ROW_GROUP_ROWS):
-        yield batch.to_pandas()
+    with location(path).open("rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows or PARQUET_ROW_GROUP_ROWS):
+            yield batch.to_pandas()
 
 
-def parquet_rows(path: Path) -> int:
+def parquet_rows(path: ObjectStoragePath) -> int:
     """How many rows a Parquet file holds, from its footer alone."""
-    return pq.ParquetFile(path).metadata.num_rows
+    with location(path).open("rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
 
 
 def read_parquet_row_range(
-    path: Path, first: int, end: int, batch_rows: int | None = None
+    path: ObjectStoragePath, first: int, end: int, batch_rows: int | None = None
 ) -> Iterator[pd.DataFrame]:
     """Rows ``first`` to ``end`` (exclusive) of a Parquet file as frames of at most ``batch_rows``
     rows, in file order, decompressing only the row groups that hold them."""
-    parquet = pq.ParquetFile(path)
+    with location(path).open("rb") as handle:
+        yield from _row_range(pq.ParquetFile(handle), first, end, batch_rows or PARQUET_ROW_GROUP_ROWS)
+
+
+def _row_range(parquet: pq.ParquetFile, first: int, end: int, batch_rows: int) -> Iterator[pd.DataFrame]:
     groups, group_first, position = [], None, 0
     for group in range(parquet.metadata.num_row_groups):
         group_end = position + parquet.metadata.row_group(group).num_rows
@@ -88,7 +111,7 @@ def read_parquet_row_range(
             group_first = position if group_first is None else group_first
         position = group_end
     position = group_first or 0
-    for batch in parquet.iter_batches(batch_size=batch_rows or PARQUET_ROW_GROUP_ROWS, row_groups=groups):
+    for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups):
         wanted = batch.slice(
             max(first - position, 0), max(min(end, position + batch.num_rows) - max(first, position), 0)
         )
@@ -97,14 +120,24 @@ def read_parquet_row_range(
             yield wanted.to_pandas()
 
 
-def copy_atomically(source: Path, destination: Path) -> Path:
+def copy_atomically(source: Path | ObjectStoragePath, destination: ObjectStoragePath) -> ObjectStoragePath:
     """Copy a file so that readers never see half a copy."""
-    with writing_atomically(destination) as partial:
-        shutil.copyfile(source, partial)
+    destination = location(destination)
+    with writing_atomically(destination) as partial, source.open("rb") as reading, partial.open("wb") as writing:
+        shutil.copyfileobj(reading, writing, 1 << 20)
     return destination
 
 
-def file_sha256(path: Path) -> str:
+def copy_folder(source: Path, destination: ObjectStoragePath) -> ObjectStoragePath:
+    """Copy a local folder's files into ``destination``, each atomically; returns ``destination``."""
+    destination = location(destination)
+    for file in sorted(source.rglob("*")):
+        if file.is_file():
+            copy_atomically(file, destination.joinpath(*file.relative_to(source).parts))
+    return destination
+
+
+def file_sha256(path: Path | ObjectStoragePath) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -112,48 +145,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_snapshot_file(path: Path, file_format: str) -> pd.DataFrame:
-    """Read a CSV or Parquet snapshot; CSV cells stay text, so nothing is silently coerced.
-
-    Raises :class:`SourceError` saying why the file is not readable, without its path: the
-    caller names the snapshot.
-    """
-    if path.stat().st_size == 0:
-        raise SourceError("the file is empty (0 bytes)")
-    if file_format == "csv":
-        return read_csv_text(path)
-    try:
-        return pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises several types for damaged files
-        raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
-
-
-def read_csv_text(path: Path) -> pd.DataFrame:
-    """Read a CSV as UTF-8 text, naming the usual reasons a file is not one."""
-    with path.open("rb") as handle:
-        head = handle.read(CSV_SNIFF_BYTES)
-    if b"\x00" in head:
-        raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
-    try:
-        return pd.read_csv(path, dtype="string", keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise SourceError(
-            f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
-            "save it as UTF-8"
-        ) from error
-    except pd.errors.EmptyDataError as error:
-        raise SourceError("it holds no header row: the file has only blank lines") from error
-    except pd.errors.ParserError as error:
-        raise SourceError(f"not well-formed CSV: {error}") from error
-
-
-def read_snapshot_chunks(path: Path, file_format: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def read_snapshot_chunks(path: ObjectStoragePath, file_format: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """A CSV or Parquet snapshot as frames of at most ``chunk_rows`` rows, in file order, each
     indexed by its rows' positions in the file (0 for the first row under the header), so a
-    reader holds one chunk, never the table. Cells and failures are those of
-    :func:`read_snapshot_file`: CSV cells stay text, and a file that is not readable raises
-    :class:`SourceError` saying why, when the unreadable part is reached. A file without rows
-    still yields one empty frame, so its columns are seen.
+    reader holds one chunk, never the table. CSV cells stay text, so nothing is silently
+    coerced, and a file that is not readable raises :class:`SourceError` saying why (without
+    its path: the caller names the snapshot), when the unreadable part is reached. A file
+    without rows still yields one empty frame, so its columns are seen.
     """
     if path.stat().st_size == 0:
         raise SourceError("the file is empty (0 bytes)")
@@ -165,13 +163,12 @@ def read_snapshot_chunks(path: Path, file_format: str, chunk_rows: int) -> Itera
         yield chunk
 
 
-def _csv_text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _csv_text_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with path.open("rb") as handle:
         head = handle.read(CSV_SNIFF_BYTES)
     if b"\x00" in head:
         raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
     try:
-        # The parser and options of read_csv_text: chunking changes how much is held, not what is read.
         with (
             path.open("rb") as handle,
             pd.read_csv(
@@ -190,7 +187,7 @@ def _csv_text_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise SourceError(f"not well-formed CSV: {error}") from error
 
 
-def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:
     try:
         with path.open("rb") as handle:
             parquet = pq.ParquetFile(handle)

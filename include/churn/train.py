@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,11 @@ from churn.handoffs import FeatureResult, RunContext, TrainResult, accepts_hando
 from churn.manifest import run_phase
 from churn.model import candidate_pipelines, label_vector, model_inputs, sized_thread_pools
 from churn.settings import PipelineConfig, Settings, code_version
-from churn.storage import write_parquet_atomically
+from churn.storage import read_parquet, write_parquet_atomically
 from churn.tracking import use_mlflow
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 
 def split_train_test(frame: pd.DataFrame, contract: Contract, test_fraction: float, seed: int):
@@ -108,7 +111,12 @@ def training_fingerprint(
 
 
 def train_challenger(
-    run: RunContext, features_path: Path, contract: Contract, config: PipelineConfig, *, experiment_id: str
+    run: RunContext,
+    features_path: ObjectStoragePath,
+    contract: Contract,
+    config: PipelineConfig,
+    *,
+    experiment_id: str,
 ) -> TrainResult:
     """Split, compare candidates, calibrate the winner and log it all to MLflow."""
     import mlflow
@@ -116,7 +124,7 @@ def train_challenger(
     from mlflow.models import infer_signature
 
     split, training = config.split, config.training
-    frame = pd.read_parquet(features_path)
+    frame = read_parquet(features_path)
     available, test = split_train_test(frame, contract, split.test_fraction, split.seed)
     train = stratified_sample(available, contract, training.max_rows, training.seed)
     test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
 import pandas as pd
@@ -50,7 +50,10 @@ from churn.handoffs import IngestResult, ValidatedSnapshot, ValidateResult, acce
 from churn.manifest import run_phase
 from churn.settings import load_settings
 from churn.sources import SourceError
-from churn.storage import copy_atomically, read_snapshot_chunks, write_parquet_batches_atomically
+from churn.storage import copy_atomically, copy_folder, read_snapshot_chunks, write_parquet_batches_atomically
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 EXAMPLES_PER_FAILURE = 5
 DATA_DOCS_SITE = "run_report"
@@ -63,7 +66,7 @@ DETAIL_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 
 class ContractViolation(PermanentError):
     """A snapshot broke its data contract; the message lists every failed expectation."""
 
-    def __init__(self, message: str, report: Path) -> None:
+    def __init__(self, message: str, report: ObjectStoragePath) -> None:
         super().__init__(message)
         self.report = report
 
@@ -73,7 +76,7 @@ class Snapshot:
     """A landed snapshot to validate: its name, file, whether it must carry the label, and its origin."""
 
     name: str
-    path: Path
+    path: ObjectStoragePath
     file_format: str
     labelled: bool
     source: str
@@ -295,7 +298,7 @@ def _at_rows(details: dict[str, Any]) -> str:
 
 
 def validate_snapshots(
-    snapshots: list[Snapshot], contract: Contract, run_dir: Path, chunk_rows: int | None = None
+    snapshots: list[Snapshot], contract: Contract, run_dir: ObjectStoragePath, chunk_rows: int | None = None
 ) -> dict[str, ValidatedSnapshot]:
     """Validate each snapshot, ``chunk_rows`` rows at a time (default: the configured
     ``validation.chunk_rows``), and write its typed copy.
@@ -304,13 +307,15 @@ def validate_snapshots(
     when any snapshot fails; the typed copies are written only when all of them pass. Until
     then they are staged in a local temporary folder, one chunk at a time, so no snapshot is
     ever held whole and the run folder (local or object storage) sees only the final copies.
+    The Data Docs, which Great Expectations writes to a local folder, are built there too and
+    copied into ``<run_dir>/data_docs`` either way.
     """
     chunk_rows = chunk_rows or load_settings().config.validation.chunk_rows
-    report_dir = run_dir / "data_docs"
-    context = _context(report_dir)
     failures: list[str] = []
     staged: dict[str, ValidatedSnapshot] = {}
     with tempfile.TemporaryDirectory(prefix="churn-validate-") as staging:
+        local_docs = Path(staging) / "data_docs"
+        context = _context(local_docs)
         for snapshot in snapshots:
             described = f"{snapshot.name} snapshot ({snapshot.source})"
             try:
@@ -326,7 +331,7 @@ def validate_snapshots(
             failures += [f"{described}: {problem}" for problem in problems]
             if validated is not None:
                 staged[snapshot.name] = validated
-        report = report_dir / "index.html"
+        report = copy_folder(local_docs, run_dir / "data_docs") / "index.html"
         if failures:
             raise ContractViolation(
                 f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from churn.generate import DEFECTS
+from churn.storage import read_parquet
 from churn.validate import ContractViolation, validate_snapshots
 from tests.conftest import land, validate_training, write_csv
 
@@ -23,7 +24,7 @@ def test_generated_public_format_files_pass_and_are_typed(source_files, contract
     )
     assert results["training"].rows == 3000
     assert results["scoring"].rows == 600
-    typed = pd.read_parquet(results["training"].path)
+    typed = read_parquet(results["training"].path)
     assert str(typed["tenure"].dtype) == "Int64"
     assert typed["TotalCharges"].dtype == "float64"
     assert typed.loc[typed["tenure"] == 0, "TotalCharges"].isna().all()
@@ -73,7 +74,7 @@ def test_scoring_snapshot_with_a_label_column_is_accepted(snapshots, contract, t
     labelled_scoring = snapshots.scoring.assign(Churn="No")
     raw = land(write_csv(labelled_scoring, tmp_path / "scoring.csv"), tmp_path, "scoring", labelled=False)
     result = validate_snapshots([raw], contract, tmp_path)
-    assert "Churn" not in pd.read_parquet(result["scoring"].path).columns
+    assert "Churn" not in read_parquet(result["scoring"].path).columns
 
 
 def test_training_with_a_single_class_is_stopped(snapshots, contract, tmp_path: Path):
@@ -102,6 +103,6 @@ def test_rows_of_the_public_telco_file_pass_unchanged(contract, tmp_path: Path):
         update={"min_training_rows": 1, "columns": {**contract.columns, "TotalCharges": total_charges}}
     )
     result = validate_snapshots([land(public, tmp_path, "training")], small_sample, tmp_path)
-    typed = pd.read_parquet(result["training"].path)
+    typed = read_parquet(result["training"].path)
     assert len(typed) == 6
     assert pd.isna(typed.set_index("customerID").loc["4472-LVYGI", "TotalCharges"])

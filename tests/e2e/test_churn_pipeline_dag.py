@@ -6,12 +6,7 @@ SQLite warehouse, so the assertions read exactly what a user's run would leave b
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -19,82 +14,20 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from churn.manifest import read_manifests
-from churn.settings import Settings, load_settings
+from churn.storage import read_parquet
 from churn.tracking import champion_version, use_mlflow
-from tests.conftest import INHERITED_SETTINGS, PROJECT_DIR, SCORE_DATE, stored_scores
+from tests.conftest import PROJECT_DIR, SCORE_DATE
+from tests.e2e.deployment import BIN, Deployment, deploy
 
 pytestmark = pytest.mark.e2e
 
 TRAINING_ROWS, SCORING_ROWS = 20_000, 5_000
-BIN = Path(sys.executable).parent
 BUSINESS_COLUMNS = ["score_date", "customer_id", "churn_probability", "risk_band", "model_name", "model_version"]
-
-
-@dataclass
-class Deployment:
-    root: Path
-    env: dict[str, str]
-    settings: Settings
-
-    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=check, timeout=900
-        )
-
-    def trigger(self, **conf: str) -> subprocess.CompletedProcess:
-        """Run the DAG once, as `airflow dags test` does, with trigger parameters."""
-        return self.airflow(
-            "dags", "test", "churn_pipeline", SCORE_DATE.isoformat(), "--conf", json.dumps(conf), check=False
-        )
-
-    def json_output(self, *args: str) -> list[dict]:
-        """A CLI command's JSON answer; Airflow may log warnings on stdout before it."""
-        lines = self.airflow(*args, "-o", "json").stdout.splitlines()
-        return json.loads(next(line for line in reversed(lines) if line.startswith("[")))
-
-    def latest_run(self) -> dict:
-        runs = self.json_output("dags", "list-runs", "churn_pipeline")
-        return max(runs, key=lambda run: run["run_after"])
-
-    def task_states(self, run_id: str) -> dict[str, str]:
-        rows = self.json_output("tasks", "states-for-dag-run", "churn_pipeline", run_id)
-        return {row["task_id"]: row["state"] for row in rows}
-
-    def scores(self) -> pd.DataFrame:
-        return stored_scores(self.settings.warehouse_url)
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory) -> Deployment:
-    root = tmp_path_factory.mktemp("e2e")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "CHURN_HOME": str(root / "churn"),
-        "GX_ANALYTICS_ENABLED": "false",
-    }
-    for inherited in INHERITED_SETTINGS:
-        env.pop(inherited, None)
-    settings = load_settings(env)
-    subprocess.run(
-        [
-            str(BIN / "churn-generate"),
-            "--out",
-            str(settings.sources_dir),
-            "--training-rows",
-            str(TRAINING_ROWS),
-            "--scoring-rows",
-            str(SCORING_ROWS),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    deployment = Deployment(root, env, settings)
-    deployment.airflow("db", "migrate")
-    return deployment
+    return deploy(tmp_path_factory.mktemp("e2e"), TRAINING_ROWS, SCORING_ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +70,7 @@ def test_test_auc_is_within_two_points_of_the_best_achievable(deployment: Deploy
     use_mlflow(deployment.settings)
     trained = first_run["manifests"]["train"]
     model_auc = mlflow.get_run(trained.mlflow_run_id).data.metrics["test_roc_auc"]
-    test = pd.read_parquet(trained.test_path)
+    test = read_parquet(trained.test_path)
     truth = pd.read_parquet(deployment.settings.sources_dir / "ground_truth.parquet").set_index("customerID")
     best_auc = roc_auc_score(test["Churn"] == "Yes", truth.loc[test["customerID"], "true_churn_probability"])
     assert model_auc >= best_auc - 0.02, (model_auc, best_auc)

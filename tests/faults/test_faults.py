@@ -23,7 +23,7 @@ from churn.handoffs import EvaluateResult, FeatureResult, PackageResult, ScoreRe
 from churn.package import run_package
 from churn.score import run_score
 from churn.settings import Settings
-from churn.storage import write_parquet_atomically
+from churn.storage import read_parquet, write_parquet_atomically
 from churn.tracking import ModelUnavailableError, champion_version, use_mlflow
 from churn.train import run_train
 from churn.warehouse import WarehouseError, replace_scores, scores_table, warehouse_engine
@@ -189,7 +189,7 @@ def test_challenger_trained_on_shuffled_labels_is_never_promoted(promoted, tmp_p
     settings = promoted.settings
     use_mlflow(settings)
     champion_before = champion_version(settings).version
-    features = pd.read_parquet(promoted.features.training_path)
+    features = read_parquet(promoted.features.training_path)
     shuffled = features.assign(Churn=features["Churn"].sample(frac=1.0, random_state=3).to_numpy())
     shuffled_path = tmp_path / "features" / "training.parquet"
     shuffled_path.parent.mkdir(parents=True)

@@ -14,6 +14,7 @@ from churn.evaluate import (
 from churn.handoffs import EvaluateResult
 from churn.model import label_vector, model_inputs
 from churn.settings import QualityGates
+from churn.storage import read_parquet
 from churn.tracking import use_mlflow
 from churn.warehouse import ScoringRecord
 
@@ -145,7 +146,6 @@ def test_a_held_back_evaluation_keeps_the_champion_and_says_why(trained_run, con
 def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(trained_run, contract):
     import uuid
 
-    import pandas as pd
     from mlflow import MlflowClient
 
     from churn.evaluate import champion_auc_on
@@ -155,7 +155,7 @@ def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(tra
     client = MlflowClient()
     model_name = f"churn-contract-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(model_name)
-    test = pd.read_parquet(trained.test_path)
+    test = read_parquet(trained.test_path)
     # Rows shaped by a contract without PaymentMethod: the registered model needs that column.
     inputs, labels = model_inputs(test, contract).drop(columns=["PaymentMethod"]), label_vector(test, contract)
 

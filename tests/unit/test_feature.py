@@ -4,6 +4,7 @@ import pytest
 from churn.feature import add_derived_features, band, category_values, count_equal, ratio, unseen_categories
 from churn.handoffs import FeatureResult
 from churn.model import model_columns
+from churn.storage import read_parquet
 
 
 def test_band_labels_cover_every_value_with_inclusive_upper_edges():
@@ -67,7 +68,7 @@ def test_run_feature_writes_both_feature_tables_with_the_contracts_features(trai
     assert isinstance(features, FeatureResult)
     assert features.run == trained_run.validated.run
     assert features.derived_features == [feature.name for feature in contract.derived_features]
-    training, scoring = pd.read_parquet(features.training_path), pd.read_parquet(features.scoring_path)
+    training, scoring = read_parquet(features.training_path), read_parquet(features.scoring_path)
     assert len(training) == trained_run.validated.training.rows == 3000
     assert len(scoring) == trained_run.validated.scoring.rows == 600
     assert set(features.derived_features) <= set(training.columns) & set(scoring.columns)
@@ -98,5 +99,5 @@ def test_feature_tables_are_built_batch_by_batch_as_in_one_piece(tmp_path, snaps
     assert len(batches) == 86 and max(batches) == 7
     assert pq.ParquetFile(tmp_path / "features.parquet").metadata.num_row_groups == 86
     built = pd.read_parquet(tmp_path / "features.parquet")
-    pd.testing.assert_frame_equal(built, add_derived_features(pd.read_parquet(source), contract))
+    pd.testing.assert_frame_equal(built, add_derived_features(read_parquet(source), contract))
     assert seen["Contract"] == set(typed["Contract"].dropna())

@@ -10,11 +10,12 @@ import sqlalchemy as sa
 
 from churn.handoffs import IngestResult, LandedSnapshot, PhaseFailure
 from churn.ingest import land_snapshot, read_table_batches, resolve_score_date
+from churn.locations import location
 from churn.manifest import read_manifests
 from churn.run_parameters import RunParameterError, RunParameters, read_run_parameters
 from churn.settings import PROJECT_DIR
 from churn.sources import SOURCE_PATTERN, FileSource, SourceError, TableSource, parse_source
-from churn.storage import read_snapshot_file, write_parquet_batches_atomically
+from churn.storage import read_parquet, read_snapshot_chunks, write_parquet_batches_atomically
 from tests.conftest import SCORE_DATE, ingest_for, run_parameters
 
 
@@ -125,7 +126,7 @@ def test_a_file_is_landed_byte_for_byte_with_its_checksum(source_files, tmp_path
     original = source_files["training"]
     landed = land_snapshot(parse_source(str(original)), tmp_path / "raw", "training")
     assert isinstance(landed, LandedSnapshot)
-    assert landed.path == tmp_path / "raw" / "training.csv" and landed.format == "csv"
+    assert landed.path == location(tmp_path / "raw" / "training.csv") and landed.format == "csv"
     assert landed.path.read_bytes() == original.read_bytes()
     assert landed.sha256 == hashlib.sha256(original.read_bytes()).hexdigest()
     assert landed.bytes == original.stat().st_size
@@ -133,7 +134,7 @@ def test_a_file_is_landed_byte_for_byte_with_its_checksum(source_files, tmp_path
 
 
 def test_csv_is_read_as_the_text_it_holds(source_files):
-    frame = read_snapshot_file(source_files["training"], "csv")
+    frame = pd.concat(read_snapshot_chunks(source_files["training"], "csv", 1000))
     assert len(frame) == 3000
     assert all(pd.api.types.is_string_dtype(dtype) for dtype in frame.dtypes)
     assert " " in set(frame["TotalCharges"])  # the public file's blank, kept for validation to judge
@@ -160,7 +161,7 @@ def test_garbage_parquet_is_reported_as_unreadable(tmp_path: Path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not really parquet")
     with pytest.raises(SourceError, match=r"not a readable Parquet file"):
-        read_snapshot_file(path, "parquet")
+        next(read_snapshot_chunks(path, "parquet", 1000))
 
 
 def test_sql_table_source_is_landed_as_parquet(tmp_path: Path, snapshots, monkeypatch: pytest.MonkeyPatch):
@@ -173,8 +174,8 @@ def test_sql_table_source_is_landed_as_parquet(tmp_path: Path, snapshots, monkey
     monkeypatch.setenv("AIRFLOW_CONN_CRM", f"sqlite:///{db_path}")
     landed = land_snapshot(parse_source("sql://crm/active_customers"), tmp_path / "raw", "scoring")
     assert landed.format == "parquet" and landed.source == "table active_customers via connection crm"
-    assert landed.path == tmp_path / "raw" / "scoring.parquet"
-    assert len(read_snapshot_file(landed.path, "parquet")) == 600
+    assert landed.path == location(tmp_path / "raw" / "scoring.parquet")
+    assert sum(len(chunk) for chunk in read_snapshot_chunks(landed.path, "parquet", 1000)) == 600
     with pytest.raises(SourceError, match="table not found"):
         land_snapshot(parse_source("sql://crm/nobody"), tmp_path / "raw", "nobody")
     with pytest.raises(SourceError, match="table not found"):
@@ -201,7 +202,7 @@ def test_a_table_is_exported_in_batches_of_one_schema(tmp_path: Path):
     assert [batch.num_rows for batch in batches] == [10, 10, 5]
     assert len({batch.schema for batch in batches}) == 1
     landed = write_parquet_batches_atomically(batches, tmp_path / "training.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(landed), frame, check_dtype=False)
+    pd.testing.assert_frame_equal(read_parquet(landed), frame, check_dtype=False)
     assert [batch.num_rows for batch in read_table_batches(parse_source("sql://crm/nobody_yet"), url, 10)] == [0]
 
 

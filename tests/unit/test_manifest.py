@@ -15,6 +15,7 @@ from churn.handoffs import (
     ValidatedSnapshot,
     ValidateResult,
 )
+from churn.locations import location
 from churn.manifest import manifest_path, read_manifests, run_phase, write_manifest
 from tests.conftest import EXPECTED_OWNERS, run_context
 
@@ -102,7 +103,7 @@ def test_manifests_round_trip_as_typed_records(tmp_path: Path):
     read = read_manifests(tmp_path)
     assert read == {"ingest": records["ingest"]}
     assert isinstance(read["ingest"], IngestResult)
-    assert read["ingest"].training.path == tmp_path / "raw" / "training.csv"
+    assert read["ingest"].training.path == location(tmp_path / "raw" / "training.csv")
     assert not list(tmp_path.rglob("*.partial"))
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from churn.handoffs import FeatureResult, PackageResult, PhaseFailure, RunContext
 from churn.manifest import read_manifests
 from churn.score import ScoringError, choose_model, partition_bounds, risk_bands, run_score, score_frame
+from churn.storage import read_parquet
 from churn.warehouse import (
     ScoringRecord,
     WarehouseError,
@@ -79,7 +80,7 @@ def test_every_customer_gets_one_probability_and_band(trained_run, contract):
 
     use_mlflow(trained_run.settings)
     model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
-    features = pd.read_parquet(trained_run.features.scoring_path)
+    features = read_parquet(trained_run.features.scoring_path)
     scored = score_frame(model, features, contract, BANDS)
     assert len(scored) == len(features) == 600
     assert scored["customer_id"].is_unique
@@ -233,7 +234,7 @@ def test_a_category_training_never_saw_is_still_scored(trained_run, contract):
 
     use_mlflow(trained_run.settings)
     model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
-    features = pd.read_parquet(trained_run.features.scoring_path).head(20)
+    features = read_parquet(trained_run.features.scoring_path).head(20)
     features.loc[features.index[:3], "PaymentMethod"] = "Bank transfer (manual)"
     scored = score_frame(model, features, contract, BANDS)
     assert len(scored) == 20 and scored["churn_probability"].between(0, 1).all()
@@ -344,7 +345,7 @@ def test_partitions_and_batches_score_like_one_piece(trained_run, contract, tmp_
 
     assert (scored.partitions, scored.rows_written) == (5, 600)
     model = mlflow.sklearn.load_model(trained_run.trained.model_uri)
-    whole = score_frame(model, pd.read_parquet(features.scoring_path), contract, BANDS).sort_values("customer_id")
+    whole = score_frame(model, read_parquet(features.scoring_path), contract, BANDS).sort_values("customer_id")
     stored = stored_scores(url, SCORE_DATE)
     stored = stored[stored["model_name"] == settings.config.registered_model]
     assert stored["customer_id"].tolist() == whole["customer_id"].tolist()

@@ -21,7 +21,17 @@ def test_defaults_keep_all_state_under_churn_home(tmp_path: Path):
     settings = load_settings({"CHURN_HOME": str(tmp_path)})
     assert settings.warehouse_url == f"sqlite:///{tmp_path / 'warehouse.db'}"
     assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    assert settings.run_dir("2026-11-29", "manual__2026-11-29T02:00:00+00:00").is_relative_to(tmp_path)
+    run_dir = settings.run_dir("2026-11-29", "manual__2026-11-29T02:00:00+00:00")
+    assert run_dir.protocol == "file" and Path(run_dir.path).is_relative_to(tmp_path.resolve())
+
+
+def test_the_runs_base_may_be_object_storage_through_a_connection(tmp_path: Path):
+    settings = load_settings(
+        {"CHURN_HOME": str(tmp_path), "CHURN_RUNS_BASE": "s3://settings_runs@my-bucket/churn/runs"}
+    )
+    run_dir = settings.run_dir("2026-11-29", "manual__2026-11-29T02:00:00+00:00")
+    assert (run_dir.protocol, run_dir.conn_id, run_dir.bucket) == ("s3", "settings_runs", "my-bucket")
+    assert run_dir.key == "churn/runs/score_date=2026-11-29/run_id=manual__2026-11-29T02_00_00_00_00"
 
 
 def test_environment_overrides_the_embedded_defaults(tmp_path: Path):

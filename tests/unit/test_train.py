@@ -3,7 +3,6 @@ from importlib import resources
 import mlflow
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -17,6 +16,7 @@ from churn.settings import (
     LogisticRegressionParams,
     PipelineConfig,
 )
+from churn.storage import read_parquet
 from churn.tracking import use_mlflow
 from churn.train import choose_winner, split_train_test, training_fingerprint
 
@@ -139,7 +139,7 @@ def test_training_logs_both_candidates_and_a_calibrated_model(trained_run, contr
     assert tracked.tags["training_fingerprint"] == trained.training_fingerprint
     assert tracked.tags["contract_sha256"] == contract.fingerprint
     model = mlflow.sklearn.load_model(trained.model_uri)
-    test = pd.read_parquet(trained.test_path)
+    test = read_parquet(trained.test_path)
     probabilities = model.predict_proba(model_inputs(test, contract))[:, 1]
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     assert trained.test_rows == len(test) == 600

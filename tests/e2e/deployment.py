@@ -1,0 +1,85 @@
+"""A deployment for running the real DAG through ``airflow dags test``: its own Airflow home,
+metadata database, MLflow store, SQLite warehouse and generated snapshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from churn.settings import Settings, load_settings
+from tests.conftest import INHERITED_SETTINGS, PROJECT_DIR, SCORE_DATE, stored_scores
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Deployment:
+    root: Path
+    env: dict[str, str]
+    settings: Settings
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=check, timeout=900
+        )
+
+    def trigger(self, **conf: str) -> subprocess.CompletedProcess:
+        """Run the DAG once, as `airflow dags test` does, with trigger parameters."""
+        return self.airflow(
+            "dags", "test", "churn_pipeline", SCORE_DATE.isoformat(), "--conf", json.dumps(conf), check=False
+        )
+
+    def json_output(self, *args: str) -> list[dict]:
+        """A CLI command's JSON answer; Airflow may log warnings on stdout before it."""
+        lines = self.airflow(*args, "-o", "json").stdout.splitlines()
+        return json.loads(next(line for line in reversed(lines) if line.startswith("[")))
+
+    def latest_run(self) -> dict:
+        runs = self.json_output("dags", "list-runs", "churn_pipeline")
+        return max(runs, key=lambda run: run["run_after"])
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        rows = self.json_output("tasks", "states-for-dag-run", "churn_pipeline", run_id)
+        return {row["task_id"]: row["state"] for row in rows}
+
+    def scores(self) -> pd.DataFrame:
+        return stored_scores(self.settings.warehouse_url)
+
+
+def deploy(root: Path, training_rows: int, scoring_rows: int, **extra_env: str) -> Deployment:
+    """A fresh deployment under ``root`` with generated snapshots and a migrated metadata database."""
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CHURN_HOME": str(root / "churn"),
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+    for inherited in INHERITED_SETTINGS:
+        env.pop(inherited, None)
+    env.update(extra_env)
+    settings = load_settings(env)
+    subprocess.run(
+        [
+            str(BIN / "churn-generate"),
+            "--out",
+            str(settings.sources_dir),
+            "--training-rows",
+            str(training_rows),
+            "--scoring-rows",
+            str(scoring_rows),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    deployment = Deployment(root, env, settings)
+    deployment.airflow("db", "migrate")
+    return deployment
