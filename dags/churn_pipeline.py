@@ -40,10 +40,10 @@ from churn.run_parameters import trigger_form
 RACI = load_raci()
 
 
-def phase_task(phase: str, step: str | None = None):
+def phase_task(phase: str, step: str | None = None, **options: Any):
     """A TaskFlow task for ``phase`` (or one ``step`` of it), owned by its RACI Responsible role
     and documented by its row."""
-    return task(task_id=step or phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc())
+    return task(task_id=step or phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc(), **options)
 
 
 @dag(
@@ -103,10 +103,14 @@ def churn_pipeline():
 
             return [part.model_dump(mode="json") for part in run_score_plan(features, packaged)]
 
-        @phase_task("score", "partition")
+        # The UI names each mapped instance by its rows, not only its index.
+        @phase_task("score", "partition", map_index_template="{{ customer_rows }}")
         def partition(work: dict[str, Any]) -> dict[str, Any]:
+            from airflow.sdk import get_current_context
+
             from churn.score import run_score_partition
 
+            get_current_context()["customer_rows"] = f"rows {work['first_row']:,}-{work['end_row']:,}"
             return run_score_partition(work).model_dump(mode="json")
 
         @phase_task("score", "publish")

@@ -1,8 +1,8 @@
 """The one distinction every phase's errors share: whether a retry could help.
 
 Airflow ends a task that raises its ``AirflowFailException`` at once, without the retries
-meant for outages, so every error a retry cannot fix is one. With ``airflow_connections``,
-this is the package's only contact with Airflow.
+meant for outages, so every error a retry cannot fix is one. With ``airflow_connections``
+and ``locations``, this is one of the three modules that import Airflow.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class PackageResult(PhaseResult):
 
 class ScoringPartition(PhaseResult):
     """One scoring task's share of the date: rows ``first_row`` to ``end_row`` (exclusive) of
-    the scoring features, scored with the date's model of record and staged in ``staging_table``."""
+    the scoring features, scored with the date's model of record and staged under ``staging_key``."""
 
     index: int
     partitions: int
@@ -113,8 +113,8 @@ class ScoringPartition(PhaseResult):
     model_chosen_because: str
     # The version that had scored the date when the model was chosen (None: not scored yet).
     version_seen_for_date: str | None
+    # Names the plan's staging table (see churn.warehouse.staging_table); new to every plan.
     staging_key: str
-    staging_table: str
 
 
 class ScoredPartition(Handoff):

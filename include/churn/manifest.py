@@ -8,6 +8,7 @@ phase runs in.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,7 @@ from churn.storage import writing_atomically
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+logger = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
 FAILURE = "failed"
 
@@ -61,19 +63,26 @@ def run_phase(
     does (then let the error go on), and store its result as the phase's manifest.
 
     A phase run as several tasks (scoring: plan, partitions, publish) marks the task that
-    ``starts`` it, which forgets the stale records, and the one that ``finishes`` it, which
-    stores the manifest; it runs only once every earlier step succeeded, so it also forgets
-    the failures that retries of those steps left behind.
+    ``starts`` it, which forgets the stale records of this phase and the later ones, and the
+    one that ``finishes`` it, which stores the manifest. Every other step forgets the phase's
+    own result, which its rerun makes stale; the finishing step runs only once every earlier
+    step succeeded, so it also forgets the failures that retries of those steps left behind.
+    Recording a failure never hides the failure itself.
     """
     if starts:
         forget_phases_from(run.run_dir, phase)
-    elif finishes:
-        manifest_path(run.run_dir, FAILURE).unlink(missing_ok=True)
+    else:
+        manifest_path(run.run_dir, phase).unlink(missing_ok=True)
+        if finishes:
+            manifest_path(run.run_dir, FAILURE).unlink(missing_ok=True)
     try:
         result = work()
     except Exception as error:
         failure = PhaseFailure(phase=phase, error_type=type(error).__name__, error=redact_text(str(error)))
-        write_manifest(run.run_dir, FAILURE, failure)
+        try:
+            write_manifest(run.run_dir, FAILURE, failure)
+        except OSError as unrecorded:  # e.g. run storage unreachable: the task's error matters more
+            logger.warning("could not record the failure of %s in %s: %s", phase, run.run_dir, unrecorded)
         raise
     if finishes:
         write_manifest(run.run_dir, phase, result)

@@ -13,6 +13,7 @@ and a rerun of a date never duplicates a row.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -184,7 +185,10 @@ def plan_scoring(features: FeatureResult, packaged: PackageResult, settings: Set
             run.score_date,
         )
         load_scoring_model(chosen)  # refuse an unusable model before any partition starts
-        staging = prepare_staging(engine, table, run.score_date, run.airflow_run_id)
+        # A key new to every plan: clearing a published run must never reuse (and so drop) its
+        # staging table, which on PostgreSQL is now the date's live partition.
+        staging_key = uuid.uuid4().hex
+        prepare_staging(engine, table, run.score_date, staging_key)
     bounds = partition_bounds(parquet_rows(features.scoring_path), settings.config.scoring.partition_rows)
     return [
         ScoringPartition(
@@ -198,8 +202,7 @@ def plan_scoring(features: FeatureResult, packaged: PackageResult, settings: Set
             model_version=chosen.version,
             model_chosen_because=chosen.reason,
             version_seen_for_date=record.version_for_date,
-            staging_key=run.airflow_run_id,
-            staging_table=staging.fullname,
+            staging_key=staging_key,
         )
         for index, (first, end) in enumerate(bounds)
     ]
@@ -269,6 +272,7 @@ def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreRe
             {part.partition.index: part.rows_staged for part in scored},
             seen=ScoringRecord(plan.version_seen_for_date, None),
             model=(plan.model_name, plan.model_version),
+            run_id=run.airflow_run_id,
         )
         warehouse = redact_url(engine.url)
         table_name = table.fullname

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,14 +34,21 @@ PARQUET_ROW_GROUP_ROWS = 100_000
 
 @contextmanager
 def writing_atomically(path: ObjectStoragePath) -> Iterator[ObjectStoragePath]:
-    """A temporary name beside ``path`` to write to, put in ``path``'s place once the write is
-    done, so readers see the old file or the whole new one, never half of one. (Locally the
-    rename is atomic; an object store makes the whole object visible at once.)"""
+    """Where to write ``path`` so that readers see the old file or the whole new one, never
+    half of one: on local disk a temporary name beside it (one per writer), renamed onto it
+    once the write is done and removed if the write fails; in object storage ``path`` itself,
+    since an object becomes visible only once it is completely uploaded."""
     path = location(path)
+    if path.protocol != "file":
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    yield partial
-    partial.replace(path)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: ObjectStoragePath) -> ObjectStoragePath:
@@ -129,11 +137,14 @@ def copy_atomically(source: Path | ObjectStoragePath, destination: ObjectStorage
 
 
 def copy_folder(source: Path, destination: ObjectStoragePath) -> ObjectStoragePath:
-    """Copy a local folder's files into ``destination``, each atomically; returns ``destination``."""
+    """Copy a local folder's files into ``destination``, each atomically, its top ``index.html``
+    last, so that page never links to one not there yet; returns ``destination``."""
     destination = location(destination)
-    for file in sorted(source.rglob("*")):
-        if file.is_file():
-            copy_atomically(file, destination.joinpath(*file.relative_to(source).parts))
+    files = sorted(
+        (file for file in source.rglob("*") if file.is_file()), key=lambda file: file == source / "index.html"
+    )
+    for file in files:
+        copy_atomically(file, destination.joinpath(*file.relative_to(source).parts))
     return destination
 
 
@@ -197,5 +208,5 @@ def _parquet_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.Dat
                 yield batch.to_pandas()
             if empty:
                 yield parquet.schema_arrow.empty_table().to_pandas()
-    except Exception as error:  # pyarrow raises several types for damaged files
+    except pa.ArrowException as error:  # not an outage reading it: those must stay retryable
         raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,9 +23,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from churn.errors import PermanentError
 from churn.settings import Settings, redact_url
 
 INSERT_BATCH_ROWS = 10_000
+PUBLISH_LOCK_TIMEOUT_SECONDS = 60
 # The staging table's column naming the scoring partition that wrote each row.
 STAGED_BY = "scoring_partition"
 SQLITE_WRITE_WAIT_SECONDS = 60
@@ -33,6 +35,10 @@ SQLITE_WRITE_WAIT_SECONDS = 60
 
 class WarehouseError(RuntimeError):
     """The warehouse could not be read or refused the write; the date's earlier rows are unchanged."""
+
+
+class PublishRefused(PermanentError, RuntimeError):
+    """The staged rows must not become the date's scores; only scoring the date again can fix it."""
 
 
 @dataclass(frozen=True)
@@ -77,24 +83,27 @@ def _score_columns() -> list[sa.Column]:
     ]
 
 
-def scores_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+def scores_table(metadata: sa.MetaData, name: str, schema: str | None, *, partitioned: bool = True) -> sa.Table:
     """The warehouse table of churn scores; one row per customer and score date.
 
-    PostgreSQL creates it partitioned by date, so publishing a date swaps one partition.
+    PostgreSQL creates it partitioned by date (unless not ``partitioned``), so publishing a
+    date swaps one partition.
     """
-    return sa.Table(name, metadata, *_score_columns(), schema=schema, postgresql_partition_by="LIST (score_date)")
+    partition_by = {"postgresql_partition_by": "LIST (score_date)"} if partitioned else {}
+    return sa.Table(name, metadata, *_score_columns(), schema=schema, **partition_by)
 
 
 def staging_table(scores: sa.Table, score_date: date, stage_key: str) -> sa.Table:
-    """The table where one run stages ``score_date``'s rows: the scores table's columns, plus
-    the partition that wrote each row; its name is derived from the date and ``stage_key``.
+    """The table where one scoring attempt stages ``score_date``'s rows: the scores table's
+    columns, plus the partition that wrote each row; its name is derived from the date and
+    ``stage_key`` (unique to the attempt), within PostgreSQL's 63 characters.
 
     The check on the date lets PostgreSQL attach the table as the date's partition without
     reading it.
     """
-    digest = hashlib.sha256(f"{score_date}|{stage_key}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{score_date}|{stage_key}".encode()).hexdigest()[:12]
     return sa.Table(
-        f"{scores.name}_{score_date:%Y%m%d}_{digest}",
+        f"{scores.name[:40]}_{score_date:%Y%m%d}_{digest}",
         sa.MetaData(),
         *_score_columns(),
         sa.Column(STAGED_BY, sa.Integer, nullable=False),
@@ -162,7 +171,7 @@ def replace_scores(
 ) -> int:
     """Replace exactly ``score_date``'s rows with ``rows`` (one frame, or batches as they are
     scored), staged as a single partition and then published; returns how many rows were written."""
-    staging = prepare_staging(engine, table, score_date, f"replace-{uuid.uuid4()}")
+    staging = prepare_staging(engine, table, score_date, uuid.uuid4().hex)
     staged = stage_partition(engine, staging, score_date, 0, rows)
     model = None
     if seen is not None and staged:
@@ -175,14 +184,14 @@ def replace_scores(
 
 def prepare_staging(engine: sa.Engine, table: sa.Table, score_date: date, stage_key: str) -> sa.Table:
     """Create the scores table if it is missing, and an empty staging table for ``score_date``
-    under ``stage_key`` (replacing one a failed attempt left)."""
+    under ``stage_key``, which must be new to the date: on PostgreSQL a published staging
+    table is the date's live partition."""
     staging = staging_table(table, score_date, stage_key)
     with _writing(engine, table, score_date, "preparing to stage") as connection:
         _lock(connection, table.fullname)
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
-        staging.drop(connection, checkfirst=True)
         staging.create(connection)
     return staging
 
@@ -203,12 +212,15 @@ def stage_partition(
     """
     batches = [rows] if isinstance(rows, pd.DataFrame) else rows
     try:
-        with _writing(engine, staging, score_date, f"staging partition {partition}") as connection:
+        with (
+            closing(_produced(batches)) as produced,
+            _writing(engine, staging, score_date, f"staging partition {partition}") as connection,
+        ):
             _lock(connection, f"{staging.fullname}/{partition}")
             connection.execute(sa.delete(staging).where(staging.c[STAGED_BY] == partition))
             load = _loader(engine)
             written = 0
-            for batch in _produced(batches):
+            for batch in produced:
                 load(connection, staging, batch.assign(score_date=score_date, **{STAGED_BY: partition}))
                 written += len(batch)
     except _ProducerFailed as failed:
@@ -225,34 +237,48 @@ def publish_staged(
     *,
     seen: ScoringRecord | None = None,
     model: tuple[str, str] | None = None,
+    run_id: str | None = None,
 ) -> int:
     """Make the staged rows ``score_date``'s scores in one short transaction; returns how many.
 
-    Refused, with the date's rows unchanged, unless every partition staged exactly the rows it
-    reported (``expected_rows``: partition to row count). Writers of the table take turns, so
-    two runs of one date end with one complete set. With ``seen`` (the record the model was
-    chosen from) and ``model`` (its name and version), publishing is refused if another run
-    has scored the date with a version other than that record's or ``model``'s since.
+    Refused (:class:`PublishRefused`), with the date's rows unchanged, unless every partition
+    staged exactly the rows it reported (``expected_rows``: partition to row count). Writers
+    of the table take turns, so two runs of one date end with one complete set. With ``seen``
+    (the record the model was chosen from) and ``model`` (its name and version), publishing is
+    refused if another run has scored the date with a version other than that record's or
+    ``model``'s since. Publishing again what is already published (a retry after the commit,
+    given the rows' ``run_id``) changes nothing and succeeds.
     """
+    total = sum(expected_rows.values())
     with _writing(engine, table, score_date, "publishing") as connection:
         _lock(connection, table.fullname)
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            # Readers queue behind the partition swap: wait a bounded time for theirs to end,
+            # then fail and be retried. The partition bound is compared as ISO text.
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT_SECONDS}s'")
+            connection.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+        if _published_already(connection, table, staging, score_date, total, run_id):
+            return total
+        if postgres:  # no late attempt at a partition may add rows once they are counted
+            connection.exec_driver_sql(f"LOCK TABLE {_qualified(staging)} IN ACCESS EXCLUSIVE MODE")
         staged = dict(
             connection.execute(
                 sa.select(staging.c[STAGED_BY], sa.func.count()).group_by(staging.c[STAGED_BY])
             ).all()
         )
         if staged != {partition: rows for partition, rows in expected_rows.items() if rows}:
-            raise RuntimeError(
+            raise PublishRefused(
                 f"the staged rows do not match what the partitions reported (staged per partition: {staged}; "
-                f"reported: {expected_rows}); rerun the date's scoring"
+                f"reported: {expected_rows}); nothing was published: score the date again"
             )
         if seen is not None and model is not None:
             model_name, model_version = model
             now = _version_for_date(connection, table, score_date, model_name)
             if now not in {seen.version_for_date, model_version}:
-                raise RuntimeError(
-                    f"another run scored {score_date} with version {now} while this one was scoring; rerunning "
-                    "the date's scoring scores it with that version"
+                raise PublishRefused(
+                    f"another run scored {score_date} with version {now} while this one was scoring; nothing was "
+                    "published: score the date again (clear the score group) to score it with that version"
                 )
         if _is_partitioned(connection, table):
             _swap_partition(connection, table, staging, score_date)
@@ -261,7 +287,23 @@ def publish_staged(
             names = [column.name for column in table.columns]
             connection.execute(sa.insert(table).from_select(names, sa.select(*(staging.c[n] for n in names))))
             staging.drop(connection)
-    return sum(expected_rows.values())
+    return total
+
+
+def _published_already(
+    connection: sa.Connection, table: sa.Table, staging: sa.Table, score_date: date, rows: int, run_id: str | None
+) -> bool:
+    """Whether ``staging`` was published before: attached as the date's partition, or copied
+    over (and dropped) with the date now holding exactly its ``rows`` from ``run_id``."""
+    if _is_partitioned(connection, table):
+        return staging.name in _partitions(connection, table).values()
+    if run_id is None or sa.inspect(connection).has_table(staging.name, schema=staging.schema):
+        return False
+    published = connection.execute(
+        sa.select(sa.func.count()).where(table.c.score_date == score_date, table.c.run_id == run_id)
+    ).scalar()
+    everything = connection.execute(sa.select(sa.func.count()).where(table.c.score_date == score_date)).scalar()
+    return published == everything == rows
 
 
 @contextmanager
@@ -270,7 +312,7 @@ def _writing(engine: sa.Engine, table: sa.Table, score_date: date, step: str) ->
     try:
         with engine.execution_options(write_lock=True).begin() as connection:
             yield connection
-    except _ProducerFailed:
+    except (_ProducerFailed, PublishRefused):
         raise
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
@@ -302,7 +344,24 @@ def _is_partitioned(connection: sa.Connection, table: sa.Table) -> bool:
 
 
 def _qualified(table: sa.Table) -> str:
-    return ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
+    return _quoted(table.schema, table.name)
+
+
+def _quoted(*parts: str | None) -> str:
+    return ".".join(f'"{part}"' for part in parts if part)
+
+
+def _partitions(connection: sa.Connection, table: sa.Table) -> dict[str, str]:
+    """The scores table's partitions: each one's bound (``FOR VALUES IN ('<date>')``) and name."""
+    return dict(
+        connection.execute(
+            sa.text(
+                "SELECT pg_get_expr(c.relpartbound, c.oid), c.relname FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:parent)"
+            ),
+            {"parent": _qualified(table)},
+        ).all()
+    )
 
 
 def _swap_partition(connection: sa.Connection, table: sa.Table, staging: sa.Table, score_date: date) -> None:
@@ -312,17 +371,13 @@ def _swap_partition(connection: sa.Connection, table: sa.Table, staging: sa.Tabl
     and its primary key becomes the partition's index.
     """
     bound = f"FOR VALUES IN ('{score_date.isoformat()}')"
-    old = connection.execute(
-        sa.text(
-            "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass(:parent) AND pg_get_expr(c.relpartbound, c.oid) = :bound"
-        ),
-        {"parent": _qualified(table), "bound": bound},
-    ).scalar()
+    old = _partitions(connection, table).get(bound)
     connection.exec_driver_sql(f"ALTER TABLE {_qualified(staging)} DROP COLUMN {STAGED_BY}")
     if old is not None:
-        connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} DETACH PARTITION {old}")
-        connection.exec_driver_sql(f"DROP TABLE {old}")
+        connection.exec_driver_sql(
+            f"ALTER TABLE {_qualified(table)} DETACH PARTITION {_quoted(table.schema, old)}"
+        )
+        connection.exec_driver_sql(f"DROP TABLE {_quoted(table.schema, old)}")
     connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} ATTACH PARTITION {_qualified(staging)} {bound}")
 
 

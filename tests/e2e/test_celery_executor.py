@@ -343,6 +343,10 @@ def test_both_workers_score_partitions(celery_stack: CeleryStack):
     assert {ti["state"] for ti in stack.task_instances(run_id)} == {"success"}
     partitions = partition_instances(stack, run_id)
     assert [ti["map_index"] for ti in partitions] == list(range(PARTITIONS))
+    # The UI names each instance by its customers' rows.
+    assert [ti["rendered_map_index"] for ti in partitions] == [
+        f"rows {index * PARTITION_ROWS:,}-{(index + 1) * PARTITION_ROWS:,}" for index in range(PARTITIONS)
+    ]
     assert len({ti["hostname"] for ti in partitions}) == 1  # one machine: Airflow's hostname cannot tell
 
     taken_by = {record["id"]: record["worker"] for record in stack.celery_records()}

@@ -270,10 +270,10 @@ def test_a_parquet_writer_killed_mid_file_leaves_the_earlier_file_whole(tmp_path
     destination = tmp_path / "raw" / "training.parquet"
     write_parquet_atomically(pd.DataFrame({"customer_id": ["a", "b"], "tenure": [1, 2]}), destination)
     before = destination.read_bytes()
-    partial = destination.with_name(f".{destination.name}.partial")
     writer = subprocess.Popen([sys.executable, "-c", PARQUET_WRITER, str(destination)])
     deadline = time.monotonic() + 120
-    while not (partial.exists() and partial.stat().st_size > 0):
+    partials = f".{destination.name}.*.partial"
+    while not any(partial.stat().st_size > 0 for partial in destination.parent.glob(partials)):
         assert writer.poll() is None, "the writer finished before it could be killed; give it more rows"
         assert time.monotonic() < deadline, "the write never started"
         time.sleep(0.01)
@@ -284,4 +284,7 @@ def test_a_parquet_writer_killed_mid_file_leaves_the_earlier_file_whole(tmp_path
     assert pd.read_parquet(destination)["customer_id"].tolist() == ["a", "b"]
     write_parquet_atomically(pd.DataFrame({"customer_id": ["c"], "tenure": [3]}), destination)
     assert pd.read_parquet(destination)["customer_id"].tolist() == ["c"]
-    assert not partial.exists()
+    # The killed writer's hidden partial file stays behind; no reader ever takes it for the file.
+    assert sorted(path.name for path in destination.parent.iterdir() if not path.name.startswith(".")) == [
+        "training.parquet"
+    ]

@@ -12,6 +12,7 @@ from churn.manifest import read_manifests
 from churn.score import ScoringError, choose_model, partition_bounds, risk_bands, run_score, score_frame
 from churn.storage import read_parquet
 from churn.warehouse import (
+    PublishRefused,
     ScoringRecord,
     WarehouseError,
     prepare_staging,
@@ -303,7 +304,9 @@ def test_a_write_is_refused_when_another_run_scored_the_date_meanwhile(warehouse
     engine, table = warehouse
     seen = scoring_record(engine, table, date(2026, 11, 29), "churn-classifier")
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["a"], version="5"))  # the other run
-    with pytest.raises(WarehouseError, match=r"another run scored 2026-11-29 with version 5 .*rerunning"):
+    with pytest.raises(
+        PublishRefused, match=r"another run scored 2026-11-29 with version 5 .*score the date again"
+    ):
         replace_scores(engine, table, date(2026, 11, 29), score_rows(["b"], version="4"), seen=seen)
     assert _stored(engine, table)["customer_id"].tolist() == ["a"]
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["b", "c"], version="5"), seen=seen)
@@ -397,9 +400,57 @@ def test_publishing_refuses_a_partition_that_did_not_stage_what_it_reported(ware
     replace_scores(engine, table, SCORE_DATE, score_rows(["old"]))
     staging = prepare_staging(engine, table, SCORE_DATE, "run-1")
     stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["a", "b"], version="2"))
-    with pytest.raises(WarehouseError, match=r"do not match .*\{0: 2\}.*\{0: 2, 1: 1\}"):
+    with pytest.raises(PublishRefused, match=r"do not match .*\{0: 2\}.*\{0: 2, 1: 1\}"):
         publish_staged(engine, table, staging, SCORE_DATE, {0: 2, 1: 1})
     assert _stored(engine, table)["customer_id"].tolist() == ["old"]
+
+
+def test_publishing_again_after_the_commit_changes_nothing_and_succeeds(warehouse):
+    engine, table = warehouse
+    staging = prepare_staging(engine, table, SCORE_DATE, "plan-1")
+    stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["a", "b"], version="2"))
+    assert publish_staged(engine, table, staging, SCORE_DATE, {0: 2}, run_id="run-2") == 2
+    # The task failed after the commit (say, writing its manifest); Airflow retries it.
+    assert publish_staged(engine, table, staging, SCORE_DATE, {0: 2}, run_id="run-2") == 2
+    assert _stored(engine, table)["customer_id"].tolist() == ["a", "b"]
+
+
+def test_a_new_plan_for_a_published_run_leaves_the_dates_scores_in_place(warehouse):
+    engine, table = warehouse
+    replace_scores(engine, table, SCORE_DATE, score_rows(["a", "b"], version="2"))
+    staging = prepare_staging(engine, table, SCORE_DATE, "a cleared run's new plan")
+    assert _stored(engine, table)["customer_id"].tolist() == ["a", "b"]  # visible until publishing
+    stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["c"], version="2"))
+    publish_staged(engine, table, staging, SCORE_DATE, {0: 1})
+    assert _stored(engine, table)["customer_id"].tolist() == ["c"]
+
+
+def test_a_refused_publish_is_permanent_and_names_what_to_do(warehouse):
+    from churn.errors import PermanentError
+
+    engine, table = warehouse
+    staging = prepare_staging(engine, table, SCORE_DATE, "plan-1")
+    stage_partition(engine, staging, SCORE_DATE, 0, score_rows(["a"], version="2"))
+    with pytest.raises(PublishRefused, match="score the date again") as refused:
+        publish_staged(engine, table, staging, SCORE_DATE, {0: 5})
+    assert isinstance(refused.value, PermanentError)
+
+
+def test_postgresql_finds_the_dates_partition_whatever_the_sessions_date_style(postgres_url):
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": "-c datestyle=SQL,DMY"})
+    engine = warehouse_engine(url.render_as_string(hide_password=False))
+    reader = warehouse_engine(postgres_url)  # psycopg reads timestamps in ISO style only
+    table = scores_table(sa.MetaData(), f"churn_scores_{uuid.uuid4().hex[:12]}", None)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW datestyle").scalar() == "SQL, DMY"
+        for version in ("1", "2"):
+            replace_scores(engine, table, SCORE_DATE, score_rows(["a", "b"], version=version))
+        assert set(_stored(reader, table)["model_version"]) == {"2"}
+    finally:
+        table.drop(reader, checkfirst=True)
+        engine.dispose()
+        reader.dispose()
 
 
 def test_postgresql_publishes_a_date_by_swapping_its_partition(postgres_url):
