@@ -16,7 +16,7 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score bench-phases bench-dag clean
+.PHONY: install lock data airflow-db demo test test-fast lint airflow mlflow bench-score bench-phases bench-dag bench-stages clean
 
 # pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
 # locks every transitive version. Airflow's own constraints file is used first when reachable.
@@ -154,10 +154,14 @@ bench-score: install
 	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
 	  $(BIN)/python benchmarks/score_throughput.py --customers $(BENCH_CUSTOMERS) --postgres-url "$$CHURN_TEST_POSTGRES_URL"
 
-# Peak memory and wall time of each phase, each in a fresh process, at 100,000 and 1,000,000
-# scoring customers.
+# Peak memory and wall time of each task, each in a fresh process, at 100,000, 1,000,000 and
+# 10,000,000 scoring customers (about 15 minutes).
 bench-phases: install
-	$(BIN)/python benchmarks/phase_memory.py 100000 1000000
+	$(BIN)/python benchmarks/phase_memory.py 100000 1000000 10000000
+
+# Generator, validation and feature throughput at 1,000,000 rows; calibrated against base scoring.
+bench-stages: install
+	cd benchmarks && $(BIN)/python stage_throughput.py --rows 1000000
 
 # Wall time of the whole DAG through Airflow at 100,000, 1,000,000 and 10,000,000 scoring
 # customers, scores into PostgreSQL (started as for bench-score). 10,000,000 takes a while.
