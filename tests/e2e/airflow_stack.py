@@ -5,6 +5,7 @@ stopping component processes, and the REST API client that triggers and follows 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,46 @@ def airflow_environment(
         "AIRFLOW_CONN_CHURN_WAREHOUSE": warehouse_url.replace("postgresql+psycopg://", "postgresql://"),
     }
     return env
+
+
+@dataclass
+class Setting:
+    """What a stack is started with: its environment, snapshots and admin password, the API
+    server's port, and the scratch databases."""
+
+    env: dict[str, str]
+    sources: dict[str, Path]
+    password: str
+    api_port: int
+    metadata_url: str
+    warehouse_url: str
+
+
+@contextlib.contextmanager
+def stack_setting(
+    postgres_url: str, root: Path, *, training_rows: int, scoring_rows: int, seed: int
+) -> Iterator[Setting]:
+    """Generated snapshots, an admin password, a free port for the API server, and scratch
+    metadata and warehouse databases next to ``postgres_url``, dropped afterwards."""
+    from churn.generate import make_snapshots, write_snapshots
+
+    suffix = uuid.uuid4().hex[:8]
+    sources = write_snapshots(make_snapshots(training_rows, scoring_rows, seed=seed), root / "churn" / "sources")
+    password = f"pw-{uuid.uuid4().hex}"
+    (root / "passwords.json").write_text(json.dumps({"admin": password}))
+    api_port = free_port()
+    with scratch_databases(postgres_url, f"airflow_{suffix}", f"warehouse_{suffix}") as (
+        metadata_url,
+        warehouse_url,
+    ):
+        env = airflow_environment(
+            root,
+            metadata_url=metadata_url,
+            warehouse_url=warehouse_url,
+            api_port=api_port,
+            password_file=root / "passwords.json",
+        )
+        yield Setting(env, sources, password, api_port, metadata_url, warehouse_url)
 
 
 def start(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:

@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -39,15 +38,13 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from churn.generate import make_snapshots, write_snapshots
 from tests.conftest import PROJECT_DIR, free_port
 from tests.e2e.airflow_stack import (
     BIN,
     Stack,
-    airflow_environment,
     connect,
     log_tails,
-    scratch_databases,
+    stack_setting,
     start,
     stop,
 )
@@ -178,22 +175,8 @@ def _ping_workers(broker_url: str) -> set[str]:
 @pytest.fixture(scope="module")
 def celery_stack(postgres_url: str, redis_url: str, tmp_path_factory) -> Iterator[CeleryStack]:
     root = tmp_path_factory.mktemp("celery")
-    suffix = uuid.uuid4().hex[:8]
-    sources = write_snapshots(make_snapshots(3_000, SCORING_ROWS, seed=13), root / "churn" / "sources")
-    password = f"pw-{uuid.uuid4().hex}"
-    (root / "passwords.json").write_text(json.dumps({"admin": password}))
-    api_port = free_port()
-    with scratch_databases(postgres_url, f"airflow_{suffix}", f"warehouse_{suffix}") as (
-        metadata_url,
-        warehouse_url,
-    ):
-        env = airflow_environment(
-            root,
-            metadata_url=metadata_url,
-            warehouse_url=warehouse_url,
-            api_port=api_port,
-            password_file=root / "passwords.json",
-        )
+    with stack_setting(postgres_url, root, training_rows=3_000, scoring_rows=SCORING_ROWS, seed=13) as setting:
+        env = setting.env
         env.update(
             {
                 "CHURN_PIPELINE_CONFIG": str(pipeline_config(root / "pipeline.yaml")),
@@ -236,7 +219,7 @@ def celery_stack(postgres_url: str, redis_url: str, tmp_path_factory) -> Iterato
         try:
             for name, arguments in components.items():
                 processes[name] = start([str(BIN / "airflow"), *arguments], env, root / f"{name}.log")
-            api = connect(f"http://127.0.0.1:{api_port}", password, list(processes.values()), logs)
+            api = connect(f"http://127.0.0.1:{setting.api_port}", setting.password, list(processes.values()), logs)
             node = f"@{socket.gethostname()}"
             deadline = time.monotonic() + 120
             while _ping_workers(redis_url) != {name + node for name in WORKERS}:
@@ -244,11 +227,11 @@ def celery_stack(postgres_url: str, redis_url: str, tmp_path_factory) -> Iterato
                 time.sleep(1)
             yield CeleryStack(
                 api=api,
-                warehouse_url=warehouse_url,
-                sources=sources,
+                warehouse_url=setting.warehouse_url,
+                sources=setting.sources,
                 root=root,
                 logs=logs,
-                metadata_url=metadata_url,
+                metadata_url=setting.metadata_url,
                 workers=[Worker(name + node, processes[name]) for name in WORKERS],
             )
         finally:

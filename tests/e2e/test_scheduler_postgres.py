@@ -7,8 +7,6 @@ The test starts and stops its own processes and databases.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import date
 
@@ -16,9 +14,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from churn.generate import make_snapshots, write_snapshots
-from tests.conftest import EXPECTED_OWNERS, free_port
-from tests.e2e.airflow_stack import BIN, Stack, airflow_environment, connect, scratch_databases, start, stop
+from tests.conftest import EXPECTED_OWNERS
+from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -29,28 +26,15 @@ SCORING_ROWS = 1_000
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("scheduler")
-    suffix = uuid.uuid4().hex[:8]
-    sources = write_snapshots(make_snapshots(5_000, SCORING_ROWS, seed=11), root / "churn" / "sources")
-    password = f"pw-{uuid.uuid4().hex}"
-    (root / "passwords.json").write_text(json.dumps({"admin": password}))
-    api_port = free_port()
-    with scratch_databases(postgres_url, f"airflow_{suffix}", f"warehouse_{suffix}") as (
-        metadata_url,
-        warehouse_url,
-    ):
-        env = airflow_environment(
-            root,
-            metadata_url=metadata_url,
-            warehouse_url=warehouse_url,
-            api_port=api_port,
-            password_file=root / "passwords.json",
-        )
-        env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+    with stack_setting(postgres_url, root, training_rows=5_000, scoring_rows=SCORING_ROWS, seed=11) as setting:
+        setting.env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
         logs = [root / "standalone.log"]
-        process = start([str(BIN / "airflow"), "standalone"], env, logs[0])
+        process = start([str(BIN / "airflow"), "standalone"], setting.env, logs[0])
         try:
-            api = connect(f"http://127.0.0.1:{api_port}", password, [process], logs)
-            yield Stack(api=api, warehouse_url=warehouse_url, sources=sources, root=root, logs=logs)
+            api = connect(f"http://127.0.0.1:{setting.api_port}", setting.password, [process], logs)
+            yield Stack(
+                api=api, warehouse_url=setting.warehouse_url, sources=setting.sources, root=root, logs=logs
+            )
         finally:
             stop(process)
 
