@@ -150,7 +150,7 @@ mlflow: install
 # limit; needs PostgreSQL's server binaries (Debian's postgresql package) and root, like .ci/run.
 BENCH_CUSTOMERS ?= 1000000
 bench-score: install
-	@eval "$$(scripts/local_postgres.sh start)" && \
+	@postgres=$$(scripts/local_postgres.sh start) && eval "$$postgres" && \
 	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
 	  $(BIN)/python benchmarks/score_throughput.py --customers $(BENCH_CUSTOMERS) --postgres-url "$$CHURN_TEST_POSTGRES_URL"
 
@@ -167,7 +167,7 @@ bench-stages: install
 # customers, scores into PostgreSQL (started as for bench-score). 10,000,000 takes a while.
 BENCH_DAG_SIZES ?= 100000 1000000 10000000
 bench-dag: install
-	@eval "$$(scripts/local_postgres.sh start)" && \
+	@postgres=$$(scripts/local_postgres.sh start) && eval "$$postgres" && \
 	  trap 'scripts/local_postgres.sh stop "$$CHURN_TEST_PGDATA"' EXIT && \
 	  $(BIN)/python benchmarks/dag_wall_time.py --postgres-url "$$CHURN_TEST_POSTGRES_URL" $(BENCH_DAG_SIZES)
 

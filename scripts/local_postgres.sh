@@ -3,7 +3,7 @@
 # system user (the server refuses to run as root), and print its URL.
 #   eval "$(scripts/local_postgres.sh start)"   # exports CHURN_TEST_POSTGRES_URL, CHURN_TEST_PGDATA
 #   scripts/local_postgres.sh stop "$CHURN_TEST_PGDATA"
-set -euo pipefail
+set -Eeuo pipefail
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 as_postgres() { su postgres -s /bin/sh -c "$*"; }
@@ -12,6 +12,8 @@ case "${1:-}" in
   start)
     port=${CHURN_TEST_PG_PORT:-55432}
     data=$(mktemp -d /tmp/churn-test-postgres.XXXXXX)
+    # A cluster that cannot start (say, its port is taken) leaves nothing behind.
+    trap 'as_postgres "$pg_bin/pg_ctl -D $data -m fast stop" >/dev/null 2>&1 || true; rm -rf "$data"' ERR
     chown postgres:postgres "$data"
     as_postgres "$pg_bin/initdb -D $data -A trust -U postgres" >/dev/null
     as_postgres "$pg_bin/pg_ctl -D $data -l $data/server.log -w \
