@@ -117,7 +117,9 @@ def churn_pipeline():
         def publish(staged: list[dict[str, Any]]) -> dict[str, Any]:
             from churn.score import run_score_publish
 
-            return run_score_publish(list(staged)).model_dump(mode="json")
+            # One slice fetches every partition's result at once; iterating would ask one by one
+            # until a miss, which Airflow logs as an error.
+            return run_score_publish(staged[:]).model_dump(mode="json")
 
         publish(partition.expand(work=plan(features, packaged)))
 
