@@ -258,7 +258,8 @@ def publish_staged(
             # then fail and be retried. The partition bound is compared as ISO text.
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT_SECONDS}s'")
             connection.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
-        if _published_already(connection, table, staging, score_date, total, run_id):
+        partitioned = _is_partitioned(connection, table)
+        if _published_already(connection, table, staging, score_date, total, run_id, partitioned=partitioned):
             return total
         if postgres:  # no late attempt at a partition may add rows once they are counted
             connection.exec_driver_sql(f"LOCK TABLE {_qualified(staging)} IN ACCESS EXCLUSIVE MODE")
@@ -280,7 +281,7 @@ def publish_staged(
                     f"another run scored {score_date} with version {now} while this one was scoring; nothing was "
                     "published: score the date again (clear the score group) to score it with that version"
                 )
-        if _is_partitioned(connection, table):
+        if partitioned:
             _swap_partition(connection, table, staging, score_date)
         else:
             connection.execute(sa.delete(table).where(table.c.score_date == score_date))
@@ -291,11 +292,19 @@ def publish_staged(
 
 
 def _published_already(
-    connection: sa.Connection, table: sa.Table, staging: sa.Table, score_date: date, rows: int, run_id: str | None
+    connection: sa.Connection,
+    table: sa.Table,
+    staging: sa.Table,
+    score_date: date,
+    rows: int,
+    run_id: str | None,
+    *,
+    partitioned: bool,
 ) -> bool:
-    """Whether ``staging`` was published before: attached as the date's partition, or copied
-    over (and dropped) with the date now holding exactly its ``rows`` from ``run_id``."""
-    if _is_partitioned(connection, table):
+    """Whether ``staging`` was published before: attached as the date's partition (a
+    ``partitioned`` table), or copied over (and dropped) with the date now holding exactly its
+    ``rows`` from ``run_id``."""
+    if partitioned:
         return staging.name in _partitions(connection, table).values()
     if run_id is None or sa.inspect(connection).has_table(staging.name, schema=staging.schema):
         return False
