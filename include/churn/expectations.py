@@ -14,14 +14,15 @@ said here, beside the suites, so a new kind of expectation cannot join a suite u
   row alone, so their chunks' counts add up; ``mostly`` (the blank rate) is judged on the totals,
   as one chunk may hold more blanks than the limit while the snapshot holds fewer.
 - The columns are the file's header (or Parquet schema), the same in every chunk.
-- A label value is missing from the column only if every chunk misses it.
 - The row count and uniqueness cannot be read off any chunk (a duplicate's twin may be in
   another chunk), so :func:`whole_snapshot_result` judges them on the whole snapshot: the
-  chunks' rows added up, and the column alone, as Arrow, rather than the table.
+  chunks' rows added up, and the column (or a composite key's columns joined) alone, as
+  Arrow, rather than the table.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import great_expectations as gx
@@ -34,12 +35,19 @@ from churn.contract import ColumnSpec, Contract
 
 # Offending values (and their rows) a result keeps, as many as Great Expectations' SUMMARY keeps.
 RESULT_EXAMPLES = 20
-# ASCII digits only: \d would admit other scripts' digits, which pandas cannot parse.
-INTEGER_TEXT = r"^[+-]?[0-9]+(?:\.0*)?$"
-NUMBER_TEXT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 
 
-def column_text_expectations(spec: ColumnSpec) -> list[Any]:
+def number_patterns(decimal: str) -> dict[str, str]:
+    """The text an integer and a number may be written as, with ``decimal`` as the decimal
+    mark. ASCII digits only: \\d would admit other scripts' digits, which pandas cannot parse."""
+    mark = re.escape(decimal)
+    return {
+        "integer": rf"^[+-]?[0-9]+(?:{mark}0*)?$",
+        "number": rf"^[+-]?(?:[0-9]+(?:{mark}[0-9]*)?|{mark}[0-9]+)(?:[eE][+-]?[0-9]+)?$",
+    }
+
+
+def column_text_expectations(spec: ColumnSpec, contract: Contract) -> list[Any]:
     """One column's checks on its text: blanks, uniqueness, length, number format, text values."""
     expectations: list[Any] = []
     if spec.max_null_fraction < 1.0:
@@ -48,7 +56,7 @@ def column_text_expectations(spec: ColumnSpec) -> list[Any]:
                 column=spec.name, mostly=round(1.0 - spec.max_null_fraction, 6)
             )
         )
-    if spec.unique:
+    if spec.unique or contract.id_columns == [spec.name]:
         expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=spec.name))
     if spec.max_length is not None:
         expectations.append(
@@ -57,21 +65,22 @@ def column_text_expectations(spec: ColumnSpec) -> list[Any]:
     if spec.is_numeric:
         expectations.append(
             gx.expectations.ExpectColumnValuesToMatchRegex(
-                column=spec.name, regex=INTEGER_TEXT if spec.type == "integer" else NUMBER_TEXT
+                column=spec.name, regex=number_patterns(contract.csv.decimal)[spec.type]
             )
         )
     # Numeric value sets wait for the typed stage, where "1.0" and "1" are the same number.
-    if spec.values is not None and not spec.is_numeric:
+    allowed = contract.allowed_values(spec.name)
+    if allowed is not None and not spec.is_numeric:
         expectations.append(
             gx.expectations.ExpectColumnValuesToBeInSet(
-                column=spec.name, value_set=[str(value) for value in spec.values]
+                column=spec.name, value_set=[str(value) for value in allowed]
             )
         )
     return expectations
 
 
 def text_stage_expectations(contract: Contract, columns: list[str], *, labelled: bool) -> list[Any]:
-    """Table shape, then per-column checks for the contract's columns that are present."""
+    """Table shape, the customer key, then per-column checks for the contract's columns that are present."""
     expected = contract.expected_columns(labelled=labelled)
     minimum_rows = contract.min_training_rows if labelled else 1
     expectations: list[Any] = [
@@ -80,16 +89,11 @@ def text_stage_expectations(contract: Contract, columns: list[str], *, labelled:
             column_set=expected, exact_match=contract.extra_columns == "reject"
         ),
     ]
+    if len(contract.id_columns) > 1 and set(contract.id_columns) <= set(columns):
+        expectations.append(gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=contract.id_columns))
     for name in expected:
         if name in columns:
-            expectations += column_text_expectations(contract.columns[name])
-    if labelled and contract.label_column in columns:
-        expectations.append(
-            gx.expectations.ExpectColumnDistinctValuesToContainSet(
-                column=contract.label_column,
-                value_set=[contract.positive_label, contract.negative_label],
-            )
-        )
+            expectations += column_text_expectations(contract.columns[name], contract)
     return expectations
 
 
@@ -98,16 +102,15 @@ def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]
     expectations: list[Any] = []
     for name in contract.expected_columns(labelled=labelled):
         spec = contract.columns[name]
-        if not spec.is_numeric:
+        if not spec.is_numeric or spec.role == "id":  # ids stay text: see validate.conform
             continue
         if spec.min is not None or spec.max is not None:
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
             )
-        if spec.values is not None:
-            expectations.append(
-                gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=list(spec.values))
-            )
+        allowed = contract.allowed_values(name)
+        if allowed is not None:
+            expectations.append(gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=allowed))
     return expectations
 
 
@@ -117,12 +120,14 @@ def unreadable_file_expectation(problem: str) -> Any:
     return gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, description=problem)
 
 
+# Uniqueness of one column, and of a composite key's columns together.
+UNIQUENESS = (gx.expectations.ExpectColumnValuesToBeUnique, gx.expectations.ExpectCompoundColumnsToBeUnique)
+
+
 def judged_on_whole_snapshot(expectation: Any) -> bool:
     """Whether no chunk can answer ``expectation``: the row count, and uniqueness (a value's
     twin may sit in another chunk). :func:`whole_snapshot_result` judges these."""
-    return isinstance(
-        expectation, (gx.expectations.ExpectTableRowCountToBeBetween, gx.expectations.ExpectColumnValuesToBeUnique)
-    )
+    return isinstance(expectation, (gx.expectations.ExpectTableRowCountToBeBetween, *UNIQUENESS))
 
 
 def could_not_run(result: Any) -> bool:
@@ -148,18 +153,6 @@ def combine_chunk_results(expectation: Any, results: list[Any]) -> Any:
         return failed_to_run
     if isinstance(expectation, gx.expectations.ExpectTableColumnsToMatchSet):
         return results[0]
-    if isinstance(expectation, gx.expectations.ExpectColumnDistinctValuesToContainSet):
-        # Each chunk lists up to 20 values it misses: all of them for a label's two classes.
-        missing = [
-            value
-            for value in results[0].result["partial_missing_list"]
-            if all(value in result.result["partial_missing_list"] for result in results[1:])
-        ]
-        return _result(
-            expectation,
-            not missing,
-            {"observed_value": None, "missing_count": len(missing), "partial_missing_list": missing},
-        )
     if isinstance(expectation, ColumnMapExpectation):
         counts = [result.result for result in results]
         return column_map_result(
@@ -175,7 +168,7 @@ def combine_chunk_results(expectation: Any, results: list[Any]) -> Any:
 
 def whole_snapshot_result(expectation: Any, *, rows: int, column: pa.ChunkedArray | None) -> Any:
     """The result of an expectation no chunk can answer (see :func:`judged_on_whole_snapshot`),
-    from the snapshot's number of rows and, for uniqueness, its column as text."""
+    from the snapshot's number of rows and, for uniqueness, its column (or composite key) as text."""
     if isinstance(expectation, gx.expectations.ExpectTableRowCountToBeBetween):
         low, high = expectation.min_value, expectation.max_value
         return _result(

@@ -42,28 +42,31 @@ def sized_thread_pools() -> Iterator[None]:
 
 
 def model_columns(contract: Contract) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) input columns of the model: contract features plus derived."""
-    numeric = [c for c in contract.feature_columns if contract.columns[c].is_numeric]
-    categorical = [c for c in contract.feature_columns if not contract.columns[c].is_numeric]
+    """(numeric, categorical) input columns of the model: contract features as each is
+    modelled (see ``model_as``), plus derived features."""
+    numeric = [c for c in contract.feature_columns if contract.columns[c].modelled_as == "numeric"]
+    categorical = [c for c in contract.feature_columns if contract.columns[c].modelled_as == "categorical"]
     for feature in contract.derived_features:
         (categorical if feature.kind == "band" else numeric).append(feature.name)
     return numeric, categorical
 
 
 def model_inputs(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """The model's input columns with plain dtypes: float numbers, object categories."""
+    """The model's input columns with plain dtypes: float numbers (booleans as 0 and 1), and
+    categories as text objects (a coded number modelled as a category by its digits)."""
     numeric, categorical = model_columns(contract)
     inputs = pd.DataFrame(index=frame.index)
     for column in numeric:
-        inputs[column] = frame[column].astype("float64")
+        inputs[column] = frame[column].to_numpy(dtype="float64", na_value=np.nan)
     for column in categorical:
-        inputs[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
+        text = frame[column].astype("string")
+        inputs[column] = text.astype(object).where(text.notna(), np.nan)
     return inputs
 
 
 def label_vector(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
-    """1 for the contract's positive label (a churner), 0 otherwise."""
-    return (frame[contract.label_column] == contract.positive_label).to_numpy(dtype=int)
+    """1 for a churner (a positive label, see :meth:`Contract.is_positive`), 0 otherwise."""
+    return contract.is_positive(frame[contract.label_column]).astype(int)
 
 
 def logistic_regression_pipeline(

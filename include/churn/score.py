@@ -82,7 +82,7 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
         raise ScoringError("the model returned probabilities outside [0, 1]; refusing to write them")
     return pd.DataFrame(
         {
-            "customer_id": features[contract.id_column].astype("string"),
+            "customer_id": contract.customer_ids(features),
             "churn_probability": probabilities.astype("float64"),
             "risk_band": risk_bands(probabilities, bands),
         }

@@ -8,7 +8,10 @@ so the same code reads and writes a run folder on local disk or in object storag
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import io
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -20,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churn.contract import CsvDialect
 from churn.locations import location
 from churn.sources import SourceError
 
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CSV_SNIFF_BYTES = 8192
+CSV_DELIMITERS = (",", ";", "\t", "|")
 # Rows per Parquet row group: a reader going batch by batch decompresses one group at a time,
 # so this bounds its memory however long the table is.
 PARQUET_ROW_GROUP_ROWS = 100_000
@@ -156,17 +161,24 @@ def file_sha256(path: Path | ObjectStoragePath) -> str:
     return digest.hexdigest()
 
 
-def read_snapshot_chunks(path: ObjectStoragePath, file_format: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def read_snapshot_chunks(
+    path: ObjectStoragePath, file_format: str, chunk_rows: int, dialect: CsvDialect | None = None
+) -> Iterator[pd.DataFrame]:
     """A CSV or Parquet snapshot as frames of at most ``chunk_rows`` rows, in file order, each
     indexed by its rows' positions in the file (0 for the first row under the header), so a
     reader holds one chunk, never the table. CSV cells stay text, so nothing is silently
-    coerced, and a file that is not readable raises :class:`SourceError` saying why (without
+    coerced; they are read in the contract's ``dialect``, the delimiter detected unless it is
+    declared. A file that is not readable raises :class:`SourceError` saying why (without
     its path: the caller names the snapshot), when the unreadable part is reached. A file
     without rows still yields one empty frame, so its columns are seen.
     """
     if path.stat().st_size == 0:
         raise SourceError("the file is empty (0 bytes)")
-    chunks = _csv_text_chunks(path, chunk_rows) if file_format == "csv" else _parquet_chunks(path, chunk_rows)
+    chunks = (
+        _csv_text_chunks(path, chunk_rows, dialect or CsvDialect())
+        if file_format == "csv"
+        else _parquet_chunks(path, chunk_rows)
+    )
     first = 0
     for chunk in chunks:
         chunk.index = pd.RangeIndex(first, first + len(chunk))
@@ -174,28 +186,51 @@ def read_snapshot_chunks(path: ObjectStoragePath, file_format: str, chunk_rows: 
         yield chunk
 
 
-def _csv_text_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def detect_delimiter(head: str) -> str:
+    """The delimiter of CSV text starting with ``head``: of comma, semicolon, tab and pipe, the
+    one that splits every complete line of ``head`` (quotes respected) into the same number of
+    fields, and the most of them; a comma when none does."""
+    complete = head[: head.rfind("\n") + 1] or head
+    best, most_fields = ",", 1
+    for delimiter in CSV_DELIMITERS:
+        widths = {len(row) for row in csv.reader(io.StringIO(complete), delimiter=delimiter) if row}
+        if len(widths) == 1 and (fields := widths.pop()) > most_fields:
+            best, most_fields = delimiter, fields
+    return best
+
+
+def _csv_text_chunks(path: ObjectStoragePath, chunk_rows: int, dialect: CsvDialect) -> Iterator[pd.DataFrame]:
     with path.open("rb") as handle:
         head = handle.read(CSV_SNIFF_BYTES)
     if b"\x00" in head:
         raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
+    # utf-8-sig reads UTF-8 with or without the byte order mark spreadsheet programs write.
+    utf8 = codecs.lookup(dialect.encoding).name == "utf-8"
+    encoding = "utf-8-sig" if utf8 else dialect.encoding
     try:
+        delimiter = dialect.delimiter or detect_delimiter(head.decode(encoding, errors="ignore"))
         with (
             path.open("rb") as handle,
             pd.read_csv(
-                handle, dtype="string", keep_default_na=False, encoding="utf-8", chunksize=chunk_rows
+                handle,
+                sep=delimiter,
+                dtype="string",
+                keep_default_na=False,
+                encoding=encoding,
+                chunksize=chunk_rows,
             ) as reader,
         ):
             yield from reader
     except UnicodeDecodeError as error:
+        byte = error.object[error.start : error.start + 1]
         raise SourceError(
-            f"not UTF-8 text (byte {error.object[error.start : error.start + 1]!r} at offset {error.start}); "
-            "save it as UTF-8"
+            f"not {'UTF-8' if utf8 else dialect.encoding} text (byte {byte!r} at offset {error.start}); "
+            "save it as UTF-8 or declare its encoding in the contract (csv: {encoding: ...})"
         ) from error
     except pd.errors.EmptyDataError as error:
         raise SourceError("it holds no header row: the file has only blank lines") from error
     except pd.errors.ParserError as error:
-        raise SourceError(f"not well-formed CSV: {error}") from error
+        raise SourceError(f"not well-formed CSV (read with delimiter {delimiter!r}): {error}") from error
 
 
 def _parquet_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:

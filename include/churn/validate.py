@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from great_expectations.core import ExpectationSuiteValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.resource_identifiers import (
@@ -34,10 +36,11 @@ from great_expectations.data_context.types.resource_identifiers import (
     ValidationResultIdentifier,
 )
 
-from churn.contract import Contract, load_contract
+from churn.contract import CUSTOMER_ID_LENGTH, Contract, joined_text, load_contract
 from churn.errors import PermanentError
 from churn.expectations import (
     RESULT_EXAMPLES,
+    UNIQUENESS,
     chunk_failure_is_final,
     combine_chunk_results,
     judged_on_whole_snapshot,
@@ -89,33 +92,48 @@ def text_view(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def conform(text: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """Type the contract's numeric columns; call only once the text stage has passed."""
+    """Type the contract's numeric and boolean columns; call only once the text stage has passed.
+    Ids stay as written: "00123" is its own customer, not 123."""
     typed = text.copy()
+    booleans = contract.csv.booleans
     for spec in contract.columns.values():
-        if spec.name in typed and spec.is_numeric:
-            numbers = pd.to_numeric(typed[spec.name])
+        if spec.name not in typed:
+            continue
+        if spec.is_numeric and spec.role != "id":
+            written = typed[spec.name]
+            if contract.csv.decimal != ".":
+                written = written.str.replace(contract.csv.decimal, ".", regex=False)
+            numbers = pd.to_numeric(written)
             typed[spec.name] = numbers.astype("Int64") if spec.type == "integer" else numbers.astype("float64")
+        elif spec.type == "boolean":
+            typed[spec.name] = typed[spec.name].map(booleans.get, na_action="ignore").astype("boolean")
     return typed
 
 
-def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
-    """Features that on their own separate the label (near) perfectly: likely leakage.
+def label_problems(typed: pd.DataFrame, contract: Contract) -> list[str]:
+    """A training snapshot's label problems the suites cannot see: a class with no rows, and
+    features that on their own separate the classes (near) perfectly, likely leakage.
 
     Categories are scored by their in-sample churn rate, so columns with nearly one value
     per row (free text, ids) are skipped rather than flagged for memorising the rows.
     """
     from sklearn.metrics import roc_auc_score
 
-    labels = (typed[contract.label_column] == contract.positive_label).to_numpy()
+    label = contract.label
+    labels = contract.is_positive(typed[label.column])
     if labels.all() or not labels.any():
-        return []
+        missing = "negative" if labels.all() else "positive"
+        return [
+            f"column {label.column!r}: no row has a {missing} label ({label.describe()}): a model needs "
+            "customers of both classes to learn from"
+        ]
     leaks = []
     for column in contract.feature_columns:
         if column not in typed:
             continue
         values = typed[column]
-        if contract.columns[column].is_numeric:
-            numbers = values.astype("float64")
+        if contract.columns[column].modelled_as == "numeric":
+            numbers = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan))
             score = numbers.fillna(numbers.min() - 1 if numbers.notna().any() else 0.0)
         elif values.nunique(dropna=False) <= len(values) // 2:
             groups = values.astype(object).where(values.notna(), "<blank>")
@@ -126,10 +144,26 @@ def find_label_leaks(typed: pd.DataFrame, contract: Contract) -> list[str]:
         separation = max(auc, 1.0 - auc)
         if separation >= contract.label_leakage_auc:
             leaks.append(
-                f"column {column!r}: label leakage: on its own it predicts {contract.label_column!r} with "
-                f"ROC AUC {separation:.3f} (limit {contract.label_leakage_auc}); is it recorded after the outcome?"
+                f"column {column!r}: label leakage: on its own it predicts {label.column!r} with "
+                f"ROC AUC {separation:.3f} (limit {contract.label_leakage_auc}); is it recorded after the "
+                "outcome? If so, declare it `role: leak` in the contract to keep it out of the model"
             )
     return leaks
+
+
+def overlong_ids(ids: pa.ChunkedArray, contract: Contract) -> list[str]:
+    """The problem, if any, of customer ids longer than the warehouse's key holds."""
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(ids), CUSTOMER_ID_LENGTH), False).combine_chunks()
+    count = pc.sum(too_long).as_py() or 0
+    if not count:
+        return []
+    rows = pc.indices_nonzero(too_long)[:EXAMPLES_PER_FAILURE].to_pylist()
+    shown = ", ".join(repr(value[:80]) for value in ids.take(rows).to_pylist())
+    where = _at_rows({"partial_unexpected_index_list": rows, "unexpected_count": count})
+    return [
+        f"customer id {' + '.join(contract.id_columns)!r}: {count} ids are longer than the warehouse's "
+        f"{CUSTOMER_ID_LENGTH} characters, e.g. {shown}{where}"
+    ]
 
 
 def _context(report_dir: Path) -> Any:
@@ -168,8 +202,8 @@ class ChunkedStage:
     offending rows or not.)
     """
 
-    def __init__(self, context: Any, name: str, expectations: list[Any]) -> None:
-        self.context, self.name, self.expectations = context, name, expectations
+    def __init__(self, context: Any, name: str, expectations: list[Any], notes: list[str] | None = None) -> None:
+        self.context, self.name, self.expectations, self.notes = context, name, expectations, notes
         self.batch_definition = (
             context.data_sources.add_pandas(f"{name}_source")
             .add_dataframe_asset(name)
@@ -182,9 +216,10 @@ class ChunkedStage:
         )
         self.chunk_expectations = {_rule(e.configuration): e for e in self.chunk_suite.expectations}
         self.chunk_results: dict[str, list[Any]] = {rule: [] for rule in self.chunk_expectations}
-        # The column each whole-snapshot check needs (uniqueness): one column, not the table.
-        self.columns: dict[str, list[pa.Array]] = {
-            e.column: [] for e in expectations if judged_on_whole_snapshot(e) and getattr(e, "column", None)
+        # The key each uniqueness check needs, a column or a composite key's columns joined as
+        # text: kept whole, as Arrow, not the table.
+        self.keys: dict[tuple[str, ...], list[pa.Array]] = {
+            key_columns(e): [] for e in expectations if isinstance(e, UNIQUENESS)
         }
         self.rows = 0
         self.failed_for_good = False
@@ -203,15 +238,17 @@ class ChunkedStage:
                 result = batch.validate(expectation, result_format=DETAIL_RESULT_FORMAT)
             earlier.append(result)
             self.failed_for_good |= chunk_failure_is_final(expectation, result)
-        for column, parts in self.columns.items():
-            parts.append(pa.array(frame[column], type=pa.large_string()))
+        for columns, parts in self.keys.items():
+            parts.append(pa.array(joined_text(frame, list(columns)), type=pa.large_string()))
         self.rows += len(frame)
 
     def finish(self) -> Any:
         """The snapshot's result, also rendered into the Data Docs."""
-        suite = self.context.suites.add(gx.ExpectationSuite(name=self.name, expectations=self.expectations))
+        suite = self.context.suites.add(
+            gx.ExpectationSuite(name=self.name, expectations=self.expectations, notes=self.notes or None)
+        )
         results = [
-            whole_snapshot_result(expectation, rows=self.rows, column=self._column(expectation))
+            whole_snapshot_result(expectation, rows=self.rows, column=self.key(key_columns(expectation)))
             if judged_on_whole_snapshot(expectation)
             else combine_chunk_results(expectation, self.chunk_results[_rule(expectation.configuration)])
             for expectation in suite.expectations
@@ -243,9 +280,17 @@ class ChunkedStage:
         self.context.build_data_docs(site_names=[DATA_DOCS_SITE], resource_identifiers=[result_key, suite_key])
         return combined
 
-    def _column(self, expectation: Any) -> pa.ChunkedArray | None:
-        name = getattr(expectation, "column", None)
-        return pa.chunked_array(self.columns[name], type=pa.large_string()) if name else None
+    def key(self, columns: tuple[str, ...]) -> pa.ChunkedArray | None:
+        """The whole snapshot's values of a key that a uniqueness check gathered, else None."""
+        parts = self.keys.get(columns)
+        return None if parts is None else pa.chunked_array(parts, type=pa.large_string())
+
+
+def key_columns(expectation: Any) -> tuple[str, ...]:
+    """The columns an expectation is about: its column, or its list of them."""
+    if getattr(expectation, "column_list", None):
+        return tuple(expectation.column_list)
+    return (expectation.column,) if getattr(expectation, "column", None) else ()
 
 
 def _rule(config: Any) -> str:
@@ -353,7 +398,7 @@ def validate_snapshot(
     """Validate one snapshot chunk by chunk in both stages, staging its typed copy in ``staging``.
 
     Returns its problems and, when its text stage passed, its staged typed copy. The label
-    leakage check needs the whole training table: it reads the staged copy, as training
+    checks (both classes present, no leakage) need the whole training table: it reads the staged copy, as training
     snapshots are small (training learns from at most ``training.max_rows``); the scoring
     snapshot, the big one, is never held whole.
     """
@@ -361,7 +406,10 @@ def validate_snapshot(
     chunks = snapshot_text_chunks(snapshot, contract, chunk_rows)
     first = next(chunks)  # its columns decide the text stage's column checks
     text = ChunkedStage(
-        context, f"{name}_text", text_stage_expectations(contract, list(first.columns), labelled=labelled)
+        context,
+        f"{name}_text",
+        text_stage_expectations(contract, list(first.columns), labelled=labelled),
+        notes=[f"Column {column!r} is {why}." for column, why in contract.not_modelled.items()],
     )
     typed = ChunkedStage(context, f"{name}_typed", typed_stage_expectations(contract, labelled=labelled))
     staged = staging / f"{name}.parquet"
@@ -373,18 +421,20 @@ def validate_snapshot(
     validated = None
     problems: list[str] = []
     if stage.success:
+        ids = text.key(tuple(contract.id_columns))
+        problems += overlong_ids(ids, contract) if ids is not None else []
         stage = typed.finish()
         expectations += len(stage.results)
         validated = ValidatedSnapshot(rows=text.rows, expectations=expectations, path=staged)
         if stage.success and labelled:
-            problems += find_label_leaks(pd.read_parquet(staged), contract)
+            problems += label_problems(pd.read_parquet(staged), contract)
     problems += [describe_failure(result) for result in stage.results if not result.success]
     return problems, validated
 
 
 def snapshot_text_chunks(snapshot: Snapshot, contract: Contract, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The snapshot's chunks as text (see :func:`text_view`), without a scoring snapshot's label."""
-    for raw in read_snapshot_chunks(snapshot.path, snapshot.file_format, chunk_rows):
+    for raw in read_snapshot_chunks(snapshot.path, snapshot.file_format, chunk_rows, contract.csv):
         text = text_view(raw)
         if not snapshot.labelled and contract.label_column in text:
             text = text.drop(columns=[contract.label_column])

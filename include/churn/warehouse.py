@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from churn.contract import CUSTOMER_ID_LENGTH
 from churn.errors import PermanentError
 from churn.settings import Settings, redact_url
 
@@ -73,7 +74,7 @@ def warehouse_engine(url: str) -> sa.Engine:
 def _score_columns() -> list[sa.Column]:
     return [
         sa.Column("score_date", sa.Date, primary_key=True),
-        sa.Column("customer_id", sa.String(64), primary_key=True),
+        sa.Column("customer_id", sa.String(CUSTOMER_ID_LENGTH), primary_key=True),
         sa.Column("churn_probability", sa.Float(precision=53), nullable=False),
         sa.Column("risk_band", sa.String(16), nullable=False),
         sa.Column("model_name", sa.String(128), nullable=False),

@@ -12,7 +12,7 @@ from churn.contract import ContractError
 from churn.feature import category_values, unseen_categories
 from churn.manifest import read_manifests
 from churn.settings import PROJECT_DIR
-from churn.validate import ContractViolation, find_label_leaks, run_validate, validate_snapshots
+from churn.validate import ContractViolation, label_problems, run_validate, validate_snapshots
 from tests.conftest import ingest_for, land, run_parameters, validate_training, write_csv
 
 
@@ -85,11 +85,14 @@ def test_file_in_another_encoding_is_named(snapshots, contract, tmp_path: Path):
         validate_file(latin, contract, tmp_path)
 
 
-def test_wrong_delimiter_gets_a_hint(snapshots, contract, tmp_path: Path):
+def test_a_file_against_its_declared_delimiter_gets_a_hint(snapshots, contract, tmp_path: Path):
+    from churn.contract import CsvDialect
+
     path = tmp_path / "training.csv"
     snapshots.training.to_csv(path, sep=";", index=False)
+    comma_declared = contract.model_copy(update={"csv": CsvDialect(delimiter=",")})
     with pytest.raises(ContractViolation, match=r"suggests the file uses ';' as its delimiter"):
-        validate_file(path, contract, tmp_path)
+        validate_file(path, comma_declared, tmp_path)
 
 
 def test_numbers_in_a_value_set_are_compared_as_numbers(snapshots, contract, tmp_path: Path):
@@ -103,7 +106,7 @@ def test_numbers_in_a_value_set_are_compared_as_numbers(snapshots, contract, tmp
 def test_customer_id_longer_than_the_warehouse_column_is_stopped(snapshots, contract, tmp_path: Path):
     frame = snapshots.training.copy()
     frame.loc[frame.index[0], "customerID"] = "C" * 65
-    with pytest.raises(ContractViolation, match=r"'customerID': expect_column_value_lengths_to_be_between.*CCCC"):
+    with pytest.raises(ContractViolation, match=r"'customerID': 1 ids are longer than the warehouse's 64 .*CCCC"):
         validate_training(frame, contract, tmp_path)
 
 
@@ -145,7 +148,7 @@ def test_label_leakage_is_flagged_with_the_column_named(snapshots, contract, tmp
 def test_honest_features_are_not_flagged_as_leaks(snapshots, contract):
     from churn.validate import conform, text_view
 
-    assert find_label_leaks(conform(text_view(snapshots.training), contract), contract) == []
+    assert label_problems(conform(text_view(snapshots.training), contract), contract) == []
 
 
 def test_scoring_categories_unseen_in_training_are_reported_not_refused():

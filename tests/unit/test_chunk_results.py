@@ -52,14 +52,16 @@ def test_row_rule_counts_skip_blanks_and_one_bad_row_fails_the_snapshot():
     assert combined.result["partial_unexpected_index_list"] == [14]
 
 
-def test_a_label_class_is_missing_only_if_every_chunk_misses_it():
-    classes = gx.expectations.ExpectColumnDistinctValuesToContainSet(column="Churn", value_set=["Yes", "No"])
-    only_no = chunk(False, observed_value=None, missing_count=1, partial_missing_list=["Yes"])
-    only_yes = chunk(False, observed_value=None, missing_count=1, partial_missing_list=["No"])
-    assert not chunk_failure_is_final(classes, only_no)
-    assert combine_chunk_results(classes, [only_no, only_yes]).success
-    never_yes = combine_chunk_results(classes, [only_no, only_no])
-    assert not never_yes.success and never_yes.result["partial_missing_list"] == ["Yes"]
+def test_a_composite_key_is_unique_as_a_whole_not_per_column():
+    pair = gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["branch", "account"])
+    assert judged_on_whole_snapshot(pair)
+    keys = pa.chunked_array(
+        [pa.array(["1|7", "2|7"], pa.large_string()), pa.array(["1|8", "2|7"], pa.large_string())]
+    )
+    result = whole_snapshot_result(pair, rows=4, column=keys)
+    assert not result.success
+    assert result.result["partial_unexpected_list"] == ["2|7", "2|7"]
+    assert result.result["partial_unexpected_index_list"] == [1, 3]
 
 
 def test_duplicates_are_found_across_chunks_and_blanks_are_not_duplicates():
