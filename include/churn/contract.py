@@ -358,10 +358,13 @@ class Contract(Strict):
     def allowed_values(self, column: str) -> list[Any] | None:
         """The values ``column`` may hold, as validation compares them, or None for any."""
         spec = self.columns[column]
-        if spec.role == "label":
-            return self.label.values
-        if spec.type == "boolean":
-            return sorted(self.csv.booleans)
+        accepted = self.label.values if spec.role == "label" else None
+        if spec.type == "boolean":  # as written: each spelling of an accepted boolean
+            return sorted(
+                text for text, meaning in self.csv.booleans.items() if accepted is None or meaning in accepted
+            )
+        if accepted is not None:
+            return accepted
         return None if spec.values is None else list(spec.values)
 
     def customer_ids(self, frame: pd.DataFrame) -> pd.Series:

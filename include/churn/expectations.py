@@ -47,8 +47,9 @@ def number_patterns(decimal: str) -> dict[str, str]:
     }
 
 
-def column_text_expectations(spec: ColumnSpec, contract: Contract) -> list[Any]:
-    """One column's checks on its text: blanks, uniqueness, length, number format, text values."""
+def column_text_expectations(spec: ColumnSpec, contract: Contract, decimal: str = ".") -> list[Any]:
+    """One column's checks on its text: blanks, uniqueness, length, number format (``decimal``
+    the file's decimal mark), text values."""
     expectations: list[Any] = []
     if spec.max_null_fraction < 1.0:
         expectations.append(
@@ -65,7 +66,7 @@ def column_text_expectations(spec: ColumnSpec, contract: Contract) -> list[Any]:
     if spec.is_numeric:
         expectations.append(
             gx.expectations.ExpectColumnValuesToMatchRegex(
-                column=spec.name, regex=number_patterns(contract.csv.decimal)[spec.type]
+                column=spec.name, regex=number_patterns(decimal)[spec.type]
             )
         )
     # Numeric value sets wait for the typed stage, where "1.0" and "1" are the same number.
@@ -79,7 +80,9 @@ def column_text_expectations(spec: ColumnSpec, contract: Contract) -> list[Any]:
     return expectations
 
 
-def text_stage_expectations(contract: Contract, columns: list[str], *, labelled: bool) -> list[Any]:
+def text_stage_expectations(
+    contract: Contract, columns: list[str], *, labelled: bool, decimal: str = "."
+) -> list[Any]:
     """Table shape, the customer key, then per-column checks for the contract's columns that are present."""
     expected = contract.expected_columns(labelled=labelled)
     minimum_rows = contract.min_training_rows if labelled else 1
@@ -93,7 +96,7 @@ def text_stage_expectations(contract: Contract, columns: list[str], *, labelled:
         expectations.append(gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=contract.id_columns))
     for name in expected:
         if name in columns:
-            expectations += column_text_expectations(contract.columns[name], contract)
+            expectations += column_text_expectations(contract.columns[name], contract, decimal)
     return expectations
 
 

@@ -91,8 +91,9 @@ def text_view(raw: pd.DataFrame) -> pd.DataFrame:
     return text.mask(text == "")
 
 
-def conform(text: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """Type the contract's numeric and boolean columns; call only once the text stage has passed.
+def conform(text: pd.DataFrame, contract: Contract, decimal: str = ".") -> pd.DataFrame:
+    """Type the contract's numeric (written with ``decimal`` as the decimal mark) and boolean
+    columns; call only once the text stage has passed.
     Ids stay as written: "00123" is its own customer, not 123."""
     typed = text.copy()
     booleans = contract.csv.booleans
@@ -101,8 +102,8 @@ def conform(text: pd.DataFrame, contract: Contract) -> pd.DataFrame:
             continue
         if spec.is_numeric and spec.role != "id":
             written = typed[spec.name]
-            if contract.csv.decimal != ".":
-                written = written.str.replace(contract.csv.decimal, ".", regex=False)
+            if decimal != ".":
+                written = written.str.replace(decimal, ".", regex=False)
             numbers = pd.to_numeric(written)
             typed[spec.name] = numbers.astype("Int64") if spec.type == "integer" else numbers.astype("float64")
         elif spec.type == "boolean":
@@ -403,18 +404,20 @@ def validate_snapshot(
     snapshot, the big one, is never held whole.
     """
     name, labelled = snapshot.name, snapshot.labelled
+    # The contract's decimal mark is its CSV files'; Parquet holds numbers, rendered with a point.
+    decimal = contract.csv.decimal if snapshot.file_format == "csv" else "."
     chunks = snapshot_text_chunks(snapshot, contract, chunk_rows)
     first = next(chunks)  # its columns decide the text stage's column checks
     text = ChunkedStage(
         context,
         f"{name}_text",
-        text_stage_expectations(contract, list(first.columns), labelled=labelled),
+        text_stage_expectations(contract, list(first.columns), labelled=labelled, decimal=decimal),
         notes=[f"Column {column!r} is {why}." for column, why in contract.not_modelled.items()],
     )
     typed = ChunkedStage(context, f"{name}_typed", typed_stage_expectations(contract, labelled=labelled))
     staged = staging / f"{name}.parquet"
     write_parquet_batches_atomically(
-        (check_chunk(chunk, text, typed, contract) for chunk in itertools.chain([first], chunks)), staged
+        (check_chunk(chunk, text, typed, contract, decimal) for chunk in itertools.chain([first], chunks)), staged
     )
     stage = text.finish()
     expectations = len(stage.results)
@@ -442,15 +445,15 @@ def snapshot_text_chunks(snapshot: Snapshot, contract: Contract, chunk_rows: int
 
 
 def check_chunk(
-    text: pd.DataFrame, text_stage: ChunkedStage, typed_stage: ChunkedStage, contract: Contract
+    text: pd.DataFrame, text_stage: ChunkedStage, typed_stage: ChunkedStage, contract: Contract, decimal: str
 ) -> pd.DataFrame:
     """Check one chunk in both stages and return it typed, for the staged copy. Once the text
     stage has failed for good the chunk may not be typeable; an empty typed frame stands in for
     it, as the staged copy will be thrown away."""
     text_stage.check(text)
     if text_stage.failed_for_good:
-        return conform(text.iloc[:0], contract)
-    typed = conform(text, contract)
+        return conform(text.iloc[:0], contract, decimal)
+    typed = conform(text, contract, decimal)
     typed_stage.check(typed)
     return typed
 
