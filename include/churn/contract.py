@@ -214,6 +214,7 @@ class LabelRule:
     typed (numerically for numbers, as booleans for booleans, as text otherwise)."""
 
     column: str
+    compared_as: Literal["Float64", "boolean", "string"]  # the pandas type labels are compared in
     positive: frozenset[Any]
     negative: frozenset[Any]
     spelled: tuple[tuple[LabelValue, ...], tuple[LabelValue, ...]]
@@ -221,7 +222,8 @@ class LabelRule:
     def is_positive(self, labels: pd.Series) -> np.ndarray:
         """True for each row whose label is a positive one: the one test of churn, used by
         validation, training, evaluation and monitoring alike."""
-        return _comparable(labels, self.positive).isin(self.positive).to_numpy(dtype=bool, na_value=False)
+        comparable = labels.astype(self.compared_as)
+        return comparable.isin(self.positive).to_numpy(dtype=bool, na_value=False)
 
     @property
     def values(self) -> list[Any]:
@@ -231,15 +233,6 @@ class LabelRule:
     def describe(self) -> str:
         positive, negative = self.spelled
         return f"positive {list(positive)}, negative {list(negative)}"
-
-
-def _comparable(labels: pd.Series, example: frozenset[Any]) -> pd.Series:
-    kind = type(next(iter(example)))
-    if kind is float:
-        return labels.astype("Float64")
-    if kind is bool:
-        return labels.astype("boolean")
-    return labels.astype("string")
 
 
 def label_values(spelling: LabelValue, spec: ColumnSpec, dialect: CsvDialect) -> set[Any]:
@@ -322,7 +315,8 @@ class Contract(Strict):
         if positive & negative:
             both = sorted(positive & negative, key=str)
             raise ValueError(f"label column {spec.name!r}: {both} are both positive and negative")
-        return LabelRule(spec.name, positive, negative, (spec.positive, spec.negative))
+        compared_as = "Float64" if spec.is_numeric else "boolean" if spec.type == "boolean" else "string"
+        return LabelRule(spec.name, compared_as, positive, negative, (spec.positive, spec.negative))
 
     @property
     def label_column(self) -> str:
