@@ -117,7 +117,7 @@ def load_scoring_model(chosen: ModelOfRecord) -> Any:
     try:
         model = load_registered_model(chosen.name, chosen.version)
     except ModelUnavailableError as error:
-        raise ModelUnavailableError(
+        raise type(error)(  # as damaged, or as unavailable, as the registry found it
             f"{error}. It was chosen because {chosen.reason}; nothing was scored, and no other model is "
             "used in its place (to score a date with the current champion instead, delete the date's rows)"
         ) from error

@@ -6,6 +6,7 @@ import logging
 from datetime import date
 from typing import Any
 
+from churn.errors import PermanentError, is_transient
 from churn.settings import Settings, redact_text
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -18,6 +19,10 @@ PROMOTED_FOR_TAG = "promoted_for_score_date"
 
 class ModelUnavailableError(RuntimeError):
     """A registered model could not be looked up or loaded; nothing was scored with it."""
+
+
+class DamagedModelError(PermanentError, ModelUnavailableError):
+    """A registered model's files are missing or cannot be loaded; only restoring them helps."""
 
 
 def use_mlflow(settings: Settings) -> str:
@@ -84,7 +89,11 @@ def load_registered_model(model_name: str, version: str) -> Any:
     try:
         return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
     except Exception as error:  # missing files, a corrupt pickle, a storage or network error
-        raise ModelUnavailableError(
-            f"{model_name!r} version {version} could not be loaded from the registry (artifacts missing or "
-            f"corrupt?): {redact_text(str(error))}"
+        if is_transient(error):
+            unavailable, why = ModelUnavailableError, "the registry or its storage did not answer"
+        else:
+            unavailable, why = DamagedModelError, "artifacts missing or corrupt?"
+        raise unavailable(
+            f"{model_name!r} version {version} could not be loaded from the registry ({why}): "
+            f"{redact_text(str(error))}"
         ) from error
