@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from churn.errors import PhaseError, left_to_airflow
 from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext
 from churn.settings import redact_text
 from churn.storage import writing_atomically
@@ -60,7 +61,12 @@ def run_phase(
     phase: str, run: RunContext, work: Callable[[], ResultT], *, starts: bool = True, finishes: bool = True
 ) -> ResultT:
     """Run one phase's ``work`` for ``run``: forget stale records, record why it failed if it
-    does (then let the error go on), and store its result as the phase's manifest.
+    does, and store its result as the phase's manifest.
+
+    An error a retry cannot fix is re-raised as a :class:`~churn.errors.PhaseError` (from
+    the original, which the failure record names), so Airflow fails the task at once; only
+    outages (:func:`~churn.errors.is_transient`) and Airflow's own exceptions go on as they
+    are, to Airflow's retries and rules.
 
     A phase run as several tasks (scoring: plan, partitions, publish) marks the task that
     ``starts`` it, which forgets the stale records of this phase and the later ones, and the
@@ -83,7 +89,9 @@ def run_phase(
             write_manifest(run.run_dir, FAILURE, failure)
         except OSError as unrecorded:  # e.g. run storage unreachable: the task's error matters more
             logger.warning("could not record the failure of %s in %s: %s", phase, run.run_dir, unrecorded)
-        raise
+        if left_to_airflow(error):
+            raise
+        raise PhaseError(phase, failure.error_type, failure.error) from error
     if finishes:
         write_manifest(run.run_dir, phase, result)
     return result

@@ -1,7 +1,10 @@
+import socket
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from churn.errors import PhaseError
 from churn.handoffs import (
     EvaluateResult,
     FeatureResult,
@@ -17,7 +20,8 @@ from churn.handoffs import (
 )
 from churn.locations import location
 from churn.manifest import manifest_path, read_manifests, run_phase, write_manifest
-from tests.conftest import EXPECTED_OWNERS, run_context
+from churn.sources import SourceError
+from tests.conftest import EXPECTED_OWNERS, free_port, run_context
 
 PHASES = list(EXPECTED_OWNERS)  # the lifecycle's order
 
@@ -123,12 +127,16 @@ def test_a_succeeding_phase_writes_its_manifest_and_returns_its_result(tmp_path:
     assert read_manifests(tmp_path) == {"ingest": record}
 
 
-def test_a_failing_phase_records_its_message_and_still_raises(tmp_path: Path):
+def test_a_failing_phase_records_its_message_and_fails_the_task_at_once(tmp_path: Path):
     def fail():
         raise ValueError("column 'tenure' holds text")
 
-    with pytest.raises(ValueError, match="tenure"):
+    with pytest.raises(
+        PhaseError, match=r"^validate failed with ValueError, .*column 'tenure' holds text$"
+    ) as caught:
         run_phase("validate", run_context(tmp_path), fail)
+    assert isinstance(caught.value, AirflowFailException)  # Airflow fails the task without retries
+    assert isinstance(caught.value.__cause__, ValueError)  # the original, with its traceback
     assert (tmp_path / "manifests" / "failed.json").is_file()
     failed = read_manifests(tmp_path)["failed"]
     assert isinstance(failed, PhaseFailure)
@@ -140,20 +148,43 @@ def test_a_recorded_failure_holds_no_password(tmp_path: Path):
     def fail():
         raise RuntimeError("cannot reach postgresql+psycopg://churn:s3cr3t@db.internal/warehouse")
 
-    with pytest.raises(RuntimeError, match="s3cr3t"):  # the error itself goes on unchanged
+    with pytest.raises(PhaseError) as caught:
         run_phase("score", run_context(tmp_path), fail)
+    assert "s3cr3t" not in str(caught.value) and "churn:***@db.internal" in str(caught.value)
+    assert "s3cr3t" in str(caught.value.__cause__)  # the original goes on unchanged, as its cause
     failed = read_manifests(tmp_path)["failed"]
     assert "s3cr3t" not in failed.error and "churn:***@db.internal" in failed.error
     assert "s3cr3t" not in manifest_path(tmp_path, "failed").read_text(encoding="utf-8")
 
 
+def warehouse_down():
+    """What connecting to a warehouse that is down raises."""
+    socket.create_connection(("127.0.0.1", free_port()), timeout=5)
+
+
+def test_an_outage_goes_on_unchanged_to_airflows_retries(tmp_path: Path):
+    with pytest.raises(ConnectionRefusedError) as caught:
+        run_phase("score", run_context(tmp_path), warehouse_down)
+    assert not isinstance(caught.value, AirflowFailException)
+    failed = read_manifests(tmp_path)["failed"]
+    assert (failed.phase, failed.error_type) == ("score", "ConnectionRefusedError")
+
+
+def test_errors_that_already_tell_airflow_what_to_do_go_on_unchanged(tmp_path: Path):
+    for told in (SourceError("source file not found: /d/training.csv"), AirflowSkipException("nothing to do")):
+
+        def fail(error=told):
+            raise error
+
+        with pytest.raises(type(told)) as caught:
+            run_phase("ingest", run_context(tmp_path), fail)
+        assert caught.value is told
+
+
 def test_a_successful_retry_clears_its_failure(tmp_path: Path):
     run = run_context(tmp_path)
 
-    def warehouse_down():
-        raise RuntimeError("warehouse down")
-
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConnectionRefusedError):
         run_phase("score", run, warehouse_down)
     assert read_manifests(tmp_path)["failed"].phase == "score"
     scored = _records(run)["score"]
@@ -169,7 +200,7 @@ def test_clearing_a_phase_forgets_its_and_every_later_phases_manifest(tmp_path: 
         seen_during_work.append(set(read_manifests(tmp_path)))
         raise ValueError("column 'tenure' holds text")
 
-    with pytest.raises(ValueError, match="tenure"):
+    with pytest.raises(PhaseError, match="tenure"):
         run_phase("validate", run_context(tmp_path), validate_again)
     # Gone before the work started, not only after it failed.
     assert seen_during_work == [{"ingest"}]
@@ -202,16 +233,13 @@ def test_a_phase_run_as_several_tasks_records_once_it_finishes(tmp_path: Path):
     records = _completed_run(tmp_path)
     run = run_context(tmp_path)
 
-    def partition_fails():
-        raise RuntimeError("warehouse down")
-
     assert run_phase("score", run, lambda: ["partition 0", "partition 1"], finishes=False) == [
         "partition 0",
         "partition 1",
     ]
     assert "score" not in read_manifests(tmp_path)  # the plan forgot the stale result, and records none
-    with pytest.raises(RuntimeError):
-        run_phase("score", run, partition_fails, starts=False, finishes=False)
+    with pytest.raises(ConnectionRefusedError):
+        run_phase("score", run, warehouse_down, starts=False, finishes=False)
     run_phase("score", run, lambda: "partition 1 staged", starts=False, finishes=False)  # the retry
     assert read_manifests(tmp_path)["failed"].phase == "score"
     run_phase("score", run, lambda: records["score"], starts=False)  # publishing, after every partition
