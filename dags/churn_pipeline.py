@@ -13,8 +13,9 @@ partitions, one mapped `partition` task scores each (workers share them), and `p
 makes the date's scores visible at once.
 
 * A failed data contract stops the run at `validate`; the Great Expectations report is
-  saved in the run folder either way. Errors a retry cannot fix (data, contract,
-  configuration, Connection) fail at once; outages are retried.
+  saved in the run folder either way. Only outages (a warehouse, MLflow or network that
+  cannot be reached or is busy) are retried; every other error (data, contract,
+  configuration, Connection, model) fails its task at once.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
   least as good as the champion on the same test rows and clears the quality floor.
 * Rerunning a date replaces exactly that date's scores, in one transaction; reruns and
