@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -21,7 +21,14 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from churn.contract import Contract
-from churn.settings import CandidatesConfig, HistGradientBoostingParams, LogisticRegressionParams
+from churn.documents import Strict
+from churn.settings import (
+    CandidatesConfig,
+    ExtraTreesParams,
+    HistGradientBoostingParams,
+    LogisticRegressionParams,
+    RandomForestParams,
+)
 
 
 @contextmanager
@@ -85,32 +92,63 @@ def logistic_regression_pipeline(
     return Pipeline([("preprocess", preprocess), ("model", model)])
 
 
+def ordinal_categories(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    """Numbers as they are and categories as codes, for the tree families: trees split on
+    both natively, and a missing value or a category unseen in training becomes NaN."""
+    categories = OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+    )
+    return ColumnTransformer([("numeric", "passthrough", numeric), ("categorical", categories, categorical)])
+
+
 def hist_gradient_boosting_pipeline(
     numeric: list[str], categorical: list[str], params: HistGradientBoostingParams, seed: int
 ) -> Pipeline:
     """Histogram gradient boosting with native categorical splits; unseen categories count as missing."""
-    categories = OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
-    )
-    preprocess = ColumnTransformer([("numeric", "passthrough", numeric), ("categorical", categories, categorical)])
     model = HistGradientBoostingClassifier(
         categorical_features=[False] * len(numeric) + [True] * len(categorical),
         random_state=seed,
         **params.model_dump(),
     )
-    return Pipeline([("preprocess", preprocess), ("model", model)])
+    return Pipeline([("preprocess", ordinal_categories(numeric, categorical)), ("model", model)])
+
+
+def random_forest_pipeline(
+    numeric: list[str], categorical: list[str], params: RandomForestParams, seed: int
+) -> Pipeline:
+    """A random forest: bootstrapped trees on coded categories, missing values split natively.
+
+    Its trees grow and predict on every core the process may use (``n_jobs=-1``).
+    """
+    model = RandomForestClassifier(n_jobs=-1, random_state=seed, **params.model_dump())
+    return Pipeline([("preprocess", ordinal_categories(numeric, categorical)), ("model", model)])
+
+
+def extra_trees_pipeline(
+    numeric: list[str], categorical: list[str], params: ExtraTreesParams, seed: int
+) -> Pipeline:
+    """Extremely randomised trees: random split points on all rows, quicker to fit than a forest."""
+    model = ExtraTreesClassifier(n_jobs=-1, random_state=seed, **params.model_dump())
+    return Pipeline([("preprocess", ordinal_categories(numeric, categorical)), ("model", model)])
 
 
 MODEL_FAMILIES: dict[str, Callable[..., Pipeline]] = {
     "logistic_regression": logistic_regression_pipeline,
     "hist_gradient_boosting": hist_gradient_boosting_pipeline,
+    "random_forest": random_forest_pipeline,
+    "extra_trees": extra_trees_pipeline,
 }
+
+
+def family_pipeline(family: str, contract: Contract, params: Strict, seed: int) -> Pipeline:
+    """An unfitted Pipeline of ``family`` with ``params``, preprocessing included."""
+    numeric, categorical = model_columns(contract)
+    return MODEL_FAMILIES[family](numeric, categorical, params, seed)
 
 
 def candidate_pipelines(contract: Contract, candidates: CandidatesConfig, seed: int) -> dict[str, Pipeline]:
     """One unfitted Pipeline per configured model family, preprocessing included."""
-    numeric, categorical = model_columns(contract)
     return {
-        family: MODEL_FAMILIES[family](numeric, categorical, params, seed)
+        family: family_pipeline(family, contract, params, seed)
         for family, params in candidates.configured().items()
     }

@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, create_model, field_validator, model_validator
 
 from churn.documents import ConfigurationError, Strict, parse_document
 from churn.locations import location
@@ -74,6 +75,8 @@ class SplitConfig(Strict):
 # The hyperparameters a family takes, with scikit-learn's defaults; "balanced" class weights
 # reweigh churners by their rarity.
 ClassWeight = Literal["balanced"] | None
+# A share of the rows or columns, as the forests take them.
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class LogisticRegressionParams(Strict):
@@ -91,15 +94,142 @@ class HistGradientBoostingParams(Strict):
     class_weight: ClassWeight = None
 
 
+class ExtraTreesParams(Strict):
+    # Scoring costs about n_estimators times max_depth per customer: bound both for large tables.
+    n_estimators: PositiveInt = 100
+    max_depth: PositiveInt | None = None
+    min_samples_leaf: PositiveInt = 1
+    # A share of the columns each split considers, or "sqrt"/"log2" of their number.
+    max_features: Fraction | Literal["sqrt", "log2"] = "sqrt"
+    class_weight: ClassWeight = None
+
+
+class RandomForestParams(ExtraTreesParams):
+    # The share of the rows each tree's bootstrap sample draws; None: as many as there are.
+    max_samples: Fraction | None = None
+
+
 class CandidatesConfig(Strict):
     """The model families to compare, each with its hyperparameters; leave one out to skip it."""
 
     logistic_regression: LogisticRegressionParams | None = None
     hist_gradient_boosting: HistGradientBoostingParams | None = None
+    random_forest: RandomForestParams | None = None
+    extra_trees: ExtraTreesParams | None = None
 
     def configured(self) -> dict[str, Strict]:
         """The configured families and their parameters, simplest first (so it wins a tie)."""
         return {family: params for family, params in self if params is not None}
+
+
+# Each family's hyperparameters by the name pipeline.yaml gives the family.
+FAMILY_PARAMS: dict[str, type[Strict]] = {
+    "logistic_regression": LogisticRegressionParams,
+    "hist_gradient_boosting": HistGradientBoostingParams,
+    "random_forest": RandomForestParams,
+    "extra_trees": ExtraTreesParams,
+}
+
+
+class IntegerRange(Strict):
+    """Whole numbers from ``low`` to ``high``, both included, each equally likely."""
+
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntegerRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class RealRange(Strict):
+    """Real numbers from ``low`` to ``high``, uniform, or uniform in their logarithm (``log: true``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RealRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low above 0 (got {self.low})")
+        return self
+
+
+def _number_type(annotation: Any) -> Any | None:
+    """The int or float a parameter's type allows (with its bounds), or None if it allows neither."""
+    arms = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    for arm in arms:
+        base = get_args(arm)[0] if get_origin(arm) is Annotated else arm
+        if base in (int, float):
+            return arm
+    return None
+
+
+def _values_or_range(value: Any) -> str:
+    return "range" if isinstance(value, (dict, IntegerRange, RealRange)) else "values"
+
+
+def search_space_of(params: type[Strict]) -> type[Strict]:
+    """The search space a family's parameters allow: for each parameter, a list of values to
+    draw from or, for a number, a range; every value and bound is checked as the parameter
+    itself checks it, and a parameter the family does not take is refused."""
+    fields: dict[str, Any] = {}
+    for name, field in params.model_fields.items():
+        value = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        values = Annotated[list[value], Field(min_length=1), Tag("values")]
+        number = _number_type(value if field.metadata else field.annotation)
+        if number is None:
+            fields[name] = (values | None, None)
+            continue
+        whole = (get_args(number)[0] if get_origin(number) is Annotated else number) is int
+        bounds = create_model(
+            f"{params.__name__.removesuffix('Params')}{name.title().replace('_', '')}Range",
+            __base__=IntegerRange if whole else RealRange,
+            low=(number, ...),
+            high=(number, ...),
+        )
+        choice = Annotated[values | Annotated[bounds, Tag("range")], Discriminator(_values_or_range)]
+        fields[name] = (choice | None, None)
+    space = create_model(params.__name__.removesuffix("Params") + "Space", __base__=Strict, **fields)
+    space.__doc__ = f"The values a search draws from for each of {params.__name__}'s parameters."
+    return space
+
+
+LogisticRegressionSpace = search_space_of(LogisticRegressionParams)
+HistGradientBoostingSpace = search_space_of(HistGradientBoostingParams)
+RandomForestSpace = search_space_of(RandomForestParams)
+ExtraTreesSpace = search_space_of(ExtraTreesParams)
+
+
+class SearchSpacesConfig(Strict):
+    """Each family's search space; a parameter left out keeps its configured value."""
+
+    logistic_regression: LogisticRegressionSpace | None = None
+    hist_gradient_boosting: HistGradientBoostingSpace | None = None
+    random_forest: RandomForestSpace | None = None
+    extra_trees: ExtraTreesSpace | None = None
+
+    def configured(self) -> dict[str, Strict]:
+        """The families that have a search space with at least one parameter in it."""
+        return {
+            family: space for family, space in self if space is not None and space.model_dump(exclude_none=True)
+        }
+
+
+class SearchConfig(Strict):
+    """A successive-halving random search of each family's space, all within one time budget."""
+
+    # Seconds model selection may take: the cross-validation of every family's configured
+    # values (always done) and the searches, each sized to its share of what remains.
+    time_budget_seconds: Annotated[float, Field(gt=0.0)]
+    # Configurations a family's search starts from at most (fewer when the budget is short).
+    max_candidates: Annotated[int, Field(ge=3)] = 27
+    spaces: SearchSpacesConfig = SearchSpacesConfig()
 
 
 class TrainingConfig(Strict):
@@ -110,6 +240,8 @@ class TrainingConfig(Strict):
     max_rows: PositiveInt = 500_000
     calibration: Literal["sigmoid", "isotonic"]
     candidates: CandidatesConfig
+    # None: compare the families' configured values only, without a search.
+    search: SearchConfig | None = None
 
     @field_validator("candidates")
     @classmethod
@@ -117,6 +249,17 @@ class TrainingConfig(Strict):
         if not candidates.configured():
             raise ValueError("configure at least one model family")
         return candidates
+
+    @model_validator(mode="after")
+    def _spaces_of_configured_families(self) -> TrainingConfig:
+        if self.search is not None:
+            for family, space in self.search.spaces:
+                if space is not None and family not in self.candidates.configured():
+                    raise ValueError(
+                        f"training.search.spaces.{family}: a search space for a family training.candidates "
+                        "does not configure"
+                    )
+        return self
 
 
 class QualityGates(Strict):

@@ -50,7 +50,9 @@ def test_the_bundled_configuration_is_typed():
     config = pipeline_config()
     assert config.training.cv_folds == 5
     assert config.quality_gates.min_test_roc_auc == 0.70
-    assert list(config.training.candidates.configured()) == ["logistic_regression", "hist_gradient_boosting"]
+    families = ["logistic_regression", "hist_gradient_boosting", "random_forest", "extra_trees"]
+    assert list(config.training.candidates.configured()) == families
+    assert list(config.training.search.spaces.configured()) == families
     assert config.warehouse.table == "churn_scores" and config.warehouse.schema_name is None
 
 
@@ -70,7 +72,15 @@ def test_another_configuration_file_is_read_from_churn_pipeline_config(tmp_path:
             ("      max_iter: 250", "      max_iters: 250"),
             ["training.candidates.hist_gradient_boosting.max_iters"],
         ),
-        (("    logistic_regression:", "    random_forest:"), ["unknown key 'training.candidates.random_forest'"]),
+        (
+            ("    logistic_regression:\n      C: 1.0", "    xgboost:\n      C: 1.0"),
+            ["unknown key 'training.candidates.xgboost'"],
+        ),
+        (
+            ("        max_depth: [8", "        max_dept: [8"),
+            ["unknown key 'training.search.spaces.random_forest.max_dept'"],
+        ),
+        (("time_budget_seconds: 45", "time_budget_seconds: -1"), ["training.search.time_budget_seconds", "-1"]),
         (("calibration: sigmoid", "calibration: platt"), ["training.calibration", "'platt'"]),
         (("test_fraction: 0.2", "test_fraction: 1.5"), ["split.test_fraction", "1.5"]),
         (("  table: churn_scores", "  table: churn scores"), ["warehouse.table", "not a valid SQL identifier"]),
