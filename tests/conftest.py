@@ -118,8 +118,21 @@ def validate_training(frame, contract, run_dir: Path):
 
 
 def quick_settings(settings):
-    """``settings`` with both model families kept but made small, so a test trains in seconds."""
-    from churn.settings import CandidatesConfig, HistGradientBoostingParams, LogisticRegressionParams
+    """``settings`` with every model family kept but made small, each with a small search
+    whose budget never binds (so a rerun chooses alike), so a test trains in seconds."""
+    from churn.settings import (
+        CandidatesConfig,
+        ExtraTreesParams,
+        ExtraTreesSpace,
+        HistGradientBoostingParams,
+        HistGradientBoostingSpace,
+        LogisticRegressionParams,
+        LogisticRegressionSpace,
+        RandomForestParams,
+        RandomForestSpace,
+        SearchConfig,
+        SearchSpacesConfig,
+    )
 
     training = settings.config.training.model_copy(
         update={
@@ -127,6 +140,18 @@ def quick_settings(settings):
             "candidates": CandidatesConfig(
                 logistic_regression=LogisticRegressionParams(),
                 hist_gradient_boosting=HistGradientBoostingParams(max_iter=30),
+                random_forest=RandomForestParams(n_estimators=20, max_depth=6, min_samples_leaf=10),
+                extra_trees=ExtraTreesParams(n_estimators=20, max_depth=6, min_samples_leaf=10),
+            ),
+            "search": SearchConfig(
+                time_budget_seconds=120,
+                max_candidates=3,
+                spaces=SearchSpacesConfig(
+                    logistic_regression=LogisticRegressionSpace(C={"low": 0.01, "high": 10.0, "log": True}),
+                    hist_gradient_boosting=HistGradientBoostingSpace(max_leaf_nodes=[7, 15, 31]),
+                    random_forest=RandomForestSpace(min_samples_leaf=[5, 10, 40]),
+                    extra_trees=ExtraTreesSpace(min_samples_leaf=[5, 10, 40]),
+                ),
             ),
         }
     )

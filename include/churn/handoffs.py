@@ -10,7 +10,7 @@ object storage, see :mod:`churn.locations`), written as URLs.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, validate_call
 
@@ -70,6 +70,41 @@ class FeatureResult(PhaseResult):
     scoring_path: Location
 
 
+class FamilySelection(Handoff):
+    """One model family in model selection: the hyperparameters it competes with and their
+    cross-validated ROC AUC on the training split, how its search went and what it cost."""
+
+    family: str
+    params: dict[str, Any]
+    cv_roc_auc: float
+    cv_roc_auc_std: float
+    # Its configured hyperparameters' score: the search's starting point and fallback.
+    configured_cv_roc_auc: float
+    configured_cv_roc_auc_std: float
+    # searched: as many configurations as max_candidates allows; reduced: fewer, to fit the
+    # budget; budget_spent: none, the budget was gone; no_space: no search space configured.
+    search: Literal["searched", "reduced", "budget_spent", "no_space"]
+    configurations_tried: int
+    seconds: float
+
+
+class ModelSelection(Handoff):
+    """How the winner was chosen: every family's result, the search spaces, time and budget."""
+
+    families: list[FamilySelection]
+    # Each family's search space as configured (lists of values, or ranges).
+    search_spaces: dict[str, dict[str, Any]]
+    # None: no search configured, the families competed with their configured values.
+    time_budget_seconds: float | None
+    seconds: float
+    # The training-split rows every score was cross-validated on, in cv_folds folds.
+    cv_rows: int
+    cv_folds: int
+
+    def family(self, name: str) -> FamilySelection:
+        return next(family for family in self.families if family.family == name)
+
+
 class TrainResult(PhaseResult):
     mlflow_run_id: str
     model_uri: str
@@ -81,6 +116,9 @@ class TrainResult(PhaseResult):
     train_rows_available: int
     test_rows: int
     test_path: Location
+    # Every labelled row (both splits): package refits the chosen configuration on them.
+    labelled_path: Location
+    selection: ModelSelection
 
 
 class EvaluateResult(PhaseResult):

@@ -7,9 +7,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from churn.errors import PhaseError
 from churn.handoffs import (
     EvaluateResult,
+    FamilySelection,
     FeatureResult,
     IngestResult,
     LandedSnapshot,
+    ModelSelection,
     PackageResult,
     PhaseFailure,
     RunContext,
@@ -61,6 +63,27 @@ def _records(run: RunContext, version: str = "1") -> dict:
             train_rows_available=2400,
             test_rows=600,
             test_path=run.run_dir / "model" / "test_split.parquet",
+            labelled_path=run.run_dir / "features" / "training.parquet",
+            selection=ModelSelection(
+                families=[
+                    FamilySelection(
+                        family="logistic_regression",
+                        params={"C": 1.0, "class_weight": None},
+                        cv_roc_auc=0.84,
+                        cv_roc_auc_std=0.01,
+                        configured_cv_roc_auc=0.84,
+                        configured_cv_roc_auc_std=0.01,
+                        search="searched",
+                        configurations_tried=27,
+                        seconds=4.2,
+                    )
+                ],
+                search_spaces={"logistic_regression": {"C": {"low": 0.01, "high": 100.0, "log": True}}},
+                time_budget_seconds=30.0,
+                seconds=4.3,
+                cv_rows=2400,
+                cv_folds=5,
+            ),
         ),
         "evaluate": EvaluateResult(
             run=run,
