@@ -1,23 +1,94 @@
-"""Model Packaging: register the challenger with its model card; move the alias on promotion.
+"""Model Packaging: refit the chosen model on every labelled row, register it with its model
+card; move the alias on promotion.
 
-Registration is idempotent: a challenger whose training fingerprint matches a version
-already in the registry reuses that version, so a rerun of a date does not mint a copy.
+Evaluation decided on the held-out rows with the chosen configuration fitted on the
+training split; the registered model is that configuration refit on all labelled rows,
+so it learns from the test rows too. Registration is idempotent: a refit whose
+fingerprint (rows, contract, chosen configuration, code) matches a version already in the
+registry reuses that version without fitting again, so a rerun of a date does not mint a copy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from churn.contract import Contract, load_contract
 from churn.handoffs import EvaluateResult, PackageResult, TrainResult, ValidateResult, accepts_handoffs
 from churn.manifest import run_phase
 from churn.settings import Settings, code_version
 from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, aliased_version, use_mlflow
+from churn.train import Refit, log_refit, plan_refit, refit_chosen
 
 FINGERPRINT_TAG = "training_fingerprint"
 
 
 class ChampionChangedError(RuntimeError):
     """Another run moved the champion between this run's evaluation and its packaging."""
+
+
+SELECTION_HEADER = (
+    "| family | CV ROC AUC (mean ± std) | configured values' CV ROC AUC | hyperparameters | search "
+    "| configurations tried | seconds |\n|---|---|---|---|---|---|---|"
+)
+SEARCH_OUTCOMES = {
+    "searched": "searched",
+    "reduced": "reduced to fit the budget",
+    "budget_spent": "none: budget spent, configured values kept",
+    "no_space": "none: no search space",
+}
+
+
+def describe_values(values: Any) -> str:
+    """A search space's values for one parameter, in words."""
+    if isinstance(values, dict):
+        scale = " (log-uniform)" if values.get("log") else ""
+        return f"{values['low']:g} to {values['high']:g}{scale}"
+    return ", ".join("none" if value is None else str(value) for value in values)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in params.items())
+
+
+def selection_section(selection: dict[str, Any], winner: str) -> str:
+    """How the model was chosen: every family's CV ROC AUC, its search, the spaces, time and budget."""
+    families = selection["families"]
+    rows = "\n".join(
+        f"| {'**' + family['family'] + '** (chosen)' if family['family'] == winner else family['family']} "
+        f"| {family['cv_roc_auc']:.4f} ± {family['cv_roc_auc_std']:.4f} "
+        f"| {family['configured_cv_roc_auc']:.4f} ± {family['configured_cv_roc_auc_std']:.4f} "
+        f"| {describe_params(family['params'])} | {SEARCH_OUTCOMES[family['search']]} "
+        f"| {family['configurations_tried']} | {family['seconds']:.1f} |"
+        for family in families
+    )
+    spaces = "\n".join(
+        f"| {family} | {name} | {describe_values(values)} |"
+        for family, space in selection["search_spaces"].items()
+        for name, values in space.items()
+    )
+    budget = selection["time_budget_seconds"]
+    if budget is None:
+        competed = "Every family competed with its configured hyperparameters (no search was configured)"
+        timing = f"Model selection took {selection['seconds']:.1f} s."
+    else:
+        competed = (
+            "Every family competed with its configured hyperparameters and with the best configuration a\n"
+            "successive-halving random search of its space found in its share of the time budget"
+        )
+        timing = f"Model selection took {selection['seconds']:.1f} s of a {budget:g} s budget."
+    return f"""{competed}, each
+scored by {selection["cv_folds"]}-fold cross-validated ROC AUC on the same folds of the
+{selection["cv_rows"]} training-split rows; the test split played no part. The best mean won.
+{timing}
+
+{SELECTION_HEADER}
+{rows}
+
+Search spaces (a parameter not listed keeps its configured value):
+
+| family | parameter | values |
+|---|---|---|
+{spaces or "| (none) | | |"}"""
 
 
 def render_model_card(facts: dict[str, Any]) -> str:
@@ -30,6 +101,11 @@ def render_model_card(facts: dict[str, Any]) -> str:
         if facts["train_rows"] < facts["train_rows_available"]
         else ""
     )
+    refit_sampled = (
+        f", a stratified sample of the {facts['refit_rows_available']} labelled rows"
+        if facts["refit_rows"] < facts["refit_rows_available"]
+        else ""
+    )
     return f"""# Model card: {facts["model_name"]}
 
 Churn classifier: the probability that an active customer churns, for batch scoring.
@@ -38,21 +114,35 @@ Churn classifier: the probability that an active customer churns, for batch scor
 | fact | value |
 |---|---|
 | model family | {facts["model_family"]} (calibrated: {facts["calibration"]}) |
+| hyperparameters | {describe_params(facts["model_params"])} |
 | score date | {facts["score_date"]} |
 | training snapshot | {facts["training_rows"]} rows ({split}) |
-| trained on | {facts["train_rows"]} rows{sampled} |
+| chosen on | {facts["train_rows"]} rows{sampled} |
+| tested on | {facts["test_rows"]} held-out rows |
+| registered model trained on | {facts["refit_rows"]} rows, both splits{refit_sampled}: refit after evaluation |
 | scoring snapshot | {facts["scoring_rows"]} rows |
 | data contract | {facts["contract"]} (sha256 {facts["contract_sha256"]}) |
-| training fingerprint | {facts["training_fingerprint"]} |
+| training fingerprint | {facts["refit_fingerprint"]} |
 | code version | {facts["code_version"]} |
 | MLflow run | {facts["mlflow_run_id"]} |
 | Airflow run | {facts["airflow_run_id"]} |
 
+## How it was chosen
+{selection_section(facts["selection"], facts["model_family"])}
+
 ## Held-out test metrics
+The chosen configuration fitted on the training split only, scored on the {facts["test_rows"]} held-out rows.
+
 | metric | value |
 |---|---|
 | cross-validated ROC AUC (train split) | {facts["cv_roc_auc"]:.4f} |
 {metric_rows}
+
+## The registered model
+After evaluation had decided on the held-out rows, the chosen configuration (the same
+family, hyperparameters and calibration) was refit on all {facts["refit_rows"]} labelled rows, and
+that refit is this version. The metrics above are those of the fit on the training split:
+the refit has learnt from the test rows, so no held-out measurement of it exists.
 
 ## Promotion
 {facts["promotion_reason"]}
@@ -129,17 +219,22 @@ def register_challenger(
 
 
 def model_card(
-    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings
+    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings, refit: Refit
 ) -> str:
-    """The model card of the run's challenger, from what the earlier phases recorded."""
+    """The model card of the run's registered model, from what the earlier phases recorded
+    and the rows it was refit on."""
     return render_model_card(
         {
             **trained.model_dump(mode="json", exclude={"run"}),
             "model_name": settings.config.registered_model,
             "calibration": settings.config.training.calibration,
+            "model_params": trained.selection.family(trained.model_family).params,
             "score_date": trained.run.score_date.isoformat(),
             "training_rows": validated.training.rows,
             "scoring_rows": validated.scoring.rows,
+            "refit_rows": len(refit.rows),
+            "refit_rows_available": refit.rows_available,
+            "refit_fingerprint": refit.fingerprint,
             "contract": validated.contract_name,
             "contract_sha256": validated.contract_sha256,
             "code_version": code_version(),
@@ -150,28 +245,43 @@ def model_card(
     )
 
 
+def registered_model_uri(trained: TrainResult, refit: Refit, contract: Contract, settings: Settings) -> str:
+    """The model to register: the version already made from exactly these inputs, else the
+    chosen configuration refit on ``refit.rows`` now and logged to the training's MLflow run."""
+    from mlflow import MlflowClient
+
+    known = find_version_by_fingerprint(MlflowClient(), settings.config.registered_model, refit.fingerprint)
+    if known is not None:
+        return known.source
+    training = settings.config.training
+    return log_refit(trained, refit, refit_chosen(trained, refit, contract, training), contract)
+
+
 @accepts_handoffs
 def run_package(
     validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings | None = None
 ) -> PackageResult:
-    """Register the run's challenger with its model card; promote it if evaluation said so."""
+    """Refit the run's chosen model on every labelled row and register it with its model card;
+    promote it if evaluation said so."""
 
     def package() -> PackageResult:
         from churn.airflow_connections import task_settings
 
         configured = settings or task_settings(mlflow=True)
         use_mlflow(configured)
+        contract = load_contract(trained.run.contract)
+        refit = plan_refit(trained, contract, configured.config.training)
         registered = register_challenger(
-            trained.model_uri,
+            registered_model_uri(trained, refit, contract, configured),
             trained.mlflow_run_id,
             model_name=configured.config.registered_model,
             champion_alias=configured.config.champion_alias,
-            fingerprint=trained.training_fingerprint,
+            fingerprint=refit.fingerprint,
             contract_sha256=validated.contract_sha256,
             score_date=trained.run.score_date.isoformat(),
             promote=evaluated.promote,
             compared_champion=evaluated.champion_version,
-            model_card=model_card(validated, trained, evaluated, configured),
+            model_card=model_card(validated, trained, evaluated, configured, refit),
         )
         return PackageResult(run=trained.run, **registered)
 

@@ -1,18 +1,58 @@
 import uuid
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from churn import package
+from churn.contract import load_contract
 from churn.handoffs import EvaluateResult, PackageResult
 from churn.manifest import read_manifests
 from churn.package import ChampionChangedError, model_card, register_challenger, render_model_card, run_package
 from churn.tracking import aliased_version, use_mlflow
+from churn.train import plan_refit
 
+SELECTION = {
+    "families": [
+        {
+            "family": "logistic_regression",
+            "params": {"C": 0.42, "class_weight": None},
+            "cv_roc_auc": 0.8312,
+            "cv_roc_auc_std": 0.0121,
+            "configured_cv_roc_auc": 0.8298,
+            "configured_cv_roc_auc_std": 0.0133,
+            "search": "searched",
+            "configurations_tried": 27,
+            "seconds": 6.31,
+        },
+        {
+            "family": "random_forest",
+            "params": {"n_estimators": 150, "max_depth": 12},
+            "cv_roc_auc": 0.8207,
+            "cv_roc_auc_std": 0.0144,
+            "configured_cv_roc_auc": 0.8207,
+            "configured_cv_roc_auc_std": 0.0144,
+            "search": "budget_spent",
+            "configurations_tried": 0,
+            "seconds": 3.02,
+        },
+    ],
+    "search_spaces": {
+        "logistic_regression": {"C": {"low": 0.01, "high": 100.0, "log": True}},
+        "random_forest": {"max_depth": [8, 12, 16]},
+    },
+    "time_budget_seconds": 30.0,
+    "seconds": 29.4,
+    "cv_rows": 2400,
+    "cv_folds": 5,
+}
 FACTS = {
     "model_name": "churn-classifier",
     "model_family": "logistic_regression",
+    "model_params": {"C": 0.42, "class_weight": None},
+    "selection": SELECTION,
     "calibration": "sigmoid",
     "score_date": "2026-11-29",
     "training_rows": 3000,
@@ -23,6 +63,9 @@ FACTS = {
     "contract": "telco_customer_churn",
     "contract_sha256": "abc123",
     "training_fingerprint": "f00d",
+    "refit_rows": 3000,
+    "refit_rows_available": 3000,
+    "refit_fingerprint": "beef",
     "code_version": "0.1.0+gdeadbeef",
     "mlflow_run_id": "r1",
     "airflow_run_id": "manual__x",
@@ -39,6 +82,42 @@ def test_model_card_states_provenance_and_metrics():
     card = render_model_card(FACTS)
     for fact in ("3000 rows", "abc123", "0.1.0+gdeadbeef", "| test_roc_auc | 0.8200 |", "no champion yet"):
         assert fact in card
+
+
+def test_model_card_records_every_candidate_the_search_spaces_the_time_and_the_budget():
+    card = render_model_card(FACTS)
+    for fact in (
+        "| **logistic_regression** (chosen) | 0.8312 ± 0.0121 | 0.8298 ± 0.0133 | C=0.42, class_weight=None "
+        "| searched | 27 | 6.3 |",
+        "| random_forest | 0.8207 ± 0.0144 | 0.8207 ± 0.0144 | n_estimators=150, max_depth=12 "
+        "| none: budget spent, configured values kept | 0 | 3.0 |",
+        "| logistic_regression | C | 0.01 to 100 (log-uniform) |",
+        "| random_forest | max_depth | 8, 12, 16 |",
+        "Model selection took 29.4 s of a 30 s budget.",
+        "5-fold cross-validated ROC AUC on the same folds of the\n2400 training-split rows",
+        "the test split played no part",
+        "| hyperparameters | C=0.42, class_weight=None |",
+    ):
+        assert fact in card, fact
+
+
+def test_model_card_says_the_registered_model_is_a_refit_on_every_labelled_row():
+    card = render_model_card(FACTS)
+    assert "| registered model trained on | 3000 rows, both splits: refit after evaluation |" in card
+    assert "| training fingerprint | beef |" in card
+    assert "refit on all 3000 labelled rows" in card
+    assert "The metrics above are those of the fit on the training split" in card
+    sampled = render_model_card({**FACTS, "refit_rows": 2000, "refit_rows_available": 3000})
+    assert "| 2000 rows, both splits, a stratified sample of the 3000 labelled rows: refit after" in sampled
+
+
+def test_model_card_without_a_search_says_the_families_kept_their_configured_values():
+    families = [{**family, "search": "no_space", "configurations_tried": 0} for family in SELECTION["families"]]
+    without = {**SELECTION, "families": families, "search_spaces": {}, "time_budget_seconds": None}
+    card = render_model_card({**FACTS, "selection": without})
+    assert "competed with its configured hyperparameters (no search was configured)" in card
+    assert "budget" not in card
+    assert "| (none) | | |" in card
 
 
 def _evaluated(trained, *, promote=True, champion_version=None, reason="no champion yet; challenger clears"):
@@ -62,7 +141,8 @@ def test_the_model_card_holds_the_runs_facts_and_no_connection_strings(trained_r
         mlflow_username="bob",
         mlflow_password=MLFLOW_PASSWORD,
     )
-    card = model_card(validated, trained, _evaluated(trained), settings)
+    refit = plan_refit(trained, load_contract(trained.run.contract), settings.config.training)
+    card = model_card(validated, trained, _evaluated(trained), settings, refit)
     for secret in (warehouse_url, tracking_uri, WAREHOUSE_PASSWORD, URL_PASSWORD, MLFLOW_PASSWORD):
         assert secret not in card
     assert "db.internal" not in card and "mlflow.internal" not in card
@@ -72,11 +152,13 @@ def test_the_model_card_holds_the_runs_facts_and_no_connection_strings(trained_r
         f"{validated.training.rows} rows ({trained.train_rows_available} train / {trained.test_rows} test)",
         f"{validated.scoring.rows} rows",
         f"{validated.contract_name} (sha256 {validated.contract_sha256})",
-        trained.training_fingerprint,
+        refit.fingerprint,
+        f"| registered model trained on | {len(refit.rows)} rows, both splits: refit after evaluation |",
         trained.mlflow_run_id,
         trained.run.airflow_run_id,
         f"{trained.model_family} (calibrated: {settings.config.training.calibration})",
         f"| cross-validated ROC AUC (train split) | {trained.cv_roc_auc:.4f} |",
+        *(f"| {family} |" for family in trained.selection.search_spaces),
         "| test_roc_auc | 0.8123 |",
         "| test_brier | 0.1357 |",
         "| test_top_decile_lift | 2.4681 |",
@@ -135,7 +217,7 @@ def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(traine
         client.get_model_version(model_name, "999")
 
 
-def test_run_package_registers_the_challenger_with_its_card_and_promotes_it(trained_run, tmp_path: Path):
+def test_run_package_registers_the_refit_with_its_card_and_promotes_it(trained_run, tmp_path: Path, monkeypatch):
     # The run's records, but a run folder and a registered model of this test's own.
     run = trained_run.trained.run.model_copy(update={"run_dir": tmp_path})
     validated = trained_run.validated.model_copy(update={"run": run})
@@ -156,11 +238,31 @@ def test_run_package_registers_the_challenger_with_its_card_and_promotes_it(trai
     assert packaged.reused_existing_version is False
     assert packaged.champion_version == packaged.model_version
     assert read_manifests(tmp_path)["package"] == packaged
-    version = MlflowClient().get_model_version(model_name, packaged.model_version)
-    assert version.description == model_card(validated, trained, evaluated, settings)
+    client = MlflowClient()
+    version = client.get_model_version(model_name, packaged.model_version)
+    refit = plan_refit(trained, load_contract(run.contract), settings.config.training)
+    assert version.description == model_card(validated, trained, evaluated, settings, refit)
     assert version.tags["contract_sha256"] == validated.contract_sha256
-    assert version.tags["training_fingerprint"] == trained.training_fingerprint
+    assert version.tags["training_fingerprint"] == refit.fingerprint != trained.training_fingerprint
+    # The registered model is the refit, logged beside the evaluated model in the training's run.
+    assert version.run_id == trained.mlflow_run_id
+    assert version.source != trained.model_uri
+    tracked = mlflow.get_run(trained.mlflow_run_id).data
+    assert tracked.params["refit_rows"] == tracked.params["refit_rows_available"] == "3000"
+    registered = mlflow.sklearn.load_model(f"models:/{model_name}/{packaged.model_version}")
+    assert len(registered.calibrated_classifiers_) == 1
+    # The same family with the same hyperparameters as the model evaluation scored.
+    estimator = registered.calibrated_classifiers_[0].estimator.named_steps["model"]
+    evaluated_model = mlflow.sklearn.load_model(trained.model_uri).calibrated_classifiers_[0].estimator
+    assert type(estimator) is type(evaluated_model.named_steps["model"])
+    chosen = trained.selection.family(trained.model_family).params
+    assert {key: estimator.get_params()[key] for key in chosen} == chosen
 
+    # A rerun with the same inputs reuses the version without fitting again.
+    def no_refit(*args, **kwargs):
+        raise AssertionError("a version made from the same inputs is registered: no refit is needed")
+
+    monkeypatch.setattr(package, "refit_chosen", no_refit)
     again = run_package(validated, trained, _evaluated(trained, promote=False, reason="a rerun"), settings)
     assert (again.model_version, again.reused_existing_version, again.promoted) == (
         packaged.model_version,
@@ -170,8 +272,8 @@ def test_run_package_registers_the_challenger_with_its_card_and_promotes_it(trai
     assert again.champion_version == packaged.model_version
 
 
-def test_the_model_card_says_when_the_model_learned_from_a_sample():
+def test_the_model_card_says_when_the_model_was_chosen_on_a_sample():
     sampled = render_model_card({**FACTS, "train_rows": 1000, "train_rows_available": 2400})
-    assert "| trained on | 1000 rows (a stratified sample of the 2400 in the train split) |" in sampled
+    assert "| chosen on | 1000 rows (a stratified sample of the 2400 in the train split) |" in sampled
     whole = render_model_card(FACTS)
-    assert "| trained on | 2400 rows |" in whole
+    assert "| chosen on | 2400 rows |" in whole
