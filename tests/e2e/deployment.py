@@ -11,11 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from churn.settings import Settings, load_settings
 from tests.conftest import INHERITED_SETTINGS, PROJECT_DIR, SCORE_DATE, stored_scores
 
 BIN = Path(sys.executable).parent
+# End-to-end runs test the pipeline through Airflow, not how well a search tunes (the unit
+# tier searches every family): model selection gets a few seconds, in which every family's
+# configured hyperparameters still compete.
+E2E_SELECTION_BUDGET_SECONDS = 5
+
+
+def e2e_pipeline_config(path: Path, **scoring: int) -> Path:
+    """The bundled pipeline.yaml with model selection's time budget cut for end-to-end runs
+    (and ``scoring`` settings changed), written to ``path`` for CHURN_PIPELINE_CONFIG."""
+    config = yaml.safe_load((PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text())
+    config["training"]["search"]["time_budget_seconds"] = E2E_SELECTION_BUDGET_SECONDS
+    config["scoring"].update(scoring)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 @dataclass

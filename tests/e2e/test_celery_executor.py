@@ -48,6 +48,7 @@ from tests.e2e.airflow_stack import (
     start,
     stop,
 )
+from tests.e2e.deployment import E2E_SELECTION_BUDGET_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +103,7 @@ def pipeline_config(path: Path) -> Path:
     config = yaml.safe_load((PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text())
     config["training"]["cv_folds"] = 3
     config["training"]["candidates"]["hist_gradient_boosting"]["max_iter"] = 30
+    config["training"]["search"]["time_budget_seconds"] = E2E_SELECTION_BUDGET_SECONDS
     config["scoring"].update(batch_rows=BATCH_ROWS, partition_rows=PARTITION_ROWS)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

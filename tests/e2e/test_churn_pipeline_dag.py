@@ -17,7 +17,7 @@ from churn.manifest import read_manifests
 from churn.storage import read_parquet
 from churn.tracking import champion_version, use_mlflow
 from tests.conftest import PROJECT_DIR, SCORE_DATE
-from tests.e2e.deployment import BIN, Deployment, deploy
+from tests.e2e.deployment import BIN, Deployment, deploy, e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,9 @@ BUSINESS_COLUMNS = ["score_date", "customer_id", "churn_probability", "risk_band
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory) -> Deployment:
-    return deploy(tmp_path_factory.mktemp("e2e"), TRAINING_ROWS, SCORING_ROWS)
+    root = tmp_path_factory.mktemp("e2e")
+    config = e2e_pipeline_config(root / "pipeline.yaml")
+    return deploy(root, TRAINING_ROWS, SCORING_ROWS, CHURN_PIPELINE_CONFIG=str(config))
 
 
 @pytest.fixture(scope="module")

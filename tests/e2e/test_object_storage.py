@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from churn.manifest import read_manifests
-from tests.conftest import PROJECT_DIR, SCORE_DATE, free_port
-from tests.e2e.deployment import BIN, Deployment, deploy
+from tests.conftest import SCORE_DATE, free_port
+from tests.e2e.deployment import BIN, Deployment, deploy, e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
@@ -60,9 +60,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, s3_endpoint) -> Deployment:
     root = tmp_path_factory.mktemp("object-storage")
-    config = root / "pipeline.yaml"
-    bundled = (PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text()
-    config.write_text(bundled.replace("partition_rows: 1000000", f"partition_rows: {PARTITION_ROWS}"))
+    config = e2e_pipeline_config(root / "pipeline.yaml", partition_rows=PARTITION_ROWS)
     connection = {
         "conn_type": "aws",
         "login": CREDENTIALS["aws_access_key_id"],

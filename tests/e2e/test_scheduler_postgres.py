@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import EXPECTED_OWNERS
 from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
+from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +29,7 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("scheduler")
     with stack_setting(postgres_url, root, training_rows=5_000, scoring_rows=SCORING_ROWS, seed=11) as setting:
         setting.env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+        setting.env["CHURN_PIPELINE_CONFIG"] = str(e2e_pipeline_config(root / "pipeline.yaml"))
         logs = [root / "standalone.log"]
         process = start([str(BIN / "airflow"), "standalone"], setting.env, logs[0])
         try:
