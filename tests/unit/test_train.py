@@ -445,7 +445,8 @@ def test_training_respects_the_configured_row_limit(trained_run, tmp_path):
     settings = trained_run.settings
     limited = settings.overridden(
         config=settings.config.model_copy(
-            update={"training": settings.config.training.model_copy(update={"max_rows": 1000})}
+            # No search: the row limit is what is tested here.
+            update={"training": settings.config.training.model_copy(update={"max_rows": 1000, "search": None})}
         )
     )
     features = trained_run.features
