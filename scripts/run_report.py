@@ -73,9 +73,11 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
     if "train" in manifests:
         trained = manifests["train"]
         tracked = mlflow.get_run(trained.mlflow_run_id).data
+        selection = trained.selection
         lines.append(
             f"  trained    {trained.model_family} chosen by cross-validated ROC AUC "
-            f"{tracked.metrics['cv_roc_auc']:.4f} (MLflow run {trained.mlflow_run_id})"
+            f"{tracked.metrics['cv_roc_auc']:.4f} among {len(selection.families)} families, searched in "
+            f"{selection.seconds:.0f} s (MLflow run {trained.mlflow_run_id})"
         )
         if "test_roc_auc" in tracked.metrics:
             lines.append(

@@ -15,6 +15,7 @@ from typing import Any
 from churn.contract import Contract, load_contract
 from churn.handoffs import EvaluateResult, PackageResult, TrainResult, ValidateResult, accepts_handoffs
 from churn.manifest import run_phase
+from churn.model import model_columns
 from churn.settings import Settings, code_version
 from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, aliased_version, use_mlflow
 from churn.train import Refit, log_refit, plan_refit, refit_chosen
@@ -127,6 +128,9 @@ Churn classifier: the probability that an active customer churns, for batch scor
 | MLflow run | {facts["mlflow_run_id"]} |
 | Airflow run | {facts["airflow_run_id"]} |
 
+## Inputs
+{facts["inputs"]}
+
 ## How it was chosen
 {selection_section(facts["selection"], facts["model_family"])}
 
@@ -152,6 +156,19 @@ Ranks active customers by churn risk for retention outreach. Trained on one snap
 labelled customers; scores are only as current as that snapshot and assume the scoring
 population resembles it.
 """
+
+
+def inputs_section(contract: Contract) -> str:
+    """What the model reads and predicts, and which named columns it never sees, and why."""
+    numeric, categorical = model_columns(contract)
+    lines = [
+        f"- predicts: `{contract.label_column}` churned ({contract.label.describe()})",
+        f"- customer id: {' + '.join(f'`{column}`' for column in contract.id_columns)}",
+        f"- numeric features: {', '.join(f'`{column}`' for column in numeric) or 'none'}",
+        f"- categorical features: {', '.join(f'`{column}`' for column in categorical) or 'none'}",
+    ]
+    lines += [f"- not modelled: `{column}`, {why}" for column, why in contract.not_modelled.items()]
+    return "\n".join(lines)
 
 
 def find_version_by_fingerprint(client: Any, model_name: str, fingerprint: str) -> Any | None:
@@ -219,7 +236,12 @@ def register_challenger(
 
 
 def model_card(
-    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings, refit: Refit
+    validated: ValidateResult,
+    trained: TrainResult,
+    evaluated: EvaluateResult,
+    settings: Settings,
+    refit: Refit,
+    contract: Contract,
 ) -> str:
     """The model card of the run's registered model, from what the earlier phases recorded
     and the rows it was refit on."""
@@ -237,6 +259,7 @@ def model_card(
             "refit_fingerprint": refit.fingerprint,
             "contract": validated.contract_name,
             "contract_sha256": validated.contract_sha256,
+            "inputs": inputs_section(contract),
             "code_version": code_version(),
             "airflow_run_id": trained.run.airflow_run_id,
             "metrics": evaluated.metrics,
@@ -281,7 +304,7 @@ def run_package(
             score_date=trained.run.score_date.isoformat(),
             promote=evaluated.promote,
             compared_champion=evaluated.champion_version,
-            model_card=model_card(validated, trained, evaluated, configured, refit),
+            model_card=model_card(validated, trained, evaluated, configured, refit, contract),
         )
         return PackageResult(run=trained.run, **registered)
 

@@ -10,7 +10,14 @@ from churn import package
 from churn.contract import load_contract
 from churn.handoffs import EvaluateResult, PackageResult
 from churn.manifest import read_manifests
-from churn.package import ChampionChangedError, model_card, register_challenger, render_model_card, run_package
+from churn.package import (
+    ChampionChangedError,
+    inputs_section,
+    model_card,
+    register_challenger,
+    render_model_card,
+    run_package,
+)
 from churn.tracking import aliased_version, use_mlflow
 from churn.train import plan_refit
 
@@ -62,6 +69,7 @@ FACTS = {
     "scoring_rows": 600,
     "contract": "telco_customer_churn",
     "contract_sha256": "abc123",
+    "inputs": "- predicts: `Churn` churned",
     "training_fingerprint": "f00d",
     "refit_rows": 3000,
     "refit_rows_available": 3000,
@@ -73,6 +81,18 @@ FACTS = {
     "metrics": {"test_roc_auc": 0.82, "test_brier": 0.14},
     "promotion_reason": "no champion yet",
 }
+
+
+def test_the_model_card_names_what_the_model_reads_and_what_it_never_sees():
+    card = render_model_card({**FACTS, "inputs": inputs_section(load_contract("bank_customer_churn"))})
+    assert "- predicts: `Exited` churned (positive [1], negative [0])" in card
+    assert "- customer id: `CustomerId`" in card
+    categorical = next(line for line in card.splitlines() if line.startswith("- categorical features"))
+    assert "`NumOfProducts`" in categorical and "`Surname`" not in card.split("- not modelled")[0]
+    assert "- not modelled: `Complain`, a known leak (role: leak): recorded after the outcome" in card
+    assert "- not modelled: `RowNumber`, ignored by the contract" in card
+
+
 WAREHOUSE_PASSWORD = "wareh0use-s3cret"
 URL_PASSWORD = "mlfl0w-url-s3cret"
 MLFLOW_PASSWORD = "mlfl0w-login-s3cret"
@@ -141,8 +161,9 @@ def test_the_model_card_holds_the_runs_facts_and_no_connection_strings(trained_r
         mlflow_username="bob",
         mlflow_password=MLFLOW_PASSWORD,
     )
-    refit = plan_refit(trained, load_contract(trained.run.contract), settings.config.training)
-    card = model_card(validated, trained, _evaluated(trained), settings, refit)
+    contract = load_contract(trained.run.contract)
+    refit = plan_refit(trained, contract, settings.config.training)
+    card = model_card(validated, trained, _evaluated(trained), settings, refit, contract)
     for secret in (warehouse_url, tracking_uri, WAREHOUSE_PASSWORD, URL_PASSWORD, MLFLOW_PASSWORD):
         assert secret not in card
     assert "db.internal" not in card and "mlflow.internal" not in card
@@ -240,8 +261,9 @@ def test_run_package_registers_the_refit_with_its_card_and_promotes_it(trained_r
     assert read_manifests(tmp_path)["package"] == packaged
     client = MlflowClient()
     version = client.get_model_version(model_name, packaged.model_version)
-    refit = plan_refit(trained, load_contract(run.contract), settings.config.training)
-    assert version.description == model_card(validated, trained, evaluated, settings, refit)
+    contract = load_contract(run.contract)
+    refit = plan_refit(trained, contract, settings.config.training)
+    assert version.description == model_card(validated, trained, evaluated, settings, refit, contract)
     assert version.tags["contract_sha256"] == validated.contract_sha256
     assert version.tags["training_fingerprint"] == refit.fingerprint != trained.training_fingerprint
     # The registered model is the refit, logged beside the evaluated model in the training's run.
