@@ -2,8 +2,10 @@
 
 Validation runs in two stages. The text stage sees every cell as it was written, so a bad
 value is reported as the file holds it ("twelve" in ``tenure``); it checks the columns, the
-ids, the number formats, text value sets and blank rates. The typed stage runs once the
-numbers are numbers and checks numeric ranges and value sets.
+ids, the number formats, text value sets and blank rates. The typed stage sees the numbers
+as numbers (a cell that is not one counts as blank there, the text stage having reported
+it) and checks numeric ranges and value sets. Both stages always run, so one report holds
+every problem of a snapshot.
 
 A snapshot is validated a chunk of rows at a time, so memory holds one chunk, never the table.
 How the chunks' results of each kind of expectation make its result on the whole snapshot is
@@ -42,7 +44,8 @@ def number_patterns(decimal: str) -> dict[str, str]:
     mark. ASCII digits only: \\d would admit other scripts' digits, which pandas cannot parse."""
     mark = re.escape(decimal)
     return {
-        "integer": rf"^[+-]?[0-9]+(?:{mark}0*)?$",
+        # At most 18 digits: every such integer fits the typed copy's 64-bit integers.
+        "integer": rf"^[+-]?[0-9]{{1,18}}(?:{mark}0*)?$",
         "number": rf"^[+-]?(?:[0-9]+(?:{mark}[0-9]*)?|{mark}[0-9]+)(?:[eE][+-]?[0-9]+)?$",
     }
 
@@ -100,12 +103,13 @@ def text_stage_expectations(
     return expectations
 
 
-def typed_stage_expectations(contract: Contract, *, labelled: bool) -> list[Any]:
-    """Numeric ranges and value sets, which only make sense once the numbers are numbers."""
+def typed_stage_expectations(contract: Contract, columns: list[str], *, labelled: bool) -> list[Any]:
+    """Numeric ranges and value sets of the contract's columns that are present, which only
+    make sense once the numbers are numbers."""
     expectations: list[Any] = []
     for name in contract.expected_columns(labelled=labelled):
         spec = contract.columns[name]
-        if not spec.is_numeric or spec.role == "id":  # ids stay text: see validate.conform
+        if name not in columns or not spec.is_numeric or spec.role == "id":  # ids stay text: see validate.conform
             continue
         if spec.min is not None or spec.max is not None:
             expectations.append(

@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 EXAMPLES_PER_FAILURE = 5
+# Integers at or beyond 2**63 do not fit the typed copy's 64-bit integers (the text stage
+# refuses more than 18 digits, so none reaches here unreported).
+LARGEST_INTEGER = 2.0**63
 DATA_DOCS_SITE = "run_report"
 # What each chunk is asked for: counts (to add up) and a few values. Offending rows' positions
 # are asked for again, with SUMMARY, only on chunks that have offending rows.
@@ -93,8 +96,10 @@ def text_view(raw: pd.DataFrame) -> pd.DataFrame:
 
 def conform(text: pd.DataFrame, contract: Contract, decimal: str = ".") -> pd.DataFrame:
     """Type the contract's numeric (written with ``decimal`` as the decimal mark) and boolean
-    columns; call only once the text stage has passed.
-    Ids stay as written: "00123" is its own customer, not 123."""
+    columns. A cell that is not a value of its type (text in a number column, a fraction or an
+    integer too large in an integer column, an unknown boolean spelling) becomes missing: the
+    text stage reports it, and the typed stage judges the rest. Ids stay as written: "00123"
+    is its own customer, not 123."""
     typed = text.copy()
     booleans = contract.csv.booleans
     for spec in contract.columns.values():
@@ -104,8 +109,13 @@ def conform(text: pd.DataFrame, contract: Contract, decimal: str = ".") -> pd.Da
             written = typed[spec.name]
             if decimal != ".":
                 written = written.str.replace(decimal, ".", regex=False)
-            numbers = pd.to_numeric(written)
-            typed[spec.name] = numbers.astype("Int64") if spec.type == "integer" else numbers.astype("float64")
+            parsed = pd.to_numeric(written, errors="coerce")
+            numbers = pd.Series(parsed.to_numpy(dtype="float64", na_value=np.nan), index=typed.index)
+            if spec.type == "integer":
+                whole = (numbers % 1 == 0) & (numbers.abs() < LARGEST_INTEGER)
+                typed[spec.name] = numbers.where(whole).astype("Int64")
+            else:
+                typed[spec.name] = numbers
         elif spec.type == "boolean":
             typed[spec.name] = typed[spec.name].map(booleans.get, na_action="ignore").astype("boolean")
     return typed
@@ -398,10 +408,10 @@ def validate_snapshot(
 ) -> tuple[list[str], ValidatedSnapshot | None]:
     """Validate one snapshot chunk by chunk in both stages, staging its typed copy in ``staging``.
 
-    Returns its problems and, when its text stage passed, its staged typed copy. The label
-    checks (both classes present, no leakage) need the whole training table: it reads the staged copy, as training
-    snapshots are small (training learns from at most ``training.max_rows``); the scoring
-    snapshot, the big one, is never held whole.
+    Returns every problem of both stages and, when there is none, its staged typed copy. The
+    label checks (both classes present, no leakage) need the whole training table: they read
+    the staged copy, as training snapshots are small (training learns from at most
+    ``training.max_rows``); the scoring snapshot, the big one, is never held whole.
     """
     name, labelled = snapshot.name, snapshot.labelled
     # The contract's decimal mark is its CSV files'; Parquet holds numbers, rendered with a point.
@@ -414,25 +424,23 @@ def validate_snapshot(
         text_stage_expectations(contract, list(first.columns), labelled=labelled, decimal=decimal),
         notes=[f"Column {column!r} is {why}." for column, why in contract.not_modelled.items()],
     )
-    typed = ChunkedStage(context, f"{name}_typed", typed_stage_expectations(contract, labelled=labelled))
+    typed = ChunkedStage(
+        context, f"{name}_typed", typed_stage_expectations(contract, list(first.columns), labelled=labelled)
+    )
     staged = staging / f"{name}.parquet"
     write_parquet_batches_atomically(
         (check_chunk(chunk, text, typed, contract, decimal) for chunk in itertools.chain([first], chunks)), staged
     )
-    stage = text.finish()
-    expectations = len(stage.results)
-    validated = None
-    problems: list[str] = []
-    if stage.success:
-        ids = text.key(tuple(contract.id_columns))
-        problems += overlong_ids(ids, contract) if ids is not None else []
-        stage = typed.finish()
-        expectations += len(stage.results)
-        validated = ValidatedSnapshot(rows=text.rows, expectations=expectations, path=staged)
-        if stage.success and labelled:
-            problems += label_problems(pd.read_parquet(staged), contract)
-    problems += [describe_failure(result) for result in stage.results if not result.success]
-    return problems, validated
+    stages = [text.finish(), typed.finish()]
+    problems = [describe_failure(result) for stage in stages for result in stage.results if not result.success]
+    ids = text.key(tuple(contract.id_columns))
+    problems += overlong_ids(ids, contract) if ids is not None else []
+    if problems:
+        return problems, None
+    if labelled:
+        problems += label_problems(pd.read_parquet(staged), contract)
+    expectations = sum(len(stage.results) for stage in stages)
+    return problems, ValidatedSnapshot(rows=text.rows, expectations=expectations, path=staged)
 
 
 def snapshot_text_chunks(snapshot: Snapshot, contract: Contract, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -447,15 +455,12 @@ def snapshot_text_chunks(snapshot: Snapshot, contract: Contract, chunk_rows: int
 def check_chunk(
     text: pd.DataFrame, text_stage: ChunkedStage, typed_stage: ChunkedStage, contract: Contract, decimal: str
 ) -> pd.DataFrame:
-    """Check one chunk in both stages and return it typed, for the staged copy. Once the text
-    stage has failed for good the chunk may not be typeable; an empty typed frame stands in for
-    it, as the staged copy will be thrown away."""
+    """Check one chunk in both stages and return it typed, for the staged copy. Once either
+    stage has failed for good the staged copy will be thrown away: no rows are staged then."""
     text_stage.check(text)
-    if text_stage.failed_for_good:
-        return conform(text.iloc[:0], contract, decimal)
     typed = conform(text, contract, decimal)
     typed_stage.check(typed)
-    return typed
+    return typed.iloc[:0] if text_stage.failed_for_good or typed_stage.failed_for_good else typed
 
 
 @accepts_handoffs

@@ -3,6 +3,7 @@ with a message that names the file or column, the rule, and example values."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -177,3 +178,36 @@ def test_a_typo_in_a_contract_fails_validate_naming_the_file_and_key(settings, s
     failure = read_manifests(landed.run.run_dir)["failed"]
     assert failure.phase == "validate" and "extra_colums" in failure.error
     assert not (landed.run.run_dir / "validated").exists()
+
+
+def test_every_problem_of_both_snapshots_comes_in_one_message_and_one_report(snapshots, contract, tmp_path: Path):
+    training = snapshots.training.astype({"tenure": object, "MonthlyCharges": object})
+    training.loc[training.index[3], "tenure"] = "twelve"
+    training.loc[training.index[5], "PaymentMethod"] = "Bitcoin"
+    training.loc[training.index[7], "MonthlyCharges"] = -5.0
+    scoring = snapshots.scoring.astype({"tenure": object})
+    scoring.loc[scoring.index[2], "tenure"] = "12345678901234567890"
+    scoring.loc[scoring.index[4], "MonthlyCharges"] = 500.0
+    with pytest.raises(ContractViolation) as caught:
+        validate_snapshots(
+            [
+                land(write_csv(training, tmp_path / "training.csv"), tmp_path, "training"),
+                land(write_csv(scoring, tmp_path / "scoring.csv"), tmp_path, "scoring", labelled=False),
+            ],
+            contract,
+            tmp_path,
+        )
+    message = str(caught.value)
+    assert "failed with 5 problem(s)" in message, message
+    for problem in (
+        r"training snapshot .*'tenure': expect_column_values_to_match_regex.* e\.g\. 'twelve' \(at rows 4\)",
+        r"training snapshot .*'PaymentMethod': expect_column_values_to_be_in_set.* e\.g\. 'Bitcoin' \(at rows 6\)",
+        r"training snapshot .*'MonthlyCharges': expect_column_values_to_be_between.* e\.g\. '-5\.0' \(at rows 8\)",
+        r"scoring snapshot .*'tenure': expect_column_values_to_match_regex.* e\.g\. '12345678901234567890'",
+        r"scoring snapshot .*'MonthlyCharges': expect_column_values_to_be_between.* e\.g\. '500\.0' \(at rows 5\)",
+    ):
+        assert re.search(problem, message), problem
+    pages = "".join(page.read_text() for page in (tmp_path / "data_docs").rglob("*.html"))
+    for suite in ("training_text", "training_typed", "scoring_text", "scoring_typed"):
+        assert suite in pages
+    assert not (tmp_path / "validated").exists()
