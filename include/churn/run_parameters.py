@@ -3,16 +3,17 @@ derived from them, the fields of the trigger form in the Airflow UI."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from churn.documents import Strict, validation_message
 from churn.errors import PermanentError
 from churn.settings import load_settings
-from churn.sources import SOURCE_PATTERN
+from churn.sources import SOURCE_PATTERN, SourceError, parse_source
 
 SOURCE_FORMS = (
     "A .csv or .parquet path (absolute, or relative to the project folder), file://..., or "
@@ -25,6 +26,22 @@ class RunParameterError(PermanentError, ValueError):
     """A run was triggered with a parameter that is unknown or malformed; the message names it."""
 
 
+def accepted_source(spec: str) -> str:
+    """``spec`` if it has one of the accepted forms, else say why not in words. The one judge
+    is :func:`~churn.sources.parse_source`; the trigger form's pattern agrees with it."""
+    try:
+        # Only the form is judged here: any date stands in for {score_date}, which ingest fills.
+        parse_source(spec, date(2000, 1, 1))
+    except SourceError as error:
+        raise ValueError(str(error)) from None  # each of its messages says what is accepted
+    return spec
+
+
+# A source as the trigger form shows it (the pattern lets the browser check it as it is typed)
+# and as a run reads it (refused in words, not by the pattern).
+Source = Annotated[str, AfterValidator(accepted_source)]
+
+
 class RunParameters(Strict):
     """What a trigger (the form, the REST API, the schedule's defaults) asks of one run.
 
@@ -32,17 +49,17 @@ class RunParameters(Strict):
     """
 
     training_source: Annotated[
-        str,
+        Source,
         Field(
-            pattern=SOURCE_PATTERN,
+            json_schema_extra={"pattern": SOURCE_PATTERN},
             title="Training snapshot",
             description=f"Customers with a known churn outcome. {SOURCE_FORMS}",
         ),
     ]
     scoring_source: Annotated[
-        str,
+        Source,
         Field(
-            pattern=SOURCE_PATTERN,
+            json_schema_extra={"pattern": SOURCE_PATTERN},
             title="Scoring snapshot",
             description="The active customers to score, in the same forms as the training snapshot.",
         ),
@@ -70,6 +87,8 @@ class RunParameters(Strict):
             try:
                 return date.fromisoformat(value)
             except ValueError:
+                if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+                    raise ValueError("no such date (YYYY-MM-DD)") from None
                 raise ValueError("not a date in YYYY-MM-DD form") from None
         return value or None
 

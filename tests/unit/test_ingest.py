@@ -251,9 +251,24 @@ def test_an_unknown_run_parameter_is_refused_by_name():
         read_run_parameters(params)
 
 
-def test_a_source_the_form_would_refuse_is_refused_by_name():
+def test_a_source_the_form_would_refuse_is_refused_by_name_in_words():
     params = {**run_parameters("/d/training.csv", "/d/scoring.csv"), "training_source": "/d/training.xlsx"}
-    with pytest.raises(RunParameterError, match=r"training_source.*training\.xlsx"):
+    with pytest.raises(
+        RunParameterError, match=r"training_source: .*training\.xlsx'?: file must end in \.csv or \.parquet"
+    ):
+        read_run_parameters(params)
+    params["training_source"] = "ftp://x/a.csv"
+    with pytest.raises(RunParameterError) as caught:
+        read_run_parameters(params)
+    assert "unknown scheme; use a .csv or .parquet path, file://..., or sql://<connection id>/<table>" in str(
+        caught.value
+    )
+    assert "should match pattern" not in str(caught.value) and "[cC]" not in str(caught.value)
+
+
+def test_a_date_that_does_not_exist_is_refused_as_such():
+    params = {**run_parameters("/d/training.csv", "/d/scoring.csv"), "score_date": "2026-02-30"}
+    with pytest.raises(RunParameterError, match=r"score_date: no such date \(YYYY-MM-DD\) \(got '2026-02-30'\)"):
         read_run_parameters(params)
 
 
