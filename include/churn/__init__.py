@@ -12,4 +12,10 @@ import os
 # set here, ahead of any phase module, so a run's validation never reports to a third party.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+# Great Expectations' import-time INFO lines (hundreds) would bury every task's own log;
+# quieted here, before any phase module imports it (see churn.logs).
+from churn.logs import quiet_libraries
+
+quiet_libraries()
+
 __version__ = "0.1.0"

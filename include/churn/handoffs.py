@@ -21,6 +21,20 @@ class Handoff(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def _many(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 row``, ``5,000 rows``."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def _rows(count: int) -> str:
+    return _many(count, "row")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """``{"low": 3052, "high": 662}`` as ``low 3,052, high 662``."""
+    return ", ".join(f"{name} {count:,}" for name, count in counts.items())
+
+
 class RunContext(Handoff):
     """One pipeline run: which Airflow run, for which date, in which folder, under which contract."""
 
@@ -43,10 +57,19 @@ class LandedSnapshot(Handoff):
     bytes: int
     sha256: str
 
+    def summary(self) -> str:
+        return f"{self.source} ({self.format}, {self.bytes:,} bytes, sha256 {self.sha256[:12]})"
+
 
 class IngestResult(PhaseResult):
     training: LandedSnapshot
     scoring: LandedSnapshot
+
+    def summary(self) -> str:
+        return (
+            f"ingest: landed the training snapshot from {self.training.summary()} and the scoring snapshot "
+            f"from {self.scoring.summary()} in {self.run.run_dir}"
+        )
 
 
 class ValidatedSnapshot(Handoff):
@@ -62,12 +85,33 @@ class ValidateResult(PhaseResult):
     training: ValidatedSnapshot
     scoring: ValidatedSnapshot
 
+    def summary(self) -> str:
+        return (
+            f"validate: training snapshot ({_rows(self.training.rows)}) passed {self.training.expectations} "
+            f"expectations, scoring snapshot ({_rows(self.scoring.rows)}) passed {self.scoring.expectations}, "
+            f"of contract {self.contract_name}; report {self.report}"
+        )
+
 
 class FeatureResult(PhaseResult):
     derived_features: list[str]
     unseen_categories: dict[str, list[str]]
     training_path: Location
     scoring_path: Location
+
+    def summary(self) -> str:
+        unseen = (
+            f"scoring has values unseen in training in {', '.join(sorted(self.unseen_categories))}"
+            if self.unseen_categories
+            else "no category in scoring is unseen in training"
+        )
+        derived = self.derived_features
+        added = (
+            f"{_many(len(derived), 'derived feature')} ({', '.join(derived)})"
+            if derived
+            else "no derived features"
+        )
+        return f"feature: added {added} to the training and scoring tables; {unseen}"
 
 
 class FamilySelection(Handoff):
@@ -120,6 +164,19 @@ class TrainResult(PhaseResult):
     labelled_path: Location
     selection: ModelSelection
 
+    def summary(self) -> str:
+        selection = self.selection
+        sampled = (
+            f" (a sample of {self.train_rows_available:,})" if self.train_rows < self.train_rows_available else ""
+        )
+        families = _many(len(selection.families), "family", "families")
+        return (
+            f"train: {self.model_family} chosen by CV ROC AUC {self.cv_roc_auc:.3f} among {families} in "
+            f"{selection.seconds:.0f} s ({selection.cv_folds}-fold on {_rows(selection.cv_rows)}); "
+            f"trained on {_rows(self.train_rows)}{sampled}, {_rows(self.test_rows)} held out for evaluate; "
+            f"MLflow run {self.mlflow_run_id}"
+        )
+
 
 class EvaluateResult(PhaseResult):
     metrics: dict[str, float]
@@ -128,6 +185,18 @@ class EvaluateResult(PhaseResult):
     promote: bool
     reason: str
 
+    def summary(self) -> str:
+        if self.champion_version is None:
+            champion = "no champion to compare"
+        elif self.champion_test_roc_auc is None:
+            champion = f"champion version {self.champion_version} not compared"
+        else:
+            champion = f"champion version {self.champion_version} {self.champion_test_roc_auc:.3f}"
+        auc = self.metrics.get("test_roc_auc")
+        challenger = f"test ROC AUC {auc:.3f}" if auc is not None else "no test ROC AUC"
+        decision = "promote" if self.promote else "keep_champion"
+        return f"evaluate: {challenger} ({champion}); decision: {decision} ({self.reason})"
+
 
 class PackageResult(PhaseResult):
     model_name: str
@@ -135,6 +204,15 @@ class PackageResult(PhaseResult):
     reused_existing_version: bool
     promoted: bool
     champion_version: str | None
+
+    def summary(self) -> str:
+        how = "reused: the same refit was registered before" if self.reused_existing_version else "a new refit"
+        if self.champion_version is None:
+            champion = "no version is champion"
+        else:
+            moved = "promoted by this run" if self.promoted else "unchanged"
+            champion = f"champion is version {self.champion_version} ({moved})"
+        return f"package: registered {self.model_name} version {self.model_version} ({how}); {champion}"
 
 
 class ScoringPartition(PhaseResult):
@@ -154,11 +232,22 @@ class ScoringPartition(PhaseResult):
     # Names the plan's staging table (see churn.warehouse.staging_table); new to every plan.
     staging_key: str
 
+    def rows(self) -> str:
+        """Its customers as the UI names its task: ``rows 0-1,000,000``."""
+        return f"rows {self.first_row:,}-{self.end_row:,}"
+
 
 class ScoredPartition(Handoff):
     partition: ScoringPartition
     rows_staged: int
     risk_band_counts: dict[str, int]
+
+    def summary(self) -> str:
+        part = self.partition
+        return (
+            f"score.partition {part.rows()}: staged {_rows(self.rows_staged)} scored by {part.model_name} "
+            f"version {part.model_version} ({_counts(self.risk_band_counts)})"
+        )
 
 
 class ScoreResult(PhaseResult):
@@ -169,6 +258,13 @@ class ScoreResult(PhaseResult):
     model_chosen_because: str
     risk_band_counts: dict[str, int]
     partitions: int
+
+    def summary(self) -> str:
+        return (
+            f"score.publish: {_rows(self.rows_written)} for {self.run.score_date} in {self.table} at "
+            f"{self.warehouse} ({_counts(self.risk_band_counts)}), model version {self.model_version}, "
+            f"from {_many(self.partitions, 'partition')}"
+        )
 
 
 class PhaseFailure(Handoff):
@@ -189,6 +285,27 @@ RESULT_TYPES: dict[str, type[PhaseResult]] = {
     "package": PackageResult,
     "score": ScoreResult,
 }
+
+
+def plan_summary(partitions: list[ScoringPartition]) -> str:
+    """What ``score.plan`` decided: how the date's customers are split, and which model scores them."""
+    first = partitions[0]
+    customers = sum(part.end_row - part.first_row for part in partitions)
+    return (
+        f"score.plan: {_many(len(partitions), 'partition')} of "
+        f"{_rows(customers)} for {first.run.score_date}, scored with {first.model_name} version "
+        f"{first.model_version} because {first.model_chosen_because}"
+    )
+
+
+def summary(result: object) -> str | None:
+    """One or a few lines saying, in words, what the phase (or step) that returned ``result``
+    did; None for a result that has no account of itself."""
+    if isinstance(result, list) and result and all(isinstance(part, ScoringPartition) for part in result):
+        return plan_summary(result)
+    describe = getattr(result, "summary", None)
+    return describe() if isinstance(result, Handoff) and callable(describe) else None
+
 
 # Phase entry points take upstream results as records or as the JSON dictionaries XCom
 # carries, and turn the latter into records before any work starts.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from churn.errors import PhaseError, left_to_airflow
-from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext
+from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext, summary
 from churn.settings import redact_text
 from churn.storage import writing_atomically
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 logger = logging.getLogger(__name__)
+# Each phase's (or step's) account of what it did, at INFO, which Airflow's task log shows.
+summaries = logging.getLogger("churn")
 ResultT = TypeVar("ResultT")
 FAILURE = "failed"
 
@@ -73,7 +75,9 @@ def run_phase(
     one that ``finishes`` it, which stores the manifest. Every other step forgets the phase's
     own result, which its rerun makes stale; the finishing step runs only once every earlier
     step succeeded, so it also forgets the failures that retries of those steps left behind.
-    Recording a failure never hides the failure itself.
+    Recording a failure never hides the failure itself. Each step that succeeds logs its
+    result's :func:`~churn.handoffs.summary`, passwords masked, to the ``churn`` logger: a few
+    lines in words at the end of the task's log.
     """
     if starts:
         forget_phases_from(run.run_dir, phase)
@@ -94,4 +98,7 @@ def run_phase(
         raise PhaseError(phase, failure.error_type, failure.error) from error
     if finishes:
         write_manifest(run.run_dir, phase, result)
+    account = summary(result)
+    if account:
+        summaries.info("%s", redact_text(account))
     return result

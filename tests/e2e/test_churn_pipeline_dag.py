@@ -45,6 +45,7 @@ def first_run(deployment: Deployment) -> dict:
         "run_dir": run_dir,
         "manifests": read_manifests(run_dir),
         "scores": deployment.scores(),
+        "log": result.stdout + result.stderr,
     }
 
 
@@ -58,6 +59,26 @@ def test_every_scoring_customer_gets_one_score(deployment: Deployment, first_run
     assert set(scores["risk_band"]) == {"low", "medium", "high"}
     assert set(scores["score_date"]) == {SCORE_DATE}
     assert set(scores["run_id"]) == {first_run["airflow"]["run_id"]}
+
+
+def test_task_logs_say_what_each_phase_did_without_library_chatter(first_run):
+    """Each task's log ends with its account in words (run_phase logs it); none is buried
+    under Great Expectations' import-time INFO lines."""
+    log = first_run["log"]
+    for account in (
+        "ingest: landed the training snapshot",
+        "validate: training snapshot (20,000 rows) passed",
+        "feature: added",
+        "chosen by CV ROC AUC",
+        "evaluate: test ROC AUC",
+        "package: registered churn-classifier version",
+        "score.plan: 1 partition of 5,000 rows",
+        "score.partition rows 0-5,000: staged 5,000 rows",
+        f"score.publish: 5,000 rows for {SCORE_DATE} in churn_scores",
+    ):
+        assert account in log, account
+    assert "Skipping registering function" not in log
+    assert "Multiple declarations of metric" not in log
 
 
 def test_champion_alias_names_the_version_that_scored(deployment: Deployment, first_run):
