@@ -144,7 +144,7 @@ def quick_settings(settings):
                 extra_trees=ExtraTreesParams(n_estimators=20, max_depth=6, min_samples_leaf=10),
             ),
             "search": SearchConfig(
-                time_budget_seconds=120,
+                time_budget_seconds=3600,
                 max_candidates=3,
                 spaces=SearchSpacesConfig(
                     logistic_regression=LogisticRegressionSpace(C={"low": 0.01, "high": 10.0, "log": True}),
