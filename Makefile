@@ -12,6 +12,14 @@ export GX_ANALYTICS_ENABLED := false
 # airflow standalone starts its components as `airflow ...` subprocesses found on PATH.
 export PATH := $(BIN):$(PATH)
 
+# The local UIs of `make airflow` and `make mlflow`: on this machine only (127.0.0.1) unless
+# UI_HOST says otherwise (0.0.0.0: every interface). Exported for the demo's hints.
+export UI_HOST ?= 127.0.0.1
+export AIRFLOW_PORT ?= 8080
+export MLFLOW_PORT ?= 5000
+# Where Airflow's links and its tasks' Execution API calls reach the API server.
+AIRFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(UI_HOST)),127.0.0.1,$(UI_HOST)):$(AIRFLOW_PORT)
+
 SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
@@ -140,11 +148,14 @@ test: install lint
 test-fast: install lint
 	$(BIN)/pytest tests/dags tests/unit tests/data
 
+# The API server (UI and REST API) on UI_HOST:AIRFLOW_PORT; the task processes that standalone's
+# scheduler starts call its Execution API there too, not at the default localhost:8080.
 airflow: install data airflow-db
-	$(BIN)/airflow standalone
+	AIRFLOW__API__HOST=$(UI_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=$(AIRFLOW_URL) \
+	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$(AIRFLOW_URL)/execution/ $(BIN)/airflow standalone
 
 mlflow: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db --host $(UI_HOST) --port $(MLFLOW_PORT)
 
 # Scoring throughput into PostgreSQL at 1,000,000 customers, against the naive way and the
 # limit; needs PostgreSQL's server binaries (Debian's postgresql package) and root, like .ci/run.

@@ -14,6 +14,15 @@ from pathlib import Path
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
+def ui_url(port_variable: str, default_port: int) -> str:
+    """Where `make airflow` or `make mlflow` serves its UI: the Makefile's UI_HOST and port
+    variables, which it exports; a UI on every interface (0.0.0.0) is reached on loopback too."""
+    host = os.environ.get("UI_HOST") or "127.0.0.1"
+    if host in {"0.0.0.0", "::"}:
+        host = "127.0.0.1"
+    return f"http://{host}:{os.environ.get(port_variable) or default_port}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--score-date", required=True, help="YYYY-MM-DD")
@@ -57,9 +66,10 @@ def main() -> int:
     )
     print(
         "\nNext:\n"
-        "  make airflow   Airflow UI at http://localhost:8080 (user admin; the password is in "
+        f"  make airflow   Airflow UI at {ui_url('AIRFLOW_PORT', 8080)} (user admin; the password is in "
         f"{Path(os.environ.get('AIRFLOW_HOME', '~/airflow')) / 'simple_auth_manager_passwords.json.generated'})\n"
-        "  make mlflow    MLflow UI at http://localhost:5000 (experiments, the churn-classifier registry)\n"
+        f"  make mlflow    MLflow UI at {ui_url('MLFLOW_PORT', 5000)} "
+        "(experiments, the churn-classifier registry)\n"
         f"  {reader}"
     )
     return 0
