@@ -23,6 +23,40 @@ def ui_url(port_variable: str, default_port: int) -> str:
     return f"http://{host}:{os.environ.get(port_variable) or default_port}"
 
 
+PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+def port_setting(port_variable: str, default_port: int) -> str:
+    """`` VARIABLE=port`` when the port is not the default, so a printed command serves on it."""
+    port = os.environ.get(port_variable)
+    return f" {port_variable}={port}" if port and port != str(default_port) else ""
+
+
+def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
+    """Where to see this run: its Airflow run, its MLflow run and model version, its data report."""
+    from urllib.parse import quote
+
+    import mlflow
+
+    from churn.manifest import read_manifests
+
+    manifests = read_manifests(settings.run_dir(score_date, airflow_run_id))
+    airflow, tracking = ui_url("AIRFLOW_PORT", 8080), ui_url("MLFLOW_PORT", 5000)
+    links = [f"Airflow run     {airflow}/dags/churn_pipeline/runs/{quote(airflow_run_id, safe='')}"]
+    if "train" in manifests:
+        run_id = manifests["train"].mlflow_run_id
+        experiment = mlflow.get_run(run_id).info.experiment_id
+        links.append(f"MLflow run      {tracking}/#/experiments/{experiment}/runs/{run_id}")
+    if "package" in manifests:
+        packaged = manifests["package"]
+        links.append(
+            f"model version   {tracking}/#/models/{packaged.model_name}/versions/{packaged.model_version}"
+        )
+    if "validate" in manifests:
+        links.append(f"data report     {manifests['validate'].report}")
+    return links
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--score-date", required=True, help="YYYY-MM-DD")
@@ -37,10 +71,8 @@ def main() -> int:
 
     from airflow.dag_processing.dagbag import DagBag
     from run_report import summarize_run
-    from sqlalchemy.engine import make_url
 
     from churn.airflow_connections import task_settings
-    from churn.settings import redact_url
 
     dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
     if dagbag.import_errors:
@@ -58,19 +90,22 @@ def main() -> int:
     if not succeeded:
         print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")
         return 1
-    query = f"select risk_band, count(*) from {settings.config.warehouse.table} group by 1"
-    reader = (
-        f'sqlite3 {make_url(settings.warehouse_url).database} "{query}"'
-        if settings.warehouse_url.startswith("sqlite")
-        else f"psql on {redact_url(settings.warehouse_url)}: {query}"
+    print("\nLinks (once `make airflow` and `make mlflow` serve them):")
+    for line in run_links(settings, dag_run.run_id, args.score_date):
+        print(f"  {line}")
+    password_file = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / PASSWORD_FILE
+    login = (
+        f"user admin; the password is in {password_file}"
+        if password_file.is_file()
+        else "user admin; its first start writes the password to a file and prints where"
     )
     print(
         "\nNext:\n"
-        f"  make airflow   Airflow UI at {ui_url('AIRFLOW_PORT', 8080)} (user admin; the password is in "
-        f"{Path(os.environ.get('AIRFLOW_HOME', '~/airflow')) / 'simple_auth_manager_passwords.json.generated'})\n"
-        f"  make mlflow    MLflow UI at {ui_url('MLFLOW_PORT', 5000)} "
+        f"  make airflow{port_setting('AIRFLOW_PORT', 8080)}   the Airflow UI at "
+        f"{ui_url('AIRFLOW_PORT', 8080)} ({login})\n"
+        f"  make mlflow{port_setting('MLFLOW_PORT', 5000)}    the MLflow UI at {ui_url('MLFLOW_PORT', 5000)} "
         "(experiments, the churn-classifier registry)\n"
-        f"  {reader}"
+        f"  make scores SCORE_DATE={args.score_date}   what the warehouse holds for the date"
     )
     return 0
 

@@ -30,22 +30,36 @@ class WarehouseState:
     rows: int
     model_versions: list[str]
     mean_probability: float | None
+    # Rows per risk band, from the lowest band to the highest.
+    risk_bands: dict[str, int]
+
+    def describe(self, table: str, score_date: date) -> str:
+        if not self.rows:
+            return f"{table} holds no rows for {score_date}"
+        bands = ", ".join(f"{band} {count:,}" for band, count in self.risk_bands.items())
+        return (
+            f"{table} holds {self.rows:,} rows for {score_date}: {bands} (model version "
+            f"{', '.join(self.model_versions)}, mean churn probability {self.mean_probability:.3f})"
+        )
 
 
 def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
     """What the scores table holds for ``score_date``."""
     with open_scores_table(settings) as (engine, table), engine.connect() as connection:
         if not sa.inspect(connection).has_table(table.name, schema=table.schema):
-            return WarehouseState(0, [], None)
+            return WarehouseState(0, [], None, {})
+        for_date = table.c.score_date == score_date
         rows, mean = connection.execute(
-            sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(
-                table.c.score_date == score_date
-            )
+            sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(for_date)
         ).one()
-        versions = connection.scalars(
-            sa.select(table.c.model_version).where(table.c.score_date == score_date).distinct()
-        ).all()
-    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None)
+        versions = connection.scalars(sa.select(table.c.model_version).where(for_date).distinct()).all()
+        counted = dict(
+            connection.execute(
+                sa.select(table.c.risk_band, sa.func.count()).where(for_date).group_by(table.c.risk_band)
+            ).all()
+        )
+    bands = {band: counted.pop(band) for band in settings.config.risk_bands if band in counted}
+    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None, {**bands, **counted})
 
 
 def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, bool]:
@@ -102,12 +116,9 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
         scored = manifests["score"]
         score_date = scored.run.score_date
         state = warehouse_state(settings, score_date)
-        mean = "n/a" if state.mean_probability is None else f"{state.mean_probability:.3f}"
         lines.append(
-            f"  scored     {scored.rows_written} rows written in {scored.partitions} partition(s); table "
-            f"{scored.table} at {scored.warehouse} now "
-            f"holds {state.rows} rows for {score_date} (model version {', '.join(state.model_versions)}, "
-            f"mean churn probability {mean})"
+            f"  scored     {scored.rows_written:,} rows written in {scored.partitions} partition(s) to "
+            f"{scored.warehouse}; {state.describe(scored.table, score_date)}"
         )
         lines.append(f"             version {scored.model_version} scored because {scored.model_chosen_because}")
     missing = [phase for phase in PHASES if phase not in manifests]
@@ -117,3 +128,21 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
         failure = manifests["failed"]
         lines.append(f"\nFAILED at {failure.phase} ({failure.error_type}):\n{failure.error}")
     return "\n".join(lines), finished
+
+
+def main() -> int:
+    """``make scores``: what the warehouse holds for one score date, read with the project's Python."""
+    import argparse
+
+    from churn.airflow_connections import task_settings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--score-date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    score_date = parser.parse_args().score_date
+    settings = task_settings(warehouse=True)
+    print(warehouse_state(settings, score_date).describe(settings.config.warehouse.table, score_date))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,7 @@ SQLite warehouse, so the assertions read exactly what a user's run would leave b
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import mlflow
@@ -164,3 +165,36 @@ def test_the_demo_names_an_unreadable_file_without_a_stack_trace(deployment: Dep
     assert "customers_export.csv): cannot be read: not a text CSV" in summary
     assert "Traceback" not in summary
     pd.testing.assert_frame_equal(deployment.scores(), before)
+
+
+def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_projects_python(
+    deployment: Deployment, first_run
+):
+    before = deployment.scores()
+    demo = [
+        str(BIN / "python"),
+        str(PROJECT_DIR / "scripts" / "run_demo.py"),
+        "--score-date",
+        SCORE_DATE.isoformat(),
+    ]
+    result = subprocess.run(demo, env=deployment.env, capture_output=True, text=True, timeout=900)
+
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    summary = result.stdout[result.stdout.index("=== churn_pipeline run") :]
+    assert re.search(
+        rf"churn_scores holds 5,000 rows for {SCORE_DATE}: low [0-9,]+, medium [0-9,]+, high [0-9,]+ \(model",
+        summary,
+    ), summary
+    for link in (
+        r"Airflow run +http://127\.0\.0\.1:8080/dags/churn_pipeline/runs/manual__",
+        r"MLflow run +http://127\.0\.0\.1:5000/#/experiments/[0-9]+/runs/[0-9a-f]{32}",
+        r"model version +http://127\.0\.0\.1:5000/#/models/churn-classifier/versions/[0-9]+",
+        r"data report +file://\S+/data_docs/index\.html",
+    ):
+        assert re.search(link, summary), link
+    # make airflow, not the demo, creates the login: the demo does not point at a file that is not there.
+    assert "its first start writes the password to a file" in summary
+    assert "simple_auth_manager_passwords" not in summary
+    assert "sqlite3" not in summary and f"make scores SCORE_DATE={SCORE_DATE}" in summary
+    # A rerun of the scored date reproduces its scores.
+    pd.testing.assert_frame_equal(deployment.scores()[BUSINESS_COLUMNS], before[BUSINESS_COLUMNS])
