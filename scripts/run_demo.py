@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
@@ -24,6 +30,65 @@ def ui_url(port_variable: str, default_port: int) -> str:
 
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+TASK_STARTS = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
+TASK_ENDS = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
+# The one line each phase logs about what it did (see churn.handoffs), e.g. "validate: ...".
+PHASE_SUMMARY = re.compile(r"\] (?P<summary>(?P<task>[a-z]+(?:\.[a-z]+)?)(?: rows [0-9,-]+)?: .*?)\s+\[churn")
+
+
+class Progress:
+    """One line per task as it finishes (task, owner, seconds, what it did), from Airflow's log."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        from churn.raci import load_raci
+
+        self.write, self.raci = write, load_raci()
+        self.started: dict[tuple[str, str], float] = {}
+        self.said: dict[str, str] = {}
+
+    def read(self, line: str) -> None:
+        if started := TASK_STARTS.search(line):
+            self.started[(started["task"], started["index"])] = time.monotonic()
+        elif said := PHASE_SUMMARY.search(line):
+            self.said[said["task"]] = said["summary"].split(": ", 1)[1]
+        elif ended := TASK_ENDS.search(line):
+            task = ended["task"]
+            seconds = time.monotonic() - self.started.pop((task, ended["index"]), time.monotonic())
+            owner = self.raci[task.split(".")[0]].responsible
+            what = self.said.pop(task, "did not finish: see the summary below")
+            self.write(f"  {task:<16} {owner:<15} {seconds:6.1f} s  {what}\n")
+
+
+@contextmanager
+def log_to(path: Path, read_line: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+    """Send all this process writes to stdout and stderr (Airflow's log and the tasks') to
+    ``path``, handing each line to ``read_line`` too; yields a writer to the real stdout."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal, errors = os.dup(1), os.dup(2)
+    reading, writing = os.pipe()
+    os.dup2(writing, 1)
+    os.dup2(writing, 2)
+    os.close(writing)
+
+    def copy() -> None:
+        with os.fdopen(reading, encoding="utf-8", errors="replace") as lines, path.open("w") as log:
+            for line in lines:
+                log.write(line)
+                read_line(line)
+
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
+    try:
+        yield lambda text: os.write(terminal, text.encode())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(terminal, 1)  # closes the pipe's last writer, so the copier reads to the end
+        os.dup2(errors, 2)
+        copier.join(timeout=10)
+        os.close(terminal)
+        os.close(errors)
 
 
 def port_setting(port_variable: str, default_port: int) -> str:
@@ -73,19 +138,27 @@ def main() -> int:
     from run_report import summarize_run
 
     from churn.airflow_connections import task_settings
+    from churn.storage import copy_atomically
 
-    dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
-    if dagbag.import_errors:
-        print(f"the DAG file does not import: {dagbag.import_errors}", file=sys.stderr)
-        return 1
-    dag = dagbag.dags["churn_pipeline"]
     conf = {"score_date": args.score_date, **dict(item.split("=", 1) for item in args.conf)}
-    dag_run = dag.test(run_conf=conf)
-
     settings = task_settings(warehouse=True, mlflow=True)
-    summary, finished = summarize_run(settings.run_dir(args.score_date, dag_run.run_id), settings)
+    print(f"Running churn_pipeline for {args.score_date}; one line per task as it finishes:", flush=True)
+    with tempfile.TemporaryDirectory(prefix="churn-demo-") as scratch:
+        log = Path(scratch) / "airflow.log"
+        progress = Progress(lambda text: None)
+        with log_to(log, progress.read) as terminal:
+            progress.write = terminal
+            dagbag = DagBag(dag_folder=str(DAGS_FOLDER))
+            dag_run = None if dagbag.import_errors else dagbag.dags["churn_pipeline"].test(run_conf=conf)
+        if dag_run is None:
+            print(f"the DAG file does not import: {dagbag.import_errors}", file=sys.stderr)
+            return 1
+        run_dir = settings.run_dir(args.score_date, dag_run.run_id)
+        kept = copy_atomically(log, run_dir / "airflow.log")
+    summary, finished = summarize_run(run_dir, settings)
     print(f"\n=== churn_pipeline run {dag_run.run_id}: {dag_run.state} ===")
     print(summary)
+    print(f"Airflow's log of the run: {kept}")
     succeeded = finished and str(dag_run.state) in {"success", "DagRunState.SUCCESS"}
     if not succeeded:
         print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -180,7 +181,19 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
     result = subprocess.run(demo, env=deployment.env, capture_output=True, text=True, timeout=900)
 
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    summary = result.stdout[result.stdout.index("=== churn_pipeline run") :]
+    progress, summary = result.stdout.split("=== churn_pipeline run")
+    # Progress, not logs: one line per task (its owner, seconds and what it did); the log goes to a file.
+    assert "[info" not in progress and "[DAG TEST]" not in progress
+    for task, owner, did in (
+        ("ingest", "data_engineer", "landed the training snapshot"),
+        ("validate", "data_engineer", "passed 48 expectations"),
+        ("train", "data_scientist", "chosen by CV ROC AUC"),
+        ("package", "ml_engineer", "registered churn-classifier version"),
+        ("score.publish", "mlops_engineer", f"5,000 rows for {SCORE_DATE} in churn_scores"),
+    ):
+        assert re.search(rf"^  {re.escape(task)} +{owner} +[0-9.]+ s  .*{did}", progress, re.MULTILINE), task
+    log = re.search(r"Airflow's log of the run: file://(\S+)", summary)
+    assert log and "[DAG TEST] end task task_id=score.publish" in Path(log[1]).read_text()
     assert re.search(
         rf"churn_scores holds 5,000 rows for {SCORE_DATE}: low [0-9,]+, medium [0-9,]+, high [0-9,]+ \(model",
         summary,
