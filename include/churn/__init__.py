@@ -1,5 +1,6 @@
 """Batch customer-churn pipeline: one module per ML lifecycle phase. Only ``airflow_connections``
-(Connections through Airflow's hooks) and ``errors`` (failing a task without retries) touch Airflow.
+(Connections through Airflow's hooks), ``errors`` (failing a task without retries) and
+``locations`` (run folders as Airflow's ObjectStoragePath) touch Airflow.
 
 Importing this package is cheap on purpose: the DAG file imports it at parse time, so
 heavy libraries (pandas, scikit-learn, MLflow, Great Expectations) are imported only by
