@@ -44,6 +44,7 @@ from churn.expectations import (
     chunk_failure_is_final,
     combine_chunk_results,
     judged_on_whole_snapshot,
+    number_patterns,
     text_stage_expectations,
     typed_stage_expectations,
     unreadable_file_expectation,
@@ -310,15 +311,15 @@ def _rule(config: Any) -> str:
 
 
 def describe_failure(result: Any) -> str:
-    """One line that says which expectation failed, on which column, with example values."""
+    """One line that says, in words, which rule failed on which column, how often, with example
+    values and the first offending rows; the expectation's technical name comes last."""
     config = result.expectation_config
-    kwargs = {k: v for k, v in config.kwargs.items() if k not in {"column", "batch_id", "result_format"}}
     column = config.kwargs.get("column")
     subject = f"column {column!r}" if column else "table"
-    rule = f"{config.type}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    technical = f"[{config.type}]"
     details = result.result or {}
     if result.exception_info and result.exception_info.get("raised_exception"):
-        return f"{subject}: {rule} could not run: {result.exception_info.get('exception_message')}"
+        return f"{subject}: the check could not run: {result.exception_info.get('exception_message')} {technical}"
     mismatched = (details.get("details") or {}).get("mismatched")
     if mismatched:
         unexpected = sorted(mismatched.get("unexpected") or [])
@@ -333,15 +334,52 @@ def describe_failure(result: Any) -> str:
         )
         return (
             f"{subject}: columns differ from the contract: missing {sorted(mismatched.get('missing') or [])}, "
-            f"unexpected {unexpected}{delimiter_hint}"
+            f"unexpected {unexpected}{delimiter_hint} {technical}"
         )
+    rule = rule_in_words(config)
     if config.type == "expect_column_values_to_not_be_null":
-        return f"{subject}: {rule} failed: {details.get('unexpected_count')} rows are blank{_at_rows(details)}"
+        return (
+            f"{subject} {rule}: {details.get('unexpected_count'):,} rows are blank{_at_rows(details)} {technical}"
+        )
     if "unexpected_count" in details:
         examples = list(dict.fromkeys(str(v) for v in details.get("partial_unexpected_list") or []))
         shown = ", ".join(repr(v) for v in examples[:EXAMPLES_PER_FAILURE])
-        return f"{subject}: {rule} failed for {details['unexpected_count']} rows, e.g. {shown}{_at_rows(details)}"
-    return f"{subject}: {rule} failed; observed {details.get('observed_value')!r}"
+        count = details["unexpected_count"]
+        breaking = f"{count:,} {'row breaks' if count == 1 else 'rows break'} it"
+        return f"{subject} {rule}: {breaking}, e.g. {shown}{_at_rows(details)} {technical}"
+    return f"{subject} {rule}: it has {details.get('observed_value')!r} {technical}"
+
+
+def rule_in_words(config: Any) -> str:
+    """What an expectation asks, as a person would say it: "must be a whole number"."""
+    kwargs = config.kwargs
+    match config.type:
+        case "expect_column_values_to_match_regex":
+            whole = kwargs["regex"] in {number_patterns(mark)["integer"] for mark in (".", ",")}
+            mark = " (decimal mark ',')" if kwargs["regex"] in number_patterns(",").values() else ""
+            return f"must be a whole number of at most 18 digits{mark}" if whole else f"must be a number{mark}"
+        case "expect_column_values_to_be_in_set":
+            allowed = list(kwargs["value_set"])
+            shown = ", ".join(repr(value) for value in allowed[:12])
+            return f"must be one of {shown}{', ...' if len(allowed) > 12 else ''}"
+        case "expect_column_values_to_be_between":
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            if low is not None and high is not None:
+                return f"must be between {low:g} and {high:g}"
+            return f"must be at least {low:g}" if low is not None else f"must be at most {high:g}"
+        case "expect_column_values_to_not_be_null":
+            mostly = kwargs.get("mostly", 1.0)
+            return "must not be blank" if mostly >= 1.0 else f"may be blank in at most {1 - mostly:.1%} of rows"
+        case "expect_column_values_to_be_unique":
+            return "must be unique"
+        case "expect_compound_columns_to_be_unique":
+            return f"{' + '.join(repr(c) for c in kwargs['column_list'])} must be unique together"
+        case "expect_column_value_lengths_to_be_between":
+            return f"must be at most {kwargs['max_value']} characters long"
+        case "expect_table_row_count_to_be_between":
+            return f"needs at least {kwargs['min_value']:,} rows"
+    arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k not in {"column", "batch_id"})
+    return f"must pass {config.type}({arguments})"
 
 
 def _at_rows(details: dict[str, Any]) -> str:

@@ -88,7 +88,7 @@ def test_duplicate_id_in_two_chunks_is_caught_with_both_rows(snapshots, contract
     verdict, message = outcome(write_csv(frame, tmp_path / "training.csv"), contract, tmp_path, chunk_rows=100)
     assert verdict == "failed"
     twin = frame.iloc[10]["customerID"]
-    assert f"expect_column_values_to_be_unique() failed for 2 rows, e.g. {twin!r} (at rows 11, 151)" in message
+    assert f"must be unique: 2 rows break it, e.g. {twin!r} (at rows 11, 151)" in message
 
 
 def test_bad_value_in_the_third_chunk_is_named_by_its_row_in_the_file(snapshots, contract, tmp_path: Path):
@@ -96,7 +96,7 @@ def test_bad_value_in_the_third_chunk_is_named_by_its_row_in_the_file(snapshots,
     frame.loc[frame.index[250], "tenure"] = "twelve"
     verdict, message = outcome(write_csv(frame, tmp_path / "training.csv"), contract, tmp_path, chunk_rows=100)
     assert verdict == "failed"
-    assert "column 'tenure'" in message and "failed for 1 rows, e.g. 'twelve' (at rows 251)" in message
+    assert "column 'tenure'" in message and "1 row breaks it, e.g. 'twelve' (at rows 251)" in message
 
 
 def test_typed_stage_rows_are_numbered_in_the_file_too(snapshots, contract, tmp_path: Path):
@@ -104,7 +104,7 @@ def test_typed_stage_rows_are_numbered_in_the_file_too(snapshots, contract, tmp_
     frame.loc[frame.index[[5, 230]], "tenure"] = 900
     verdict, message = outcome(write_csv(frame, tmp_path / "training.csv"), contract, tmp_path, chunk_rows=100)
     assert verdict == "failed"
-    assert "expect_column_values_to_be_between(min_value=0.0, max_value=72.0) failed for 2 rows" in message
+    assert "must be between 0 and 72: 2 rows break it" in message
     assert "(at rows 6, 231)" in message
 
 
