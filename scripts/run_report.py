@@ -58,8 +58,8 @@ def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
                 sa.select(table.c.risk_band, sa.func.count()).where(for_date).group_by(table.c.risk_band)
             ).all()
         )
-    bands = {band: counted.pop(band) for band in settings.config.risk_bands if band in counted}
-    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None, {**bands, **counted})
+    bands = settings.config.in_band_order(counted)
+    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None, bands)
 
 
 def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, bool]:

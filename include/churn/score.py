@@ -247,13 +247,8 @@ def score_partition(partition: ScoringPartition, settings: Settings) -> ScoredPa
         staging = staging_table(table, run.score_date, partition.staging_key)
         staged = stage_partition(engine, staging, run.score_date, partition.index, labelled(batches))
     return ScoredPartition(
-        partition=partition, rows_staged=staged, risk_band_counts=in_band_order(band_counts, settings)
+        partition=partition, rows_staged=staged, risk_band_counts=settings.config.in_band_order(band_counts)
     )
-
-
-def in_band_order(band_counts: Counter[str], settings: Settings) -> dict[str, int]:
-    """The bands' counts from the lowest risk to the highest, as configured; empty bands left out."""
-    return {band: band_counts[band] for band in settings.config.risk_bands if band_counts[band]}
 
 
 def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreResult:
@@ -289,7 +284,7 @@ def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreRe
         warehouse=warehouse,
         model_version=plan.model_version,
         model_chosen_because=plan.model_chosen_because,
-        risk_band_counts=in_band_order(band_counts, settings),
+        risk_band_counts=settings.config.in_band_order(band_counts),
         partitions=plan.partitions,
     )
 

@@ -303,6 +303,12 @@ class PipelineConfig(Strict):
             raise ValueError("risk band upper bounds must increase and the last must be 1.0 or above")
         return bands
 
+    def in_band_order(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """``counts`` per risk band from the lowest band to the highest, empty bands left out;
+        bands this configuration does not name (rows scored under an earlier one) come last."""
+        ordered = {band: counts[band] for band in self.risk_bands if counts.get(band)}
+        return {**ordered, **{band: count for band, count in counts.items() if band not in self.risk_bands}}
+
 
 @dataclass(frozen=True)
 class Settings:
