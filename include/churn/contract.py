@@ -174,11 +174,15 @@ class CountEqualFeature(Strict):
 DerivedFeature = Annotated[BandFeature | RatioFeature | CountEqualFeature, Field(discriminator="kind")]
 
 
+# The delimiters a CSV may use: declared in a contract, or detected among these.
+CsvDelimiter = Literal[",", ";", "\t", "|"]
+
+
 class CsvDialect(Strict):
     """How the contract's CSV files are written. The delimiter is detected unless declared;
     quoted fields and a UTF-8 byte order mark are always understood."""
 
-    delimiter: Literal[",", ";", "\t", "|"] | None = None
+    delimiter: CsvDelimiter | None = None
     decimal: Literal[".", ","] = "."
     encoding: str = "utf-8"
     # Spellings of a boolean column's values (and of a label given as true or false). Parquet's

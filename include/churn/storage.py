@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churn.contract import CsvDialect
+from churn.contract import CsvDelimiter, CsvDialect
 from churn.locations import location
 from churn.sources import SourceError
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CSV_SNIFF_BYTES = 8192
-CSV_DELIMITERS = (",", ";", "\t", "|")
+CSV_DELIMITERS = get_args(CsvDelimiter)
 # Rows per Parquet row group: a reader going batch by batch decompresses one group at a time,
 # so this bounds its memory however long the table is.
 PARQUET_ROW_GROUP_ROWS = 100_000
