@@ -132,7 +132,7 @@ def label_problems(typed: pd.DataFrame, contract: Contract) -> list[str]:
     from sklearn.metrics import roc_auc_score
 
     label = contract.label
-    labels = contract.is_positive(typed[label.column])
+    labels = label.is_positive(typed[label.column])
     if labels.all() or not labels.any():
         missing = "negative" if labels.all() else "positive"
         return [
