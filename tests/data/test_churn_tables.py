@@ -22,8 +22,13 @@ from tests.conftest import ingest_for, quick_settings, run_parameters, stored_sc
 from tests.data.churn_tables import TABLES, bank_customers, telecom_lines, write_european_spreadsheet
 
 
-def bundled_text(contract: str) -> str:
-    return (PROJECT_DIR / "include" / "churn" / "contracts" / f"{contract}.yaml").read_text()
+def edited_contract(folder: Path, contract: str, written: str, instead: str) -> str:
+    """The path of a copy of bundled ``contract`` with ``written`` (which it must hold) replaced."""
+    bundled = (PROJECT_DIR / "include" / "churn" / "contracts" / f"{contract}.yaml").read_text()
+    assert written in bundled
+    copy = folder / f"{contract}.yaml"
+    copy.write_text(bundled.replace(written, instead))
+    return str(copy)
 
 
 def ingest_table(settings, files: dict[str, Path], contract: str):
@@ -81,11 +86,11 @@ def test_a_duplicate_composite_id_is_refused_with_its_key(settings, tmp_path: Pa
 
 
 def test_a_leak_modelled_as_a_feature_is_caught_for_an_integer_label(settings, tmp_path: Path):
-    bundled = bundled_text("bank_customer_churn")
-    as_feature = tmp_path / "bank.yaml"
-    as_feature.write_text(bundled.replace("Complain: {type: integer, role: leak,", "Complain: {type: integer,"))
+    as_feature = edited_contract(
+        tmp_path, "bank_customer_churn", "Complain: {type: integer, role: leak,", "Complain: {type: integer,"
+    )
     with pytest.raises(ContractViolation, match=r"'Complain': label leakage: .*declare it `role: leak`"):
-        validate_table(settings, "bank", tmp_path, contract=str(as_feature))
+        validate_table(settings, "bank", tmp_path, contract=as_feature)
 
 
 def test_label_values_outside_the_contract_are_named(settings, tmp_path: Path):
@@ -113,21 +118,20 @@ def test_a_label_of_one_class_fails_validation_not_training(settings, tmp_path: 
 
 
 def test_decimal_commas_need_the_contract_to_say_so(settings, tmp_path: Path):
-    bundled = bundled_text("telecom_usage_churn")
-    undeclared = tmp_path / "telecom.yaml"
-    undeclared.write_text(bundled.replace('  decimal: ","\n', ""))
+    undeclared = edited_contract(tmp_path, "telecom_usage_churn", '  decimal: ","\n', "")
     with pytest.raises(ContractViolation, match=r"'Day Mins' must be a number: .* e\.g\. '\d+,\d'"):
-        validate_table(settings, "telecom", tmp_path, contract=str(undeclared))
+        validate_table(settings, "telecom", tmp_path, contract=undeclared)
 
 
 def test_a_table_without_an_id_is_refused_at_validate_saying_how_to_declare_one(settings, tmp_path: Path):
-    bundled = bundled_text("bank_customer_churn")
-    no_id = tmp_path / "bank.yaml"
-    no_id.write_text(
-        bundled.replace("CustomerId: {type: integer, role: id}", "CustomerId: {type: integer, role: ignore}")
+    no_id = edited_contract(
+        tmp_path,
+        "bank_customer_churn",
+        "CustomerId: {type: integer, role: id}",
+        "CustomerId: {type: integer, role: ignore}",
     )
     with pytest.raises(ContractError, match=r"no column identifies a customer: give the id column `role: id`"):
-        validate_table(settings, "bank", tmp_path, contract=str(no_id))
+        validate_table(settings, "bank", tmp_path, contract=no_id)
 
 
 def test_booleans_in_parquet_validate_under_a_contract_spelling_them_otherwise(settings, tmp_path: Path):
