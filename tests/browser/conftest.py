@@ -1,0 +1,91 @@
+"""Pages checked in a real browser: Debian's headless Chromium, driven by Playwright from PyPI.
+
+Playwright's own browser downloads are never used (they are out of reach of CI): `.ci/run`
+installs Debian's ``chromium`` and every test launches that binary. Pages are opened offline:
+every request that leaves loopback is aborted and recorded, so a page that needs the internet
+shows it in the test, as it would on a machine without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+
+# The flags Chromium needs as root in a container, and the ones that stop its own background
+# traffic (updates, sync, safe browsing), which a closed network refuses many times a second.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Schemes that never reach a network.
+LOCAL_SCHEMES = {"file", "data", "blob", "about", "chrome-error"}
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (or the binary CHURN_TEST_CHROMIUM names), which CI must have."""
+    found = shutil.which(os.environ.get("CHURN_TEST_CHROMIUM", "chromium"))
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is missing in CI: .ci/run must install Debian's chromium package")
+    pytest.skip("browser tests SKIPPED: install Debian's chromium package (apt-get install chromium) to run them")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class OfflinePage:
+    """A browser page whose requests beyond loopback are aborted; ``blocked`` lists them and
+    ``console_errors`` what the page's scripts reported as errors."""
+
+    page: object
+    blocked: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+def reaches_only_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in LOCAL_SCHEMES or parts.hostname in LOOPBACK_HOSTS
+
+
+@pytest.fixture
+def offline_page(browser) -> Iterator[OfflinePage]:
+    """A fresh page (own cookies and storage) in the shared browser, cut off from every
+    network but loopback."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    offline = OfflinePage(page)
+
+    def only_loopback(route) -> None:
+        if reaches_only_loopback(route.request.url):
+            route.continue_()
+        else:
+            offline.blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_loopback)
+    page.on("console", lambda message: message.type == "error" and offline.console_errors.append(message.text))
+    try:
+        yield offline
+    finally:
+        context.close()
