@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 EXAMPLES_PER_FAILURE = 5
+# A customer id is quoted at most this long in a message, however long the cell.
+ID_SHOWN_LENGTH = 80
 # Integers at or beyond 2**63 do not fit the typed copy's 64-bit integers (the text stage
 # refuses more than 18 digits, so none reaches here unreported).
 LARGEST_INTEGER = 2.0**63
@@ -170,7 +172,7 @@ def overlong_ids(ids: pa.ChunkedArray, contract: Contract) -> list[str]:
     if not count:
         return []
     rows = pc.indices_nonzero(too_long)[:EXAMPLES_PER_FAILURE].to_pylist()
-    shown = ", ".join(repr(value[:80]) for value in ids.take(rows).to_pylist())
+    shown = ", ".join(repr(value[:ID_SHOWN_LENGTH]) for value in ids.take(rows).to_pylist())
     where = _at_rows({"partial_unexpected_index_list": rows, "unexpected_count": count})
     return [
         f"customer id {' + '.join(contract.id_columns)!r}: {count} ids are longer than the warehouse's "
@@ -305,14 +307,21 @@ def key_columns(expectation: Any) -> tuple[str, ...]:
     return (expectation.column,) if getattr(expectation, "column", None) else ()
 
 
+def about_ids(config: Any, contract: Contract) -> bool:
+    """Whether an expectation checks one of the contract's id columns."""
+    columns = config.kwargs.get("column_list") or [config.kwargs.get("column")]
+    return not set(columns).isdisjoint(contract.id_columns)
+
+
 def _rule(config: Any) -> str:
     """An expectation's type and arguments: what pairs a chunk's result with its expectation."""
     return repr((config.type, sorted((k, v) for k, v in config.kwargs.items() if k != "batch_id")))
 
 
-def describe_failure(result: Any) -> str:
+def describe_failure(result: Any, ids: pa.ChunkedArray | None = None) -> str:
     """One line that says, in words, which rule failed on which column, how often, with example
-    values and the first offending rows; the expectation's technical name comes last."""
+    values and the first offending rows, with their customer ids when ``ids`` (the snapshot's
+    ids in file order) is given; the expectation's technical name comes last."""
     config = result.expectation_config
     column = config.kwargs.get("column")
     subject = f"column {column!r}" if column else "table"
@@ -338,15 +347,14 @@ def describe_failure(result: Any) -> str:
         )
     rule = rule_in_words(config)
     if config.type == "expect_column_values_to_not_be_null":
-        return (
-            f"{subject} {rule}: {details.get('unexpected_count'):,} rows are blank{_at_rows(details)} {technical}"
-        )
+        blank = f"{details.get('unexpected_count'):,} rows are blank"
+        return f"{subject} {rule}: {blank}{_at_rows(details, ids)} {technical}"
     if "unexpected_count" in details:
         examples = list(dict.fromkeys(str(v) for v in details.get("partial_unexpected_list") or []))
         shown = ", ".join(repr(v) for v in examples[:EXAMPLES_PER_FAILURE])
         count = details["unexpected_count"]
         breaking = f"{count:,} {'row breaks' if count == 1 else 'rows break'} it"
-        return f"{subject} {rule}: {breaking}, e.g. {shown}{_at_rows(details)} {technical}"
+        return f"{subject} {rule}: {breaking}, e.g. {shown}{_at_rows(details, ids)} {technical}"
     return f"{subject} {rule}: it has {details.get('observed_value')!r} {technical}"
 
 
@@ -382,13 +390,20 @@ def rule_in_words(config: Any) -> str:
     return f"must pass {config.type}({arguments})"
 
 
-def _at_rows(details: dict[str, Any]) -> str:
-    """Where the first offending rows are, numbered as in the file: 1 is the first row under the header."""
+def _at_rows(details: dict[str, Any], ids: pa.ChunkedArray | None = None) -> str:
+    """Where the first offending rows are, numbered as in the file (1 is the first row under the
+    header), with their customer ids when ``ids`` (the snapshot's, in file order) is given."""
     rows = (details.get("partial_unexpected_index_list") or [])[:EXAMPLES_PER_FAILURE]
     if not rows:
         return ""
     more = ", ..." if details["unexpected_count"] > len(rows) else ""
-    return f" (at rows {', '.join(str(row + 1) for row in rows)}{more})"
+    where = f" (at rows {', '.join(str(row + 1) for row in rows)}{more}"
+    if ids is None:
+        return where + ")"
+    named = ", ".join(
+        "blank" if value is None else repr(value[:ID_SHOWN_LENGTH]) for value in ids.take(rows).to_pylist()
+    )
+    return f"{where}; customer ids {named}{more})"
 
 
 def validate_snapshots(
@@ -470,8 +485,14 @@ def validate_snapshot(
         (check_chunk(chunk, text, typed, contract, decimal) for chunk in itertools.chain([first], chunks)), staged
     )
     stages = [text.finish(), typed.finish()]
-    problems = [describe_failure(result) for stage in stages for result in stage.results if not result.success]
     ids = text.key(tuple(contract.id_columns))
+    problems = [
+        # The id columns' own problems show their values already.
+        describe_failure(result, None if about_ids(result.expectation_config, contract) else ids)
+        for stage in stages
+        for result in stage.results
+        if not result.success
+    ]
     problems += overlong_ids(ids, contract) if ids is not None else []
     if problems:
         return problems, None

@@ -205,13 +205,21 @@ def test_every_problem_of_both_snapshots_comes_in_one_message_and_one_report(sna
         )
     message = str(caught.value)
     assert "failed with 5 problem(s)" in message, message
+
+    def customer(frame, row: int) -> str:
+        return re.escape(repr(frame["customerID"].iloc[row]))
+
     for problem in (
         r"training .*'tenure' must be a whole number of at most 18 digits: 1 row breaks it, e\.g\. 'twelve' "
-        r"\(at rows 4\) \[expect_column_values_to_match_regex\]",
-        r"training .*'PaymentMethod' must be one of 'Electronic check', .* e\.g\. 'Bitcoin' \(at rows 6\)",
-        r"training .*'MonthlyCharges' must be between 0 and 200: 1 row breaks it, e\.g\. '-5\.0' \(at rows 8\)",
-        r"scoring .*'tenure' must be a whole number of at most 18 digits: .* e\.g\. '12345678901234567890'",
-        r"scoring snapshot .*'MonthlyCharges' must be between 0 and 200: .* e\.g\. '500\.0' \(at rows 5\)",
+        rf"\(at rows 4; customer ids {customer(training, 3)}\) \[expect_column_values_to_match_regex\]",
+        r"training .*'PaymentMethod' must be one of 'Electronic check', .* e\.g\. 'Bitcoin' "
+        rf"\(at rows 6; customer ids {customer(training, 5)}\)",
+        r"training .*'MonthlyCharges' must be between 0 and 200: 1 row breaks it, e\.g\. '-5\.0' "
+        rf"\(at rows 8; customer ids {customer(training, 7)}\)",
+        r"scoring .*'tenure' must be a whole number of at most 18 digits: .* e\.g\. '12345678901234567890' "
+        rf"\(at rows 3; customer ids {customer(scoring, 2)}\)",
+        r"scoring snapshot .*'MonthlyCharges' must be between 0 and 200: .* e\.g\. '500\.0' "
+        rf"\(at rows 5; customer ids {customer(scoring, 4)}\)",
     ):
         assert re.search(problem, message), problem
     pages = "".join(page.read_text() for page in (tmp_path / "data_docs").rglob("*.html"))

@@ -96,7 +96,9 @@ def test_bad_value_in_the_third_chunk_is_named_by_its_row_in_the_file(snapshots,
     frame.loc[frame.index[250], "tenure"] = "twelve"
     verdict, message = outcome(write_csv(frame, tmp_path / "training.csv"), contract, tmp_path, chunk_rows=100)
     assert verdict == "failed"
-    assert "column 'tenure'" in message and "1 row breaks it, e.g. 'twelve' (at rows 251)" in message
+    customer = frame.iloc[250]["customerID"]
+    assert "column 'tenure'" in message
+    assert f"1 row breaks it, e.g. 'twelve' (at rows 251; customer ids {customer!r})" in message
 
 
 def test_typed_stage_rows_are_numbered_in_the_file_too(snapshots, contract, tmp_path: Path):
@@ -105,7 +107,8 @@ def test_typed_stage_rows_are_numbered_in_the_file_too(snapshots, contract, tmp_
     verdict, message = outcome(write_csv(frame, tmp_path / "training.csv"), contract, tmp_path, chunk_rows=100)
     assert verdict == "failed"
     assert "must be between 0 and 72: 2 rows break it" in message
-    assert "(at rows 6, 231)" in message
+    customers = ", ".join(repr(frame.iloc[row]["customerID"]) for row in (5, 230))
+    assert f"(at rows 6, 231; customer ids {customers})" in message
 
 
 def test_a_malformed_line_past_the_first_chunk_makes_the_file_unreadable(snapshots, contract, tmp_path: Path):
