@@ -37,6 +37,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 from churn.contract import CUSTOMER_ID_LENGTH, Contract, joined_text, load_contract
+from churn.data_docs import CheckedSnapshot, make_offline
 from churn.errors import PermanentError
 from churn.expectations import (
     RESULT_EXAMPLES,
@@ -198,7 +199,7 @@ def _context(report_dir: Path) -> Any:
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(report_dir),
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "show_how_to_buttons": False},
             }
         },
     )
@@ -216,11 +217,19 @@ class ChunkedStage:
     offending rows or not.)
     """
 
-    def __init__(self, context: Any, name: str, expectations: list[Any], notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        context: Any,
+        checked: CheckedSnapshot,
+        name: str,
+        expectations: list[Any],
+        notes: list[str] | None = None,
+    ) -> None:
         self.context, self.name, self.expectations, self.notes = context, name, expectations, notes
+        self.checked = checked
         self.batch_definition = (
             context.data_sources.add_pandas(f"{name}_source")
-            .add_dataframe_asset(name)
+            .add_dataframe_asset(checked.asset_name)
             .add_batch_definition_whole_dataframe("chunk")
         )
         # Copies: an expectation belongs to one suite, and this one never reaches the Data Docs.
@@ -268,7 +277,7 @@ class ChunkedStage:
             for expectation in suite.expectations
         ]
         passed = sum(result.success for result in results)
-        run_id = RunIdentifier(run_time=datetime.now(UTC))
+        run_id = RunIdentifier(run_name=self.checked.run_name, run_time=datetime.now(UTC))
         combined = ExpectationSuiteValidationResult(
             success=passed == len(results),
             results=results,
@@ -279,12 +288,16 @@ class ChunkedStage:
                 "unsuccessful_expectations": len(results) - passed,
                 "success_percent": 100 * passed / len(results) if results else None,
             },
-            # The first chunk's batch markers (load time, fingerprint) would describe it alone.
-            meta={
-                **{k: v for k, v in self.first_meta.items() if k != "batch_markers"},
-                "run_id": run_id,
-                "validation_time": run_id.run_time,
-            },
+            # The first chunk's batch markers (load time, fingerprint) would describe it alone;
+            # the pages name the whole snapshot's file instead of the chunk's data frame.
+            meta=self.checked.result_meta(
+                {
+                    **{k: v for k, v in self.first_meta.items() if k != "batch_markers"},
+                    "run_id": run_id,
+                    "validation_time": run_id.run_time,
+                },
+                rows=self.rows,
+            ),
         )
         suite_key = ExpectationSuiteIdentifier(name=self.name)
         result_key = ValidationResultIdentifier(
@@ -407,17 +420,23 @@ def _at_rows(details: dict[str, Any], ids: pa.ChunkedArray | None = None) -> str
 
 
 def validate_snapshots(
-    snapshots: list[Snapshot], contract: Contract, run_dir: ObjectStoragePath, chunk_rows: int | None = None
+    snapshots: list[Snapshot],
+    contract: Contract,
+    run_dir: ObjectStoragePath,
+    chunk_rows: int | None = None,
+    airflow_run_id: str | None = None,
 ) -> dict[str, ValidatedSnapshot]:
     """Validate each snapshot, ``chunk_rows`` rows at a time (default: the configured
-    ``validation.chunk_rows``), and write its typed copy.
+    ``validation.chunk_rows``), and write its typed copy. The report names each snapshot's
+    file and the Airflow run that checked it.
 
     Raises :class:`ContractViolation` naming every unreadable file and failed expectation
     when any snapshot fails; the typed copies are written only when all of them pass. Until
     then they are staged in a local temporary folder, one chunk at a time, so no snapshot is
     ever held whole and the run folder (local or object storage) sees only the final copies.
-    The Data Docs, which Great Expectations writes to a local folder, are built there too and
-    copied into ``<run_dir>/data_docs`` either way.
+    The Data Docs, which Great Expectations writes to a local folder, are built there too, made
+    to work without internet (see :mod:`churn.data_docs`) and copied into ``<run_dir>/data_docs``
+    either way.
     """
     chunk_rows = chunk_rows or load_settings().config.validation.chunk_rows
     failures: list[str] = []
@@ -427,12 +446,15 @@ def validate_snapshots(
         context = _context(local_docs)
         for snapshot in snapshots:
             described = f"{snapshot.name} snapshot ({snapshot.source})"
+            checked = CheckedSnapshot(snapshot.name, snapshot.source, str(snapshot.path), airflow_run_id)
             try:
-                problems, validated = validate_snapshot(snapshot, contract, context, Path(staging), chunk_rows)
+                problems, validated = validate_snapshot(
+                    snapshot, contract, context, Path(staging), chunk_rows, checked
+                )
             except SourceError as error:
                 failures.append(f"{described}: cannot be read: {error}")
                 unreadable = ChunkedStage(
-                    context, f"{snapshot.name}_unreadable", [unreadable_file_expectation(failures[-1])]
+                    context, checked, f"{snapshot.name}_unreadable", [unreadable_file_expectation(failures[-1])]
                 )
                 unreadable.check(pd.DataFrame())
                 unreadable.finish()
@@ -440,6 +462,7 @@ def validate_snapshots(
             failures += [f"{described}: {problem}" for problem in problems]
             if validated is not None:
                 staged[snapshot.name] = validated
+        make_offline(local_docs)
         report = copy_folder(local_docs, run_dir / "data_docs") / "index.html"
         if failures:
             raise ContractViolation(
@@ -457,7 +480,7 @@ def validate_snapshots(
 
 
 def validate_snapshot(
-    snapshot: Snapshot, contract: Contract, context: Any, staging: Path, chunk_rows: int
+    snapshot: Snapshot, contract: Contract, context: Any, staging: Path, chunk_rows: int, checked: CheckedSnapshot
 ) -> tuple[list[str], ValidatedSnapshot | None]:
     """Validate one snapshot chunk by chunk in both stages, staging its typed copy in ``staging``.
 
@@ -473,12 +496,16 @@ def validate_snapshot(
     first = next(chunks)  # its columns decide the text stage's column checks
     text = ChunkedStage(
         context,
+        checked,
         f"{name}_text",
         text_stage_expectations(contract, list(first.columns), labelled=labelled, decimal=decimal),
         notes=[f"Column {column!r} is {why}." for column, why in contract.not_modelled.items()],
     )
     typed = ChunkedStage(
-        context, f"{name}_typed", typed_stage_expectations(contract, list(first.columns), labelled=labelled)
+        context,
+        checked,
+        f"{name}_typed",
+        typed_stage_expectations(contract, list(first.columns), labelled=labelled),
     )
     staged = staging / f"{name}.parquet"
     write_parquet_batches_atomically(
@@ -533,7 +560,7 @@ def run_validate(landed: IngestResult) -> ValidateResult:
             Snapshot(name, snapshot.path, snapshot.format, labelled=name == "training", source=snapshot.source)
             for name, snapshot in (("training", landed.training), ("scoring", landed.scoring))
         ]
-        checked = validate_snapshots(snapshots, contract, run.run_dir)
+        checked = validate_snapshots(snapshots, contract, run.run_dir, airflow_run_id=run.airflow_run_id)
         return ValidateResult(
             run=run,
             contract_name=contract.name,
