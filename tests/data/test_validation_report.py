@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from churn.data_docs import remote_assets
-from churn.validate import ContractViolation, validate_snapshots
-from tests.conftest import land, write_csv
+from churn.validate import ContractViolation, run_validate, validate_snapshots
+from tests.conftest import ingest_for, land, run_parameters, write_csv
 
 AIRFLOW_RUN_ID = "scheduled__2026-11-29T02:00:00+00:00"
 # What a page loads (links to other pages and sites are not loaded).
@@ -41,3 +41,13 @@ def test_the_report_loads_only_files_in_the_run_folder_and_names_what_it_checked
     index = (report / "index.html").read_text()
     assert "'asset_name': 'training snapshot: customers_2026-11.csv'" in index
     assert f"'run_name': '{AIRFLOW_RUN_ID}'" in index
+
+
+def test_the_validate_task_names_its_airflow_run_and_both_snapshot_files(settings, source_files) -> None:
+    landed = ingest_for(settings, run_parameters(source_files["training"], source_files["scoring"]))
+    validated = run_validate(landed.model_dump(mode="json"))
+
+    index = validated.report.read_text()
+    assert f"'run_name': '{landed.run.airflow_run_id}'" in index
+    for name in ("training", "scoring"):
+        assert f"'asset_name': '{name} snapshot: {source_files[name].name}'" in index
