@@ -90,19 +90,24 @@ def score_frame(model: Any, features: pd.DataFrame, contract: Contract, bands: d
 
 
 def choose_model(
-    settings: Settings, packaged: PackageResult, recorded: str | None, champion: str | None, score_date: date
+    settings: Settings,
+    packaged: PackageResult | None,
+    recorded: str | None,
+    champion: str | None,
+    score_date: date,
 ) -> ModelOfRecord:
     """The version that scores the date: the date's earlier one, else promoted by this run, else the champion.
 
-    Reruns and backfills of a scored date never promote (see evaluate), so they score with
-    the version that scored the date before and reproduce its rows.
+    Reruns and backfills of a scored date never promote (see evaluate; they skip packaging,
+    so ``packaged`` is None), so they score with the version that scored the date before and
+    reproduce its rows.
     """
     name, alias = settings.config.registered_model, settings.config.champion_alias
     if recorded is not None:
         return ModelOfRecord(
             name, recorded, f"it scored {score_date} before, and a rerun or backfill reproduces the date's scores"
         )
-    if packaged.promoted:
+    if packaged is not None and packaged.promoted:
         return ModelOfRecord(name, packaged.model_version, f"this run promoted it to {alias!r}")
     if champion is None:
         raise ScoringError(
@@ -163,9 +168,12 @@ def partition_bounds(rows: int, partition_rows: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
-def plan_scoring(features: FeatureResult, packaged: PackageResult, settings: Settings) -> list[ScoringPartition]:
+def plan_scoring(
+    features: FeatureResult, packaged: PackageResult | None, settings: Settings
+) -> list[ScoringPartition]:
     """Choose the date's model of record, prepare the run's staging table and split the
-    scoring features into partitions, each one task's work."""
+    scoring features into partitions, each one task's work (``packaged`` is None when the run
+    skipped packaging, as a run that cannot promote does)."""
     run = features.run
     with open_scores_table(settings) as (engine, table):
         record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
@@ -297,7 +305,7 @@ def _task_settings(*, mlflow: bool) -> Settings:
 
 @accepts_handoffs
 def run_score_plan(
-    features: FeatureResult, packaged: PackageResult, settings: Settings | None = None
+    features: FeatureResult, packaged: PackageResult | None, settings: Settings | None = None
 ) -> list[ScoringPartition]:
     """Start the score phase: choose the date's model of record and split the work into partitions."""
     return run_phase(
@@ -332,7 +340,9 @@ def run_score_publish(scored: list[ScoredPartition], settings: Settings | None =
 
 
 @accepts_handoffs
-def run_score(features: FeatureResult, packaged: PackageResult, settings: Settings | None = None) -> ScoreResult:
+def run_score(
+    features: FeatureResult, packaged: PackageResult | None, settings: Settings | None = None
+) -> ScoreResult:
     """The whole score phase in this process: plan, every partition in turn, publish.
 
     The DAG runs the same three steps as separate tasks, the partitions side by side.

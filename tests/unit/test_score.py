@@ -259,6 +259,14 @@ def test_the_model_of_record_is_recorded_then_promoted_then_champion(
     assert reason in chosen.reason
 
 
+@pytest.mark.parametrize(
+    ("recorded", "version", "reason"), [("3", "3", "scored 2026-11-29 before"), (None, "5", "current")]
+)
+def test_a_run_that_skipped_packaging_scores_with_the_dates_model_of_record(settings, recorded, version, reason):
+    chosen = choose_model(settings, None, recorded, "5", date(2026, 11, 29))
+    assert chosen.version == version and reason in chosen.reason
+
+
 def test_without_a_recorded_version_or_a_champion_nothing_is_chosen(settings, tmp_path):
     with pytest.raises(ScoringError, match="no model carries the alias 'champion'"):
         choose_model(settings, _packaged(run_context(tmp_path), promoted=False), None, None, date(2026, 11, 29))
