@@ -24,8 +24,17 @@ import re
 import socket
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowRuntimeError
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRuntimeError,
+    AirflowSkipException,
+)
+
+if TYPE_CHECKING:
+    from churn.handoffs import SkippedPhases
 
 
 class PermanentError(AirflowFailException):
@@ -43,6 +52,19 @@ class PhaseError(PermanentError):
 
     def __str__(self) -> str:
         return f"{self.phase} failed with {self.error_type}, which a retry cannot fix: {self.message}"
+
+
+class PhaseSkipped(AirflowSkipException):
+    """A phase with nothing useful to do for this run (see ``skipped``, which says which phases
+    and why): Airflow marks its task, and the tasks that need its result, skipped, and logs
+    the reason."""
+
+    def __init__(self, skipped: SkippedPhases) -> None:
+        super().__init__(skipped.reason)  # Airflow logs the first argument as the reason
+        self.skipped = skipped
+
+    def __reduce__(self):
+        return type(self), (self.skipped,)
 
 
 # Types that mean a server, or the network to it, failed: by the module that defines them.

@@ -215,6 +215,17 @@ class PackageResult(PhaseResult):
         return f"package: registered {self.model_name} version {self.model_version} ({how}); {champion}"
 
 
+class SkippedPhases(PhaseResult):
+    """Phases a run skips, and why: a run that cannot promote (a rerun or backfill) has no use
+    for a challenger, so it trains, evaluates and packages none."""
+
+    phases: list[str]
+    reason: str
+
+    def summary(self) -> str:
+        return f"{self.phases[0]}: skipped {', '.join(self.phases)}: {self.reason}"
+
+
 class ScoringPartition(PhaseResult):
     """One scoring task's share of the date: rows ``first_row`` to ``end_row`` (exclusive) of
     the scoring features, scored with the date's model of record and staged under ``staging_key``."""

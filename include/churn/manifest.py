@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from churn.errors import PhaseError, left_to_airflow
-from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext, summary
+from churn.errors import PhaseError, PhaseSkipped, left_to_airflow
+from churn.handoffs import RESULT_TYPES, Handoff, PhaseFailure, RunContext, SkippedPhases, summary
 from churn.settings import redact_text
 from churn.storage import writing_atomically
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 summaries = logging.getLogger("churn")
 ResultT = TypeVar("ResultT")
 FAILURE = "failed"
+SKIPPED = "skipped"
 
 
 def manifest_path(run_dir: ObjectStoragePath, name: str) -> ObjectStoragePath:
@@ -38,8 +39,9 @@ def write_manifest(run_dir: ObjectStoragePath, name: str, record: Handoff) -> No
 
 
 def read_manifests(run_dir: ObjectStoragePath) -> dict[str, Any]:
-    """The run's recorded phase results (and failure, under ``failed``), as typed records."""
-    record_types: dict[str, type[Handoff]] = {**RESULT_TYPES, FAILURE: PhaseFailure}
+    """The run's recorded phase results (and failure, under ``failed``; phases skipped, under
+    ``skipped``), as typed records."""
+    record_types: dict[str, type[Handoff]] = {**RESULT_TYPES, FAILURE: PhaseFailure, SKIPPED: SkippedPhases}
     return {
         name: record_type.model_validate_json(manifest_path(run_dir, name).read_text(encoding="utf-8"))
         for name, record_type in record_types.items()
@@ -52,11 +54,18 @@ def forget_phases_from(run_dir: ObjectStoragePath, phase: str) -> None:
 
     Clearing a task in Airflow reruns it under the same run id, in the same folder; what
     the earlier attempt recorded for this phase and the phases after it is stale until they
-    run again, so the folder must not keep claiming it.
+    run again, so the folder must not keep claiming it. A record of skipped phases is stale
+    when one of them is forgotten.
     """
     phases = list(RESULT_TYPES)
-    for stale in [*phases[phases.index(phase) :], FAILURE]:
+    forgotten = phases[phases.index(phase) :]
+    for stale in [*forgotten, FAILURE]:
         manifest_path(run_dir, stale).unlink(missing_ok=True)
+    skipped = manifest_path(run_dir, SKIPPED)
+    if skipped.is_file() and set(forgotten) & set(
+        SkippedPhases.model_validate_json(skipped.read_text(encoding="utf-8")).phases
+    ):
+        skipped.unlink(missing_ok=True)
 
 
 def run_phase(
@@ -75,9 +84,11 @@ def run_phase(
     one that ``finishes`` it, which stores the manifest. Every other step forgets the phase's
     own result, which its rerun makes stale; the finishing step runs only once every earlier
     step succeeded, so it also forgets the failures that retries of those steps left behind.
-    Recording a failure never hides the failure itself. Each step that succeeds logs its
-    result's :func:`~churn.handoffs.summary`, passwords masked, to the ``churn`` logger: a few
-    lines in words at the end of the task's log.
+    Recording a failure never hides the failure itself. A phase with nothing useful to do
+    raises :class:`~churn.errors.PhaseSkipped`: the phases it skips and why are recorded
+    under ``skipped`` and logged, not as a failure, and Airflow marks the task skipped.
+    Each step that succeeds logs its result's :func:`~churn.handoffs.summary`, passwords
+    masked, to the ``churn`` logger: a few lines in words at the end of the task's log.
     """
     if starts:
         forget_phases_from(run.run_dir, phase)
@@ -87,6 +98,10 @@ def run_phase(
             manifest_path(run.run_dir, FAILURE).unlink(missing_ok=True)
     try:
         result = work()
+    except PhaseSkipped as skip:
+        write_manifest(run.run_dir, SKIPPED, skip.skipped)
+        summaries.info("%s", redact_text(skip.skipped.summary()))
+        raise
     except Exception as error:
         failure = PhaseFailure(phase=phase, error_type=type(error).__name__, error=redact_text(str(error)))
         try:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from churn.errors import PhaseError
+from churn.errors import PhaseError, PhaseSkipped
 from churn.handoffs import (
     EvaluateResult,
     FamilySelection,
@@ -16,6 +16,7 @@ from churn.handoffs import (
     PhaseFailure,
     RunContext,
     ScoreResult,
+    SkippedPhases,
     TrainResult,
     ValidatedSnapshot,
     ValidateResult,
@@ -202,6 +203,43 @@ def test_errors_that_already_tell_airflow_what_to_do_go_on_unchanged(tmp_path: P
         with pytest.raises(type(told)) as caught:
             run_phase("ingest", run_context(tmp_path), fail)
         assert caught.value is told
+
+
+def _skip_training(run: RunContext) -> SkippedPhases:
+    skipped = SkippedPhases(
+        run=run, phases=["train", "evaluate", "package"], reason="this run cannot promote (a backfill)"
+    )
+
+    def skip():
+        raise PhaseSkipped(skipped)
+
+    with pytest.raises(PhaseSkipped) as caught:
+        run_phase("train", run, skip)
+    assert isinstance(caught.value, AirflowSkipException) and caught.value.args == (skipped.reason,)
+    return skipped
+
+
+def test_a_skipped_phase_records_what_it_skipped_and_why_not_a_failure(tmp_path: Path, caplog):
+    run = run_context(tmp_path)
+    records = _records(run)
+    for phase in ("ingest", "validate", "feature"):
+        run_phase(phase, run, lambda phase=phase: records[phase])
+
+    with caplog.at_level("INFO", logger="churn"):
+        skipped = _skip_training(run)
+
+    assert read_manifests(tmp_path) == {**{p: records[p] for p in PHASES[:3]}, "skipped": skipped}
+    assert "train: skipped train, evaluate, package: this run cannot promote (a backfill)" in caplog.messages
+    run_phase("score", run, lambda: records["score"])  # scoring keeps the record of what was skipped
+    assert read_manifests(tmp_path)["skipped"] == skipped
+
+
+def test_rerunning_a_skipped_phase_forgets_that_it_was_skipped(tmp_path: Path):
+    run = run_context(tmp_path)
+    _skip_training(run)
+    trained = _records(run)["train"]
+    run_phase("train", run, lambda: trained)
+    assert read_manifests(tmp_path) == {"train": trained}
 
 
 def test_a_successful_retry_clears_its_failure(tmp_path: Path):
