@@ -3,6 +3,7 @@ derived from them, the fields of the trigger form in the Airflow UI."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -98,7 +99,16 @@ def read_run_parameters(params: Mapping[str, Any]) -> RunParameters:
     try:
         return RunParameters.model_validate(dict(params))
     except ValidationError as error:
-        raise RunParameterError(validation_message(error, "run parameters")) from error
+        message = validation_message(error, "run parameters")
+        unknown = [problem["loc"][0] for problem in error.errors() if problem["type"] == "extra_forbidden"]
+        if unknown:
+            message += f". The known parameters are {', '.join(RunParameters.model_fields)}"
+            message += "".join(
+                f"; did you mean {close[0]!r} for {name!r}?"
+                for name in unknown
+                if (close := difflib.get_close_matches(name, RunParameters.model_fields, n=1))
+            )
+        raise RunParameterError(message) from error
 
 
 def trigger_form() -> dict[str, dict[str, Any]]:
@@ -116,5 +126,11 @@ def trigger_form() -> dict[str, dict[str, Any]]:
         if optional:  # the form's way to say "may be empty": a type list with null
             chosen = next(option for option in optional if option["type"] != "null")
             schema = {**schema, **chosen, "type": ["null", chosen["type"]]}
+        if "format" in schema:
+            # The form draws a string of format "date" as the browser's date picker, which shows
+            # mm/dd/yyyy and reports a date that does not exist (2026-02-30) as empty, so the run
+            # would silently be for its logical date. Under allOf, Airflow still checks the format
+            # when the run is triggered, and the form draws a text field that keeps what was typed.
+            schema["allOf"] = [{"format": schema.pop("format")}]
         form[name] = {**schema, "default": defaults[name]}
     return form

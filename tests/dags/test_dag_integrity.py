@@ -155,11 +155,21 @@ def test_every_param_explains_itself_in_the_trigger_form(dag):
         assert param.schema.get("title") and param.schema.get("type") and param.description, name
 
 
+def test_the_score_date_is_typed_as_text_and_checked_as_a_date(dag):
+    # A "format" at the top of a param's schema makes the UI draw the browser's date picker,
+    # which reports a date that does not exist as empty; the run would be for its logical date.
+    schema = dag.params.get_param("score_date").schema
+    assert "format" not in schema and {"format": "date"} in schema["allOf"]
+    assert "YYYY-MM-DD" in dag.params.get_param("score_date").description
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("score_date", "2026-13-45"),
+        ("score_date", "2026-02-30"),
         ("score_date", "yesterday"),
+        ("score_date", "29/11/2026"),
         ("training_source", "ftp://example.org/training.csv"),
         ("scoring_source", "/data/scoring.xlsx"),
         ("contract", ""),
