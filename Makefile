@@ -158,8 +158,11 @@ airflow: install data airflow-db
 	AIRFLOW__API__HOST=$(UI_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=$(AIRFLOW_URL) \
 	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$(AIRFLOW_URL)/execution/ $(BIN)/airflow standalone
 
+# Artifacts the UI itself stores (an experiment made in the UI) go where the pipeline's go, not
+# to ./mlartifacts in the folder make runs in.
 mlflow: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db --host $(UI_HOST) --port $(MLFLOW_PORT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow/mlflow.db \
+	  --artifacts-destination $(CHURN_HOME)/mlflow/artifacts --host $(UI_HOST) --port $(MLFLOW_PORT)
 
 # Scoring throughput into PostgreSQL at 1,000,000 customers, against the naive way and the
 # limit; needs PostgreSQL's server binaries (Debian's postgresql package) and root, like .ci/run.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from churn.errors import PermanentError, is_transient
@@ -15,6 +16,12 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 # of the run that last made it champion (runs for earlier dates must not move the alias).
 CONTRACT_TAG = "contract_sha256"
 PROMOTED_FOR_TAG = "promoted_for_score_date"
+# The experiment tag that records an experiment's kind (MLflow's UI sets and reads it);
+# "custom_model_development" is its "Machine learning" kind (runs, metrics, models), not the
+# GenAI one (traces, prompts). MLflow 3.17's UI shows the view its link or its sidebar toggle
+# names (GenAI at first), so the links the project prints name the machine learning view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MACHINE_LEARNING_KIND = "custom_model_development"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -29,7 +36,8 @@ def use_mlflow(settings: Settings) -> str:
     """Point MLflow at the configured tracking server and return the experiment id.
 
     On the embedded default the experiment's artifacts go under ``CHURN_HOME``; a
-    tracking server decides its own artifact store.
+    tracking server decides its own artifact store. The experiment is tagged as a machine
+    learning one (``EXPERIMENT_KIND_TAG``), not a generative-AI one.
     """
     import mlflow
     from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
@@ -42,15 +50,37 @@ def use_mlflow(settings: Settings) -> str:
         MLFLOW_TRACKING_PASSWORD.set(settings.mlflow_password)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    name = settings.config.experiment_name
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
     artifact_location = None
     if settings.mlflow_tracking_uri.startswith("sqlite:"):
-        settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
-        artifact_location = settings.mlflow_artifact_root.as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+        artifact_location = create_local_store(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    name = settings.config.experiment_name
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        return mlflow.create_experiment(
+            name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: MACHINE_LEARNING_KIND}
+        )
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the tag was set; a kind chosen in the UI stays
+        client = mlflow.MlflowClient()
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MACHINE_LEARNING_KIND)
+    return experiment.experiment_id
+
+
+def create_local_store(tracking_uri: str, artifact_root: Path) -> str:
+    """Create the SQLite tracking store at ``tracking_uri``, if absent, with its artifacts under
+    ``artifact_root``; return that folder's URI.
+
+    MLflow's client would create it with its built-in default artifact root, ``./mlruns``, so
+    the store's ``Default`` experiment would keep its artifacts in whatever folder the first
+    task happened to run in (the project folder under ``make demo``).
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        SqlAlchemyStore(tracking_uri, artifact_root.as_uri()).engine.dispose()
+    return artifact_root.as_uri()
 
 
 def aliased_version(model_name: str, alias: str) -> Any | None:
