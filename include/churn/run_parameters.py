@@ -38,8 +38,8 @@ def accepted_source(spec: str) -> str:
     return spec
 
 
-# A source as the trigger form shows it (the pattern lets the browser check it as it is typed)
-# and as a run reads it (refused in words, not by the pattern).
+# A source as the trigger form shows it (Airflow's server checks the pattern when the run is
+# triggered; its UI does not check it as it is typed) and as a run reads it (refused in words).
 Source = Annotated[str, AfterValidator(accepted_source)]
 
 
@@ -108,7 +108,8 @@ def read_run_parameters(params: Mapping[str, Any]) -> RunParameters:
                 for name in unknown
                 if (close := difflib.get_close_matches(name, RunParameters.model_fields, n=1))
             )
-        raise RunParameterError(message) from error
+        # The message says in words all that pydantic's error does; the task log needs no more.
+        raise RunParameterError(message) from None
 
 
 def trigger_form() -> dict[str, dict[str, Any]]:

@@ -25,7 +25,7 @@ SCORE_DATE_PLACEHOLDER = "{score_date}"
 
 def _any_case(text: str) -> str:
     """A regular expression matching ``text`` in any letter case, without flags, which
-    JSON Schema patterns (checked by the browser's form too) do not support."""
+    JSON Schema patterns do not support."""
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
 
 
