@@ -128,8 +128,9 @@ def champion_auc_on(champion: Any, inputs: pd.DataFrame, labels: np.ndarray, con
         return None
 
 
-def _figures(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, seed: int):
-    """ROC, precision-recall, calibration and permutation-importance plots."""
+def evaluation_plots(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, seed: int):
+    """ROC, precision-recall, calibration and permutation-importance plots, by file name, each
+    titled and with its axes named in words."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,20 +140,35 @@ def _figures(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities
     from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
     figures = {}
-    for name, draw in (
-        ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(labels, probabilities, ax=ax)),
+    for name, title, x_label, y_label, draw in (
+        (
+            "roc_curve",
+            "ROC curve",
+            "False positive rate",
+            "True positive rate",
+            lambda ax: RocCurveDisplay.from_predictions(labels, probabilities, ax=ax, name="challenger"),
+        ),
         (
             "precision_recall_curve",
-            lambda ax: PrecisionRecallDisplay.from_predictions(labels, probabilities, ax=ax),
+            "Precision-recall curve",
+            "Recall",
+            "Precision",
+            lambda ax: PrecisionRecallDisplay.from_predictions(labels, probabilities, ax=ax, name="challenger"),
         ),
         (
             "calibration_curve",
-            lambda ax: CalibrationDisplay.from_predictions(labels, probabilities, n_bins=10, ax=ax),
+            "Calibration curve",
+            "Mean predicted churn probability",
+            "Fraction of customers who churned",
+            lambda ax: CalibrationDisplay.from_predictions(
+                labels, probabilities, n_bins=10, ax=ax, name="challenger"
+            ),
         ),
     ):
         figure, axis = plt.subplots(figsize=(6, 5))
         draw(axis)
-        axis.set_title(name.replace("_", " ").capitalize())
+        axis.set(title=title, xlabel=x_label, ylabel=y_label)
+        figure.tight_layout()
         figures[name] = figure
     sample = inputs.sample(n=min(IMPORTANCE_ROWS, len(inputs)), random_state=seed)
     importance = permutation_importance(
@@ -221,7 +237,7 @@ def evaluate_challenger(
                 "promotion_reason": decision.reason,
             }
         )
-        for name, figure in _figures(challenger, inputs, labels, probabilities, seed).items():
+        for name, figure in evaluation_plots(challenger, inputs, labels, probabilities, seed).items():
             mlflow.log_figure(figure, f"{PLOT_DIR}/{name}.png")
             plt.close(figure)
     return EvaluateResult(
