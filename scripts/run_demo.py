@@ -97,6 +97,11 @@ def port_setting(port_variable: str, default_port: int) -> str:
     return f" {port_variable}={port}" if port and port != str(default_port) else ""
 
 
+# MLflow's UI shows the view the link names (else the one last chosen, GenAI at first): its
+# "Model training" view has the runs, their plots and the model registry.
+MLFLOW_VIEW = "?workflowType=machine_learning"
+
+
 def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
     """Where to see this run: its Airflow run, its MLflow run and model version, its data report."""
     from urllib.parse import quote
@@ -111,12 +116,11 @@ def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
     if "train" in manifests:
         run_id = manifests["train"].mlflow_run_id
         experiment = mlflow.get_run(run_id).info.experiment_id
-        links.append(f"MLflow run      {tracking}/#/experiments/{experiment}/runs/{run_id}")
+        links.append(f"MLflow run      {tracking}/#/experiments/{experiment}/runs/{run_id}{MLFLOW_VIEW}")
     if "package" in manifests:
         packaged = manifests["package"]
-        links.append(
-            f"model version   {tracking}/#/models/{packaged.model_name}/versions/{packaged.model_version}"
-        )
+        page = f"#/models/{packaged.model_name}/versions/{packaged.model_version}"
+        links.append(f"model version   {tracking}/{page}{MLFLOW_VIEW}")
     if "validate" in manifests:
         links.append(f"data report     {manifests['validate'].report}")
     return links
