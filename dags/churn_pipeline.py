@@ -18,8 +18,10 @@ makes the date's scores visible at once.
   configuration, Connection, model) fails its task at once.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
   least as good as the champion on the same test rows and clears the quality floor.
-* Rerunning a date replaces exactly that date's scores, in one transaction; reruns and
-  backfills keep a scored date's model version and never move the alias.
+* Rerunning a date replaces exactly that date's scores, in one transaction. A run that
+  cannot promote (a rerun of a scored date, or a backfill of a date earlier than one
+  scored or promoted for) skips `train`, `evaluate` and `package` (`train`'s log says
+  why) and scores with the date's model of record, so a scored date keeps its version.
 
 Trigger with parameters from the UI's trigger form, or
 `airflow dags trigger churn_pipeline --conf '{"score_date": "2026-11-29"}'`.
@@ -33,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task, task_group
+from airflow.sdk import Param, TriggerRule, dag, task, task_group
 
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
@@ -97,9 +99,10 @@ def churn_pipeline():
         return run_package(validated, trained, evaluated).model_dump(mode="json")
 
     @task_group(group_id="score", tooltip="plan, then one mapped task per partition, then publish")
-    def score(features: dict[str, Any], packaged: dict[str, Any]) -> None:
-        @phase_task("score", "plan")
-        def plan(features: dict[str, Any], packaged: dict[str, Any]) -> list[dict[str, Any]]:
+    def score(features: dict[str, Any], packaged: dict[str, Any] | None) -> None:
+        # Runs after a skipped package (packaged: None), never after a failed one.
+        @phase_task("score", "plan", trigger_rule=TriggerRule.NONE_FAILED)
+        def plan(features: dict[str, Any], packaged: dict[str, Any] | None) -> list[dict[str, Any]]:
             from churn.score import run_score_plan
 
             return [part.model_dump(mode="json") for part in run_score_plan(features, packaged)]

@@ -63,11 +63,12 @@ def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
 
 
 def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, bool]:
-    """The summary text and whether every phase of the run completed."""
+    """The summary text and whether every phase of the run completed or was skipped for a reason."""
     import mlflow
 
     manifests = read_manifests(run_dir)
-    finished = all(phase in manifests for phase in PHASES)
+    skipped = manifests["skipped"].phases if "skipped" in manifests else []
+    finished = all(phase in manifests or phase in skipped for phase in PHASES)
     lines = [f"Run folder: {run_dir}"]
     if "ingest" in manifests:
         for name, landed in (("training", manifests["ingest"].training), ("scoring", manifests["ingest"].scoring)):
@@ -103,6 +104,8 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
                 f"             decision: {tracked.tags.get('promotion_decision')} "
                 f"({tracked.tags.get('promotion_reason')})"
             )
+    if skipped:
+        lines.append(f"  skipped    {', '.join(skipped)}: {manifests['skipped'].reason}")
     if "package" in manifests:
         packaged = manifests["package"]
         champion = champion_version(settings)
@@ -121,7 +124,7 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
             f"{scored.warehouse}; {state.describe(scored.table, score_date)}"
         )
         lines.append(f"             version {scored.model_version} scored because {scored.model_chosen_because}")
-    missing = [phase for phase in PHASES if phase not in manifests]
+    missing = [phase for phase in PHASES if phase not in manifests and phase not in skipped]
     if missing:
         lines.append(f"  NOT DONE   {', '.join(missing)}")
     if "failed" in manifests:

@@ -3,6 +3,7 @@
 The champion is scored on the same held-out rows as the challenger, so the decision
 compares like with like. A rerun or backfill (a date scored before, or earlier than one
 scored or promoted for) never promotes: it must not move the alias back to an older model.
+Such a run skips training, evaluation and packaging altogether (:func:`phases_to_skip`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from sklearn.metrics import (
 )
 
 from churn.contract import Contract, load_contract
-from churn.handoffs import EvaluateResult, TrainResult, accepts_handoffs
+from churn.errors import PhaseSkipped
+from churn.handoffs import EvaluateResult, RunContext, SkippedPhases, TrainResult, accepts_handoffs
 from churn.manifest import run_phase
 from churn.model import label_vector, model_inputs, sized_thread_pools
 from churn.settings import QualityGates, Settings
@@ -33,6 +35,8 @@ from churn.warehouse import ScoringRecord, open_scores_table, scoring_record
 
 PLOT_DIR = "plots"
 IMPORTANCE_ROWS = 2000
+# The phases whose only use is a challenger that may be promoted: a run that cannot promote skips them.
+PROMOTION_PHASES = ("train", "evaluate", "package")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,26 @@ def why_held_back(score_date: date, champion_promoted_for: date | None, record: 
             "runs for past dates (backfills) never move the champion"
         )
     return None
+
+
+def phases_to_skip(
+    run: RunContext, champion_promoted_for: date | None, record: ScoringRecord
+) -> SkippedPhases | None:
+    """What a run that cannot promote (see :func:`why_held_back`) skips, and why; None when it
+    can promote and so runs every phase.
+
+    Such a run could never use a challenger: scoring takes the date's model of record (the
+    version that scored it before, else the champion), so training, evaluating and packaging
+    one would cost minutes for nothing.
+    """
+    held_back = why_held_back(run.score_date, champion_promoted_for, record)
+    if held_back is None:
+        return None
+    return SkippedPhases(
+        run=run,
+        phases=list(PROMOTION_PHASES),
+        reason=f"this run cannot promote ({held_back}); score uses the date's model of record",
+    )
 
 
 def decide_promotion(
@@ -250,14 +274,29 @@ def evaluate_challenger(
     )
 
 
+def champion_and_record(run: RunContext, settings: Settings) -> tuple[Any | None, ScoringRecord]:
+    """The registry's champion version (None before the first promotion) and the warehouse's
+    record of the dates its model scored: what tells whether ``run`` is a rerun or backfill."""
+    use_mlflow(settings)
+    champion = champion_version(settings)
+    with open_scores_table(settings) as (engine, table):
+        return champion, scoring_record(engine, table, run.score_date, settings.config.registered_model)
+
+
+def skip_unless_promotable(run: RunContext, settings: Settings) -> None:
+    """Raise :class:`~churn.errors.PhaseSkipped` if ``run`` cannot promote (see
+    :func:`phases_to_skip`), before any work it has no use for."""
+    champion, record = champion_and_record(run, settings)
+    skipped = phases_to_skip(run, promoted_for(champion), record)
+    if skipped is not None:
+        raise PhaseSkipped(skipped)
+
+
 def decide_for_run(trained: TrainResult, settings: Settings) -> EvaluateResult:
     """Evaluate the run's challenger against the current champion, held back if the run is a
     rerun or backfill (which the warehouse's record of scored dates tells)."""
     run = trained.run
-    use_mlflow(settings)
-    champion = champion_version(settings)
-    with open_scores_table(settings) as (engine, table):
-        record = scoring_record(engine, table, run.score_date, settings.config.registered_model)
+    champion, record = champion_and_record(run, settings)
     with sized_thread_pools():
         return evaluate_challenger(
             trained,

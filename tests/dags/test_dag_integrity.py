@@ -91,6 +91,13 @@ def test_each_task_depends_on_exactly_the_results_it_takes(dag):
         assert dag.get_task(task_id).upstream_task_ids == upstream, task_id
 
 
+def test_a_skipped_package_lets_score_run_but_a_failure_stops_it(dag):
+    """A run that cannot promote skips train; evaluate and package skip with it (all_success),
+    and the score plan still runs (none_failed), but never after a failure upstream."""
+    rules = {task.task_id: task.trigger_rule for task in dag.tasks}
+    assert rules == {**dict.fromkeys(EXPECTED_TASKS, "all_success"), "score.plan": "none_failed"}
+
+
 def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameters():
     import ast
 

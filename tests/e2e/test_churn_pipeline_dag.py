@@ -109,11 +109,28 @@ def test_data_docs_and_model_card_are_published(deployment: Deployment, first_ru
     assert deployment.settings.warehouse_url not in champion.description
 
 
-def test_second_run_of_the_same_date_leaves_exactly_the_same_rows(deployment: Deployment, first_run):
+def test_second_run_of_the_same_date_skips_training_and_leaves_exactly_the_same_rows(
+    deployment: Deployment, first_run
+):
     result = deployment.trigger(score_date=SCORE_DATE.isoformat())
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    run = deployment.latest_run()
+    assert run["state"] == "success" and run["run_id"] != first_run["airflow"]["run_id"]
+    # It cannot promote, so no challenger is trained, evaluated or packaged; score still runs.
+    states = deployment.task_states(run["run_id"])
+    assert {task: states[task] for task in ("train", "evaluate", "package")} == dict.fromkeys(
+        ("train", "evaluate", "package"), "skipped"
+    )
+    assert {state for task, state in states.items() if task not in {"train", "evaluate", "package"}} == {"success"}
+    # The reason, in words, in train's log (which the UI shows for the skipped task).
+    version = str(first_run["scores"]["model_version"].iloc[0])
+    reason = f"this run cannot promote ({SCORE_DATE} was scored before by version {version}"
+    log = result.stdout + result.stderr
+    assert f"train: skipped train, evaluate, package: {reason}" in log
+    assert "Skipping task." in log and "chosen by CV ROC AUC" not in log
     second = deployment.scores()
-    assert second["run_id"].nunique() == 1 and second["run_id"].iloc[0] != first_run["airflow"]["run_id"]
+    assert second["run_id"].nunique() == 1 and second["run_id"].iloc[0] == run["run_id"]
+    assert set(second["model_version"]) == {version}
     pd.testing.assert_frame_equal(second[BUSINESS_COLUMNS], first_run["scores"][BUSINESS_COLUMNS])
 
 
@@ -183,15 +200,16 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     progress, summary = result.stdout.split("=== churn_pipeline run")
     # Progress, not logs: one line per task (its owner, seconds and what it did); the log goes to a file.
+    # The date was scored before: the demo's run cannot promote, and skips what it could not use.
     assert "[info" not in progress and "[DAG TEST]" not in progress
     for task, owner, did in (
         ("ingest", "data_engineer", "landed the training snapshot"),
         ("validate", "data_engineer", "passed 48 expectations"),
-        ("train", "data_scientist", "chosen by CV ROC AUC"),
-        ("package", "ml_engineer", "registered churn-classifier version"),
+        ("train", "data_scientist", "skipped train, evaluate, package: this run cannot promote"),
         ("score.publish", "mlops_engineer", f"5,000 rows for {SCORE_DATE} in churn_scores"),
     ):
         assert re.search(rf"^  {re.escape(task)} +{owner} +[0-9.]+ s  .*{did}", progress, re.MULTILINE), task
+    assert "skipped    train, evaluate, package: this run cannot promote" in summary
     log = re.search(r"Airflow's log of the run: file://(\S+)", summary)
     assert log and "[DAG TEST] end task task_id=score.publish" in Path(log[1]).read_text()
     assert re.search(
@@ -200,7 +218,6 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
     ), summary
     for link in (
         r"Airflow run +http://127\.0\.0\.1:8080/dags/churn_pipeline/runs/manual__",
-        r"MLflow run +http://127\.0\.0\.1:5000/#/experiments/[0-9]+/runs/[0-9a-f]{32}",
         r"model version +http://127\.0\.0\.1:5000/#/models/churn-classifier/versions/[0-9]+",
         r"data report +file://\S+/data_docs/index\.html",
     ):

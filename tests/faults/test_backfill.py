@@ -1,7 +1,8 @@
 """Reruns and backfills of past dates, through every phase of the real pipeline code.
 
 After a later date has promoted a newer champion, a backfill of an earlier date must score
-with the version that scored that date before and must not move the champion back.
+with the version that scored that date before and must not move the champion back. Such a
+run cannot promote, so it skips training, evaluation and packaging: it trains nothing.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import mlflow
 import pandas as pd
 import pytest
 
+from churn.errors import PhaseSkipped
 from churn.evaluate import run_evaluate
 from churn.feature import run_feature
 from churn.generate import make_snapshots, write_snapshots
-from churn.handoffs import EvaluateResult, PackageResult, ScoreResult
+from churn.handoffs import EvaluateResult, PackageResult, ScoreResult, SkippedPhases
 from churn.package import run_package
 from churn.score import run_score
 from churn.settings import load_settings
@@ -31,16 +34,19 @@ COMPARED = ["score_date", "customer_id", "churn_probability", "risk_band", "mode
 
 @dataclass(frozen=True)
 class PipelineRun:
-    """The records of one run's last three phases: what was decided, registered and scored."""
+    """The records of one run's last phases: what was decided, registered and scored, or
+    what was skipped and why (then nothing was decided or registered)."""
 
-    evaluated: EvaluateResult
-    packaged: PackageResult
+    skipped: SkippedPhases | None
+    evaluated: EvaluateResult | None
+    packaged: PackageResult | None
     scored: ScoreResult
 
 
 def run_pipeline(settings, score_date: date, run_type: str) -> PipelineRun:
     """One run of every phase for ``score_date``, as the DAG's tasks would call them, on the
-    date's own snapshots: the same source references serve every date."""
+    date's own snapshots: the same source references serve every date. A skipped train
+    skips evaluate and package, and score goes on, as the DAG's trigger rules do."""
     params = run_parameters(
         settings.sources_dir / "{score_date}" / "training.csv",
         settings.sources_dir / "{score_date}" / "scoring.csv",
@@ -48,10 +54,13 @@ def run_pipeline(settings, score_date: date, run_type: str) -> PipelineRun:
     )
     validated = run_validate(ingest_for(settings, params, run_type))
     features = run_feature(validated)
-    trained = run_train(features, settings)
+    try:
+        trained = run_train(features, settings)
+    except PhaseSkipped as skip:
+        return PipelineRun(skip.skipped, None, None, run_score(features, None, settings))
     evaluated = run_evaluate(trained, settings)
     packaged = run_package(validated, trained, evaluated, settings)
-    return PipelineRun(evaluated, packaged, run_score(features, packaged, settings))
+    return PipelineRun(None, evaluated, packaged, run_score(features, packaged, settings))
 
 
 def scores_for(settings, score_date: date) -> pd.DataFrame:
@@ -61,6 +70,18 @@ def scores_for(settings, score_date: date) -> pd.DataFrame:
 def current_champion(settings) -> str:
     use_mlflow(settings)
     return str(champion_version(settings).version)
+
+
+def tracked_runs(settings) -> int:
+    """How many MLflow runs exist: every training makes one."""
+    use_mlflow(settings)
+    return len(mlflow.search_runs(search_all_experiments=True))
+
+
+def assert_skipped_training(run: PipelineRun, why: str) -> None:
+    assert run.skipped is not None and run.skipped.phases == ["train", "evaluate", "package"]
+    assert "this run cannot promote" in run.skipped.reason and why in run.skipped.reason
+    assert run.evaluated is None and run.packaged is None
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +104,7 @@ def history(tmp_path_factory):
 
 def test_a_later_date_promotes_a_better_model(history):
     settings, early, _, late = history
+    assert early.skipped is None and late.skipped is None
     assert early.packaged.promoted and late.packaged.promoted
     assert late.packaged.model_version != early.packaged.model_version
     # The premise: on the same test rows the late model beats the early champion.
@@ -93,15 +115,16 @@ def test_a_later_date_promotes_a_better_model(history):
 
 def test_backfill_of_a_scored_date_reproduces_its_scores_and_keeps_the_champion(history):
     settings, early, early_scores, late = history
+    runs = tracked_runs(settings)
     backfill = run_pipeline(settings, EARLY, "backfill")
 
-    assert backfill.packaged.reused_existing_version is True
-    assert backfill.evaluated.promote is False
-    assert "backfills" in backfill.evaluated.reason
+    assert_skipped_training(backfill, f"scored before by version {early.scored.model_version}")
+    assert tracked_runs(settings) == runs  # nothing was trained
     assert backfill.scored.model_version == early.scored.model_version
     assert "scored 2026-11-20 before" in backfill.scored.model_chosen_because
     summary, finished = summarize_run(backfill.scored.run.run_dir, settings)
     assert finished and f"version {early.scored.model_version} scored because it scored 2026-11-20" in summary
+    assert "skipped    train, evaluate, package: this run cannot promote" in summary and "NOT DONE" not in summary
     pd.testing.assert_frame_equal(scores_for(settings, EARLY), early_scores)
     assert current_champion(settings) == late.packaged.model_version
 
@@ -110,7 +133,7 @@ def test_backfill_of_a_date_never_scored_uses_the_champion_and_does_not_promote(
     settings, _, _, late = history
     backfill = run_pipeline(settings, NEVER_SCORED, "backfill")
 
-    assert backfill.packaged.promoted is False
+    assert_skipped_training(backfill, "before 2026-11-28")
     assert backfill.scored.model_version == late.packaged.model_version
     assert len(scores_for(settings, NEVER_SCORED)) == backfill.scored.rows_written == 400
     assert current_champion(settings) == late.packaged.model_version
@@ -119,13 +142,11 @@ def test_backfill_of_a_date_never_scored_uses_the_champion_and_does_not_promote(
 def test_a_rerun_after_a_code_change_keeps_the_dates_version(history, monkeypatch):
     settings, _, _, late = history
     before = scores_for(settings, LATE)
-    # New code gives a new training fingerprint, so the rerun registers a new version.
+    # New code would train and register a new version; the rerun trains none and keeps the date's.
     monkeypatch.setenv("CHURN_CODE_VERSION", "0.2.0+gnewcode")
     rerun = run_pipeline(settings, LATE, "manual")
 
-    assert rerun.packaged.reused_existing_version is False
-    assert rerun.packaged.model_version != late.packaged.model_version
-    assert rerun.evaluated.promote is False and "scored before by version" in rerun.evaluated.reason
+    assert_skipped_training(rerun, f"scored before by version {late.packaged.model_version}")
     assert rerun.scored.model_version == late.packaged.model_version
     pd.testing.assert_frame_equal(scores_for(settings, LATE), before)
     assert current_champion(settings) == late.packaged.model_version

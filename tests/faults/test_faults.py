@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from churn.errors import PhaseSkipped
 from churn.evaluate import run_evaluate
 from churn.handoffs import EvaluateResult, FeatureResult, PackageResult, ScoreResult, TrainResult, ValidateResult
 from churn.package import run_package
@@ -243,11 +244,12 @@ def test_passwords_stay_out_of_manifests_model_card_and_logs(promoted, warehouse
 def test_rerunning_the_date_with_the_same_inputs_reproduces_scores_and_version(promoted):
     settings = promoted.settings
     before = stored_scores(settings.warehouse_url)
-    trained = run_train(promoted.features, settings)
-    packaged = run_package(promoted.validated, trained, run_evaluate(trained, settings), settings)
-    run_score(promoted.features, packaged, settings)
+    # The date was scored: the rerun cannot promote, so it trains (and evaluates, packages) nothing.
+    with pytest.raises(PhaseSkipped, match="scored before by version"):
+        run_train(promoted.features, settings)
+    scored = run_score(promoted.features, None, settings)
     after = stored_scores(settings.warehouse_url)
-    assert packaged.reused_existing_version is True
+    assert scored.model_version == promoted.packaged.model_version
     columns = ["score_date", "customer_id", "churn_probability", "risk_band", "model_version"]
     pd.testing.assert_frame_equal(after[columns], before[columns])
 

@@ -8,6 +8,7 @@ from churn.evaluate import (
     classification_metrics,
     decide_promotion,
     evaluate_challenger,
+    phases_to_skip,
     top_decile_lift,
     why_held_back,
 )
@@ -17,6 +18,7 @@ from churn.settings import QualityGates
 from churn.storage import read_parquet
 from churn.tracking import use_mlflow
 from churn.warehouse import ScoringRecord
+from tests.conftest import SCORE_DATE, run_context
 
 
 def test_top_decile_lift_of_a_perfect_ranking():
@@ -85,6 +87,33 @@ def test_reruns_and_backfills_are_held_back(score_date, promoted_for, record, he
         assert reason is None
     else:
         assert held_back in reason and "never move the champion" in reason
+
+
+@pytest.mark.parametrize(
+    ("promoted_for", "record", "skipped"),
+    [
+        (None, NOTHING_SCORED, None),  # a first run
+        (date(2026, 11, 28), ScoringRecord(None, date(2026, 11, 28)), None),  # the next night's run
+        (SCORE_DATE, NOTHING_SCORED, None),  # a rerun after score failed: promoted, never scored
+        (SCORE_DATE, ScoringRecord("4", SCORE_DATE), "scored before by version 4"),  # a rerun
+        (date(2026, 11, 30), NOTHING_SCORED, "before 2026-11-30"),  # a backfill after a promotion
+        (None, ScoringRecord(None, date(2026, 12, 1)), "before 2026-12-01"),  # a backfill of a date never scored
+    ],
+)
+def test_a_run_that_cannot_promote_skips_training_evaluation_and_packaging(
+    tmp_path, promoted_for, record, skipped
+):
+    run = run_context(tmp_path)
+    skip = phases_to_skip(run, promoted_for, record)
+    if skipped is None:
+        assert skip is None
+    else:
+        assert skip.run == run and skip.phases == ["train", "evaluate", "package"]
+        assert skip.reason == (
+            f"this run cannot promote ({why_held_back(SCORE_DATE, promoted_for, record)}); "
+            "score uses the date's model of record"
+        )
+        assert skipped in skip.reason
 
 
 def test_a_held_back_run_never_promotes_however_good():
