@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from churn.handoffs import (
     TrainResult,
     accepts_handoffs,
 )
-from churn.manifest import run_phase
+from churn.manifest import read_manifests, run_phase
 from churn.model import family_pipeline, label_vector, model_inputs, sized_thread_pools
 from churn.settings import (
     FAMILY_PARAMS,
@@ -461,6 +462,55 @@ def log_model(model: CalibratedClassifierCV, name: str, example: pd.DataFrame) -
     ).model_uri
 
 
+def run_name(run: RunContext) -> str:
+    """The training run's name in MLflow: the score date and the Airflow run it belongs to."""
+    return f"train {run.score_date} · {run.airflow_run_id}"
+
+
+def rows_digest(frame: pd.DataFrame) -> str:
+    """A short digest of every value of ``frame`` (an MLflow dataset digest holds 36 characters)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:12]
+
+
+def file_dataset(name: str, source: str, digest: str) -> Any:
+    """An MLflow dataset that names a file and its digest, without copying or profiling its rows."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # MLflow registers local files twice (no scheme, file:) and says so
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
+        resolved = resolve_dataset_source(source)
+    return MetaDataset(resolved, name=name, digest=digest)
+
+
+def log_datasets(
+    run: RunContext,
+    train: pd.DataFrame,
+    features_path: ObjectStoragePath,
+    test: pd.DataFrame,
+    test_path: ObjectStoragePath,
+) -> None:
+    """Log the training run's inputs as MLflow datasets, each with its source and digest: the
+    training snapshot as ingest landed it (its sha256), the rows trained on and the test rows."""
+    import mlflow
+
+    datasets, contexts, tags = [], [], []
+    landed = read_manifests(run.run_dir).get("ingest")
+    if landed is not None:
+        snapshot = landed.training
+        datasets.append(file_dataset("training snapshot", str(snapshot.path), snapshot.sha256[:12]))
+        contexts.append("training")
+        tags.append({"given_as": snapshot.source, "sha256": snapshot.sha256, "bytes": str(snapshot.bytes)})
+    for name, context, frame, path in (
+        ("training rows", "training", train, features_path),
+        ("test rows", "testing", test, test_path),
+    ):
+        datasets.append(file_dataset(name, str(path), rows_digest(frame)))
+        contexts.append(context)
+        tags.append({"rows": str(len(frame))})
+    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+
+
 def train_challenger(
     run: RunContext,
     features_path: ObjectStoragePath,
@@ -469,54 +519,63 @@ def train_challenger(
     *,
     experiment_id: str,
 ) -> TrainResult:
-    """Split, choose the model on the training split, calibrate it and log it all to MLflow."""
+    """Split, choose the model on the training split, calibrate it and log it all to MLflow.
+
+    The MLflow run starts first, so its duration is the training's: selection and calibration
+    included.
+    """
     import mlflow
 
     split, training = config.split, config.training
-    frame = read_parquet(features_path)
-    available, test = split_train_test(frame, contract, split.test_fraction, split.seed)
-    train = stratified_sample(available, contract, training.max_rows, training.seed)
-    test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")
-    inputs, labels = model_inputs(train, contract), label_vector(train, contract)
-    with sized_thread_pools():
-        selection = select_model(inputs, labels, contract, training)
-        began = time.monotonic()
-        winner = selection.winner
-        model = fit_calibrated(
-            family_pipeline(winner, contract, selection.params[winner], training.seed),
-            inputs,
-            labels,
-            training.calibration,
-            training.cv_folds,
-            training.seed,
-        )
-        calibration_seconds = time.monotonic() - began
-    record = selection.record
-    version = code_version()
-    fingerprint = training_fingerprint(
-        train,
-        contract,
-        {
-            "split": split.model_dump(mode="json"),
-            "training": training.model_dump(mode="json"),
-            "chosen": {"family": winner, "params": record.family(winner).params},
-        },
-        f"{version} {code_digest()}",
-    )
-    example = inputs.head(5)
     with mlflow.start_run(
         experiment_id=experiment_id,
-        run_name=f"train {run.score_date}",
+        run_name=run_name(run),
         tags={
             "airflow_run_id": run.airflow_run_id,
             "score_date": run.score_date.isoformat(),
-            "training_fingerprint": fingerprint,
-            "code_version": version,
             "contract": contract.name,
             "contract_sha256": contract.fingerprint,
-            **{f"search.{family.family}": family.search for family in record.families},
         },
     ) as tracked:
+        frame = read_parquet(features_path)
+        available, test = split_train_test(frame, contract, split.test_fraction, split.seed)
+        train = stratified_sample(available, contract, training.max_rows, training.seed)
+        test_path = write_parquet_atomically(test, run.run_dir / "model" / "test_split.parquet")
+        log_datasets(run, train, features_path, test, test_path)
+        inputs, labels = model_inputs(train, contract), label_vector(train, contract)
+        with sized_thread_pools():
+            selection = select_model(inputs, labels, contract, training)
+            began = time.monotonic()
+            winner = selection.winner
+            model = fit_calibrated(
+                family_pipeline(winner, contract, selection.params[winner], training.seed),
+                inputs,
+                labels,
+                training.calibration,
+                training.cv_folds,
+                training.seed,
+            )
+            calibration_seconds = time.monotonic() - began
+        record = selection.record
+        version = code_version()
+        fingerprint = training_fingerprint(
+            train,
+            contract,
+            {
+                "split": split.model_dump(mode="json"),
+                "training": training.model_dump(mode="json"),
+                "chosen": {"family": winner, "params": record.family(winner).params},
+            },
+            f"{version} {code_digest()}",
+        )
+        example = inputs.head(5)
+        mlflow.set_tags(
+            {
+                "training_fingerprint": fingerprint,
+                "code_version": version,
+                **{f"search.{family.family}": family.search for family in record.families},
+            }
+        )
         mlflow.log_params(
             {
                 "model_family": winner,
