@@ -122,8 +122,8 @@ def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
         page = f"#/models/{packaged.model_name}/versions/{packaged.model_version}"
         links.append(f"model version   {tracking}/{page}{MLFLOW_VIEW}")
     elif "score" in manifests:  # packaging skipped: the version that scored (the date's model of record)
-        model = settings.config.registered_model
-        links.append(f"model version   {tracking}/#/models/{model}/versions/{manifests['score'].model_version}")
+        page = f"#/models/{settings.config.registered_model}/versions/{manifests['score'].model_version}"
+        links.append(f"model version   {tracking}/{page}{MLFLOW_VIEW}")
     if "validate" in manifests:
         links.append(f"data report     {manifests['validate'].report}")
     return links
