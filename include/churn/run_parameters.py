@@ -14,13 +14,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator
 from churn.documents import Strict, validation_message
 from churn.errors import PermanentError
 from churn.settings import load_settings
-from churn.sources import SOURCE_PATTERN, SourceError, parse_source
-
-SOURCE_FORMS = (
-    "A .csv or .parquet path (absolute, or relative to the project folder), file://..., or "
-    "sql://<connection id>/<[schema.]table>. {score_date} in a path stands for the run's score date, "
-    "e.g. /data/{score_date}/training.csv."
-)
+from churn.sources import SOURCE_FORMS, SourceError, parse_source
 
 
 class RunParameterError(PermanentError, ValueError):
@@ -28,8 +22,8 @@ class RunParameterError(PermanentError, ValueError):
 
 
 def accepted_source(spec: str) -> str:
-    """``spec`` if it has one of the accepted forms, else say why not in words. The one judge
-    is :func:`~churn.sources.parse_source`; the trigger form's pattern agrees with it."""
+    """``spec`` if it has one of the accepted forms, else say why not in words: the one judge
+    is :func:`~churn.sources.parse_source`."""
     try:
         # Only the form is judged here: any date stands in for {score_date}, which ingest fills.
         parse_source(spec, date(2000, 1, 1))
@@ -38,8 +32,9 @@ def accepted_source(spec: str) -> str:
     return spec
 
 
-# A source as the trigger form shows it (Airflow's server checks the pattern when the run is
-# triggered; its UI does not check it as it is typed) and as a run reads it (refused in words).
+# Not checked by the trigger form: Airflow refuses a JSON-schema pattern with the raw regular
+# expression and schema in its message. A source in no accepted form fails ingest at once,
+# saying in words which forms are accepted; the form's help says the same.
 Source = Annotated[str, AfterValidator(accepted_source)]
 
 
@@ -52,15 +47,16 @@ class RunParameters(Strict):
     training_source: Annotated[
         Source,
         Field(
-            json_schema_extra={"pattern": SOURCE_PATTERN},
             title="Training snapshot",
-            description=f"Customers with a known churn outcome. {SOURCE_FORMS}",
+            description=(
+                f"Customers with a known churn outcome: {SOURCE_FORMS}. {{score_date}} in a path "
+                "stands for the run's score date, e.g. /data/{score_date}/training.csv."
+            ),
         ),
     ]
     scoring_source: Annotated[
         Source,
         Field(
-            json_schema_extra={"pattern": SOURCE_PATTERN},
             title="Scoring snapshot",
             description="The active customers to score, in the same forms as the training snapshot.",
         ),

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from churn.errors import PermanentError
-from churn.settings import IDENTIFIER, PROJECT_DIR, validated_identifier
+from churn.settings import PROJECT_DIR, validated_identifier
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 CONNECTION_ID = r"[A-Za-z0-9_.-]+"
@@ -23,17 +23,11 @@ TABLE_SOURCE = re.compile(rf"^sql://(?P<conn_id>{CONNECTION_ID})/(?P<table>[A-Za
 SCORE_DATE_PLACEHOLDER = "{score_date}"
 
 
-def _any_case(text: str) -> str:
-    """A regular expression matching ``text`` in any letter case, without flags, which
-    JSON Schema patterns do not support."""
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
-
-
-# What the trigger form accepts, built from the same formats parse_source reads, so the two
-# agree; parse_source gives the precise error for anything else.
-SOURCE_PATTERN = (
-    rf"^\s*(sql://{CONNECTION_ID}/({IDENTIFIER}\.)?{IDENTIFIER}"
-    rf"|(file://)?[^:]*[^:/]({'|'.join(_any_case(suffix) for suffix in FILE_FORMATS)}))\s*$"
+# The accepted forms in words, for the trigger form's help and for every refusal below.
+FILE_SUFFIXES = ", ".join(FILE_FORMATS)
+SOURCE_FORMS = (
+    f"a {FILE_SUFFIXES} file's path (absolute, or relative to the project folder; the suffix in "
+    "any letter case), file://<path>, or sql://<connection id>/<[schema.]table>"
 )
 
 
@@ -83,10 +77,7 @@ def parse_source(spec: str, score_date: date | None = None) -> FileSource | Tabl
         except ValueError as error:
             raise SourceError(f"source {spec!r}: {error}") from error
     if "://" in spec and not spec.startswith("file://"):
-        raise SourceError(
-            f"source {spec!r}: unknown scheme; use a .csv or .parquet path, file://..., "
-            "or sql://<connection id>/<table>"
-        )
+        raise SourceError(f"source {spec!r}: unknown scheme; a source is {SOURCE_FORMS}")
     if ":" in spec.removeprefix("file://"):
         raise SourceError(f"source {spec!r}: a file path may not contain ':'")
     path = Path(spec.removeprefix("file://")).expanduser()
@@ -94,5 +85,5 @@ def parse_source(spec: str, score_date: date | None = None) -> FileSource | Tabl
         path = PROJECT_DIR / path
     file_format = FILE_FORMATS.get(path.suffix.lower())
     if file_format is None:
-        raise SourceError(f"source {spec!r}: file must end in .csv or .parquet")
+        raise SourceError(f"source {spec!r}: a file must end in {FILE_SUFFIXES}; a source is {SOURCE_FORMS}")
     return FileSource(path=path, file_format=file_format)

@@ -177,8 +177,6 @@ def test_the_score_date_is_typed_as_text_and_checked_as_a_date(dag):
         ("score_date", "2026-02-30"),
         ("score_date", "yesterday"),
         ("score_date", "29/11/2026"),
-        ("training_source", "ftp://example.org/training.csv"),
-        ("scoring_source", "/data/scoring.xlsx"),
         ("contract", ""),
     ],
 )
