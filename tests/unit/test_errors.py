@@ -220,11 +220,15 @@ def test_an_unreachable_or_busy_mlflow_server_is_transient(mlflow_without_retrie
 
 def test_an_unreachable_registry_leaves_the_model_unavailable_not_damaged(mlflow_without_retries, monkeypatch):
     from mlflow.tracking._model_registry import utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     from churn.tracking import load_registered_model
 
-    # What mlflow.set_registry_uri sets, put back after the test.
-    monkeypatch.setattr(utils, "_registry_uri", closed_port_url("http"))
+    # What mlflow.set_registry_uri and set_tracking_uri set, put back after the test. The tracking
+    # URI too: unset, MLflow would fall back to its default store, ./mlflow.db in the working folder.
+    unreachable = closed_port_url("http")
+    monkeypatch.setattr(utils, "_registry_uri", unreachable)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", unreachable)
     error = raised(lambda: load_registered_model("churn-classifier", "1"))
     assert type(error) is ModelUnavailableError and is_transient(error)
 
