@@ -56,7 +56,7 @@ def phase_task(phase: str, step: str | None = None, **options: Any):
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
     tags=["churn", "ml"],
-    doc_md=__doc__ + render_matrix(RACI),
+    doc_md=__doc__ + render_matrix(),
     params={name: Param(**form) for name, form in trigger_form().items()},
 )
 def churn_pipeline():
