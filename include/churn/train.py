@@ -474,12 +474,17 @@ def rows_digest(frame: pd.DataFrame) -> str:
 
 def file_dataset(name: str, source: str, digest: str) -> Any:
     """An MLflow dataset that names a file and its digest, without copying or profiling its rows."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
 
-    with warnings.catch_warnings():  # MLflow registers local files twice (no scheme, file:) and says so
-        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
-        resolved = resolve_dataset_source(source)
+    try:
+        with warnings.catch_warnings():  # MLflow registers local files twice (no scheme, file:) and says so
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
+            resolved = resolve_dataset_source(source)
+    except MlflowException:  # a storage MLflow has no dataset source for (abfs://...): the URI, as a tag
+        resolved = CodeDatasetSource({"uri": source})
     return MetaDataset(resolved, name=name, digest=digest)
 
 

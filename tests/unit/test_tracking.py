@@ -148,3 +148,13 @@ def test_plots_have_titles_and_axes_in_words():
     assert axes["calibration_curve"].get_xlabel() == "Mean predicted churn probability"
     for axis in axes.values():
         assert "label" not in axis.get_xlabel() + axis.get_ylabel()  # no "(Positive label: 1)"
+
+
+def test_a_dataset_on_storage_mlflow_does_not_know_keeps_its_uri_and_digest():
+    from churn.train import file_dataset
+
+    known = file_dataset("training rows", "s3://aws_default@bucket/churn/runs/training.parquet", "0123456789ab")
+    unknown = file_dataset("training rows", "abfs://runs@account/churn/training.parquet", "0123456789ab")
+    assert known.to_dict()["source_type"] == "s3"
+    assert json.loads(unknown.source.to_json()) == {"tags": {"uri": "abfs://runs@account/churn/training.parquet"}}
+    assert unknown.digest == known.digest == "0123456789ab"
