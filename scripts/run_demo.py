@@ -17,16 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from churn.links import mlflow_run_url, mlflow_ui_url, model_version_url, ui_url
+
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
-
-
-def ui_url(port_variable: str, default_port: int) -> str:
-    """Where `make airflow` or `make mlflow` serves its UI: the Makefile's UI_HOST and port
-    variables, which it exports; a UI on every interface (0.0.0.0) is reached on loopback too."""
-    host = os.environ.get("UI_HOST") or "127.0.0.1"
-    if host in {"0.0.0.0", "::"}:
-        host = "127.0.0.1"
-    return f"http://{host}:{os.environ.get(port_variable) or default_port}"
 
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
@@ -97,11 +90,6 @@ def port_setting(port_variable: str, default_port: int) -> str:
     return f" {port_variable}={port}" if port and port != str(default_port) else ""
 
 
-# MLflow's UI shows the view the link names (else the one last chosen, GenAI at first): its
-# "Model training" view has the runs, their plots and the model registry.
-MLFLOW_VIEW = "?workflowType=machine_learning"
-
-
 def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
     """Where to see this run: its Airflow run, its MLflow run and model version, its data report."""
     from urllib.parse import quote
@@ -111,19 +99,18 @@ def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
     from churn.manifest import read_manifests
 
     manifests = read_manifests(settings.run_dir(score_date, airflow_run_id))
-    airflow, tracking = ui_url("AIRFLOW_PORT", 8080), ui_url("MLFLOW_PORT", 5000)
+    airflow, tracking = ui_url("AIRFLOW_PORT", 8080), mlflow_ui_url()
     links = [f"Airflow run     {airflow}/dags/churn_pipeline/runs/{quote(airflow_run_id, safe='')}"]
     if "train" in manifests:
         run_id = manifests["train"].mlflow_run_id
         experiment = mlflow.get_run(run_id).info.experiment_id
-        links.append(f"MLflow run      {tracking}/#/experiments/{experiment}/runs/{run_id}{MLFLOW_VIEW}")
+        links.append(f"MLflow run      {mlflow_run_url(tracking, experiment, run_id)}")
     if "package" in manifests:
         packaged = manifests["package"]
-        page = f"#/models/{packaged.model_name}/versions/{packaged.model_version}"
-        links.append(f"model version   {tracking}/{page}{MLFLOW_VIEW}")
+        links.append(f"model version   {model_version_url(tracking, packaged.model_name, packaged.model_version)}")
     elif "score" in manifests:  # packaging skipped: the version that scored (the date's model of record)
-        page = f"#/models/{settings.config.registered_model}/versions/{manifests['score'].model_version}"
-        links.append(f"model version   {tracking}/{page}{MLFLOW_VIEW}")
+        version = manifests["score"].model_version
+        links.append(f"model version   {model_version_url(tracking, settings.config.registered_model, version)}")
     if "validate" in manifests:
         links.append(f"data report     {manifests['validate'].report}")
     return links
