@@ -6,60 +6,20 @@ the run's manifests, so the summary shows what a reader of those systems will fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
 
 from churn.manifest import read_manifests
 from churn.raci import load_raci
 from churn.settings import Settings
 from churn.tracking import champion_version, use_mlflow
-from churn.warehouse import open_scores_table
+from churn.warehouse import warehouse_state
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 # The lifecycle phases, in order, as the RACI matrix (and so the DAG) defines them.
 PHASES = tuple(load_raci())
-
-
-@dataclass(frozen=True)
-class WarehouseState:
-    rows: int
-    model_versions: list[str]
-    mean_probability: float | None
-    # Rows per risk band, from the lowest band to the highest.
-    risk_bands: dict[str, int]
-
-    def describe(self, table: str, score_date: date) -> str:
-        if not self.rows:
-            return f"{table} holds no rows for {score_date}"
-        bands = ", ".join(f"{band} {count:,}" for band, count in self.risk_bands.items())
-        return (
-            f"{table} holds {self.rows:,} rows for {score_date}: {bands} (model version "
-            f"{', '.join(self.model_versions)}, mean churn probability {self.mean_probability:.3f})"
-        )
-
-
-def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
-    """What the scores table holds for ``score_date``."""
-    with open_scores_table(settings) as (engine, table), engine.connect() as connection:
-        if not sa.inspect(connection).has_table(table.name, schema=table.schema):
-            return WarehouseState(0, [], None, {})
-        for_date = table.c.score_date == score_date
-        rows, mean = connection.execute(
-            sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(for_date)
-        ).one()
-        versions = connection.scalars(sa.select(table.c.model_version).where(for_date).distinct()).all()
-        counted = dict(
-            connection.execute(
-                sa.select(table.c.risk_band, sa.func.count()).where(for_date).group_by(table.c.risk_band)
-            ).all()
-        )
-    bands = settings.config.in_band_order(counted)
-    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None, bands)
 
 
 def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, bool]:

@@ -428,3 +428,42 @@ def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_n
         ) from error
     # SQLite hands back max() of a date column as text.
     return ScoringRecord(version, date.fromisoformat(latest) if isinstance(latest, str) else latest)
+
+
+@dataclass(frozen=True)
+class WarehouseState:
+    """What the scores table holds for one score date."""
+
+    rows: int
+    model_versions: list[str]
+    mean_probability: float | None
+    # Rows per risk band, from the lowest band to the highest.
+    risk_bands: dict[str, int]
+
+    def describe(self, table: str, score_date: date) -> str:
+        if not self.rows:
+            return f"{table} holds no rows for {score_date}"
+        bands = ", ".join(f"{band} {count:,}" for band, count in self.risk_bands.items())
+        return (
+            f"{table} holds {self.rows:,} rows for {score_date}: {bands} (model version "
+            f"{', '.join(self.model_versions)}, mean churn probability {self.mean_probability:.3f})"
+        )
+
+
+def warehouse_state(settings: Settings, score_date: date) -> WarehouseState:
+    """What the scores table holds for ``score_date``: nothing when the table is absent."""
+    with open_scores_table(settings) as (engine, table), engine.connect() as connection:
+        if not sa.inspect(connection).has_table(table.name, schema=table.schema):
+            return WarehouseState(0, [], None, {})
+        for_date = table.c.score_date == score_date
+        rows, mean = connection.execute(
+            sa.select(sa.func.count(), sa.func.avg(table.c.churn_probability)).where(for_date)
+        ).one()
+        versions = connection.scalars(sa.select(table.c.model_version).where(for_date).distinct()).all()
+        counted = dict(
+            connection.execute(
+                sa.select(table.c.risk_band, sa.func.count()).where(for_date).group_by(table.c.risk_band)
+            ).all()
+        )
+    bands = settings.config.in_band_order(counted)
+    return WarehouseState(rows, sorted(versions), float(mean) if mean is not None else None, bands)
