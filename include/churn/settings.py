@@ -29,6 +29,7 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 # A plain SQL identifier, as the warehouse's names and sql:// sources must be.
 IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 SQL_IDENTIFIER = re.compile(rf"^{IDENTIFIER}$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CONNECTION_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -280,6 +283,83 @@ class ValidationConfig(Strict):
     chunk_rows: PositiveInt = 200_000
 
 
+class AlertRoute(Strict):
+    """Where one role is reached. E-mail addresses are not secrets and live here; a webhook's
+    URL often carries a token, so it lives in an Airflow HTTP Connection named here."""
+
+    email: tuple[str, ...] = ()
+    webhook_conn_id: str | None = None
+    # A page a person opens to reach the role (a chat channel, a team page): the DAG's owner
+    # link when the role has no e-mail address. Never a URL with a token in it.
+    page: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
+        for address in addresses:
+            if not EMAIL_ADDRESS.match(address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return addresses
+
+    @field_validator("webhook_conn_id")
+    @classmethod
+    def _connection_id(cls, conn_id: str | None) -> str | None:
+        if conn_id is not None and not CONNECTION_ID.match(conn_id):
+            raise ValueError(f"{conn_id!r} is not an Airflow Connection id (letters, digits, _ . -)")
+        return conn_id
+
+    @field_validator("page")
+    @classmethod
+    def _a_web_page(cls, page: str | None) -> str | None:
+        if page is not None and (not re.match(r"^https?://[^\s/]+", page) or "@" in page.split("/")[2]):
+            raise ValueError(f"{page!r} is not an http(s) URL without a login")
+        return page
+
+    @model_validator(mode="after")
+    def _reachable(self) -> AlertRoute:
+        if not self.email and not self.page:
+            raise ValueError("a route needs an e-mail address or a page, which the DAG's owner links open")
+        return self
+
+
+class AlertsConfig(Strict):
+    """Incident response: who is told of a failed task or a missed deadline, and where."""
+
+    # The warehouse table every alert is recorded in (besides <CHURN_HOME>/alerts/alerts.jsonl).
+    table: str = "churn_alerts"
+    # The time of day (UTC) by which the score date's scores must be written.
+    scores_due: time = time(6, 0)
+    # Lines of the error an alert quotes.
+    error_lines: PositiveInt = 12
+    # The Airflow SMTP Connection that sends e-mail routes; without it, e-mail is not sent.
+    smtp_conn_id: str = "smtp_default"
+    # Role (as raci.yaml names it) to where it is reached.
+    routes: dict[str, AlertRoute] = Field(default_factory=dict)
+
+    @field_validator("table")
+    @classmethod
+    def _plain_identifier(cls, name: str) -> str:
+        return validated_identifier(name)
+
+    @field_validator("scores_due", mode="before")
+    @classmethod
+    def _hours_and_minutes(cls, value: Any) -> Any:
+        # Unquoted, YAML reads 6:00 as the number 360, which would pass as seconds.
+        if not isinstance(value, time) and not (isinstance(value, str) and re.fullmatch(r"\d\d:\d\d", value)):
+            raise ValueError('a time of day in quotes, HH:MM (UTC), e.g. "06:00"')
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_roles(cls, routes: dict[str, AlertRoute]) -> dict[str, AlertRoute]:
+        from churn.raci import load_matrix
+
+        unknown = sorted(set(routes) - set(load_matrix().roles))
+        if unknown:
+            raise ValueError(f"routes for roles raci.yaml does not name: {unknown}")
+        return routes
+
+
 class PipelineConfig(Strict):
     """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
 
@@ -293,6 +373,7 @@ class PipelineConfig(Strict):
     quality_gates: QualityGates
     scoring: ScoringConfig = ScoringConfig()
     validation: ValidationConfig = ValidationConfig()
+    alerts: AlertsConfig = AlertsConfig()
     risk_bands: dict[str, float]
 
     @field_validator("risk_bands")
