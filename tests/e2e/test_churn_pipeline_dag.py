@@ -222,6 +222,10 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
         r"data report +file://\S+/data_docs/index\.html",
     ):
         assert re.search(link, summary), link
+    report = re.search(r"data report +file://(\S+)", summary)
+    assert Path(report[1]).is_file()
+    # Quiet: a screenful for the whole run, progress and summary together.
+    assert len(result.stdout.splitlines()) <= 40, result.stdout
     # make airflow, not the demo, creates the login: the demo does not point at a file that is not there.
     assert "its first start writes the password to a file" in summary
     assert "simple_auth_manager_passwords" not in summary
