@@ -39,8 +39,10 @@ from airflow.sdk import Param, TriggerRule, dag, task, task_group
 
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
+from incident_response import on_task_failure, owner_links, scores_deadline
 
 RACI = load_raci()
+SCHEDULE = "0 2 * * *"  # 02:00 UTC
 
 
 def phase_task(phase: str, step: str | None = None, **options: Any):
@@ -50,11 +52,18 @@ def phase_task(phase: str, step: str | None = None, **options: Any):
 
 
 @dag(
-    schedule="0 2 * * *",
+    schedule=SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": on_task_failure,
+    },
+    deadline=scores_deadline(SCHEDULE),
+    owner_links=owner_links(),
     tags=["churn", "ml"],
     doc_md=__doc__ + render_matrix(),
     params={name: Param(**form) for name, form in trigger_form().items()},

@@ -268,7 +268,7 @@ def _insert_alert(alert: Alert, settings: Settings) -> bool:
             if dialect in {"postgresql", "sqlite"}:
                 module = postgresql if dialect == "postgresql" else sqlite
                 statement = module.insert(table).values(**row).on_conflict_do_nothing(index_elements=["alert_key"])
-                return connection.execute(statement).rowcount == 1
+                return connection.execute(statement.returning(table.c.alert_key)).first() is not None
             if connection.execute(sa.select(table.c.alert_key).where(table.c.alert_key == alert.key)).first():
                 return False
             connection.execute(sa.insert(table).values(**row))

@@ -56,7 +56,8 @@ def test_dag_files_import_without_errors(dagbag):
 
 def test_dag_file_imports_no_heavy_library_at_parse_time():
     probe = (
-        "import sys, json, runpy; import airflow.sdk; before = set(sys.modules); "
+        "import sys, json, runpy; import airflow.sdk; "
+        f"sys.path.append({str(DAG_FILE.parent)!r}); before = set(sys.modules); "
         f"runpy.run_path({str(DAG_FILE)!r}); "
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
@@ -102,7 +103,7 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
     import ast
 
     source = DAG_FILE.read_text()
-    assert len(source.splitlines()) < 140
+    assert len(source.splitlines()) < 150
     project_imports = {
         f"{node.module}.{alias.name}"
         for node in ast.walk(ast.parse(source))
@@ -202,7 +203,8 @@ def test_a_typo_in_pipeline_yaml_fails_the_dag_parse_naming_the_file_and_key(tmp
     typo = tmp_path / "pipeline.yaml"
     typo.write_text(bundled.replace("cv_folds:", "cv_fold:"))
     probe = (
-        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        "import json, sys; from airflow.dag_processing.dagbag import DagBag; "
+        f"sys.path.append({str(DAG_FILE.parent)!r}); "
         f"print(json.dumps(DagBag({str(DAG_FILE.parent)!r}).import_errors))"
     )
     result = subprocess.run(
@@ -216,3 +218,32 @@ def test_a_typo_in_pipeline_yaml_fails_the_dag_parse_naming_the_file_and_key(tmp
     errors = json.loads(printed)[str(DAG_FILE)]
     assert str(typo) in errors
     assert "unknown key 'training.cv_fold'" in errors and "required key 'training.cv_folds' is missing" in errors
+
+
+def test_every_task_tells_its_phases_roles_when_it_fails(dag):
+    from incident_response import on_task_failure
+
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback
+        assert on_task_failure in (callbacks if isinstance(callbacks, list) else [callbacks]), task.task_id
+
+
+def test_owner_links_reach_every_owner_where_the_routes_say(dag):
+    from churn.settings import load_settings
+
+    routes = load_settings().config.alerts.routes
+    owners = {task.owner for task in dag.tasks}
+    assert owners <= set(dag.owner_links)
+    for owner in owners:
+        assert dag.owner_links[owner] == routes[owner].page or f"mailto:{','.join(routes[owner].email)}"
+
+
+def test_the_scores_deadline_is_the_configured_time_on_the_score_date(dag):
+    """A scheduled run's logical date is 02:00 on its score date: 06:00 is four hours later."""
+    from airflow.sdk import DeadlineReference, SyncCallback
+
+    (deadline,) = dag.deadline
+    assert deadline.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert deadline.interval == timedelta(hours=4)
+    assert isinstance(deadline.callback, SyncCallback)
+    assert deadline.callback.path == "incident_response.record_missed_deadline"

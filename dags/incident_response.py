@@ -1,0 +1,168 @@
+"""Incident response for ``churn_pipeline`` through Airflow: the task failure callback, the
+deadline on the date's scores, and the DAG's owner links, all addressed by the RACI matrix
+(see :mod:`churn.alerts`) and routed by ``alerts.routes`` in ``pipeline.yaml``.
+
+Not a DAG file (``.airflowignore`` keeps the DAG processor from parsing it): the DAG file
+imports it, and Airflow imports :func:`record_missed_deadline` by its path from the DAG
+bundle, which is on ``sys.path`` for tasks and deadline callbacks alike.
+
+Delivery uses the notifiers of providers Airflow already installs: ``SmtpNotifier``
+(``apache-airflow-providers-smtp``) for e-mail and ``HttpNotifier``
+(``apache-airflow-providers-http``) for webhooks, which posts the alert as JSON to the URL of
+an HTTP Connection, so a webhook's token stays in the Connection. A notifier of our own would
+duplicate what these do (Connections, authentication, retries of the session) for no gain.
+The notifiers' ``notify`` is called directly: calling the notifier would first render its
+fields as Jinja templates, and an error message may hold ``{{``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import date, datetime, time
+from typing import Any
+
+from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+
+from churn.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def owner_links() -> dict[str, str]:
+    """Each role with a route, to where it is reached: its page, else a mailto: link to its addresses."""
+    routes = load_settings().config.alerts.routes
+    return {role: route.page or f"mailto:{','.join(route.email)}" for role, route in routes.items()}
+
+
+def scores_deadline(schedule: str) -> DeadlineAlert:
+    """The deadline on a run's scores: ``alerts.scores_due`` (UTC) on the score date, for a run
+    of the daily cron ``schedule`` (its logical date is the scheduled time on the score date).
+    Airflow's scheduler calls :func:`record_missed_deadline` once it passes, unless the run
+    succeeded before; a manual run without a logical date has no deadline."""
+    from churn.alerts import deadline_after_logical_date
+
+    minute, hour, *_ = schedule.split()
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=deadline_after_logical_date(
+            load_settings().config.alerts.scores_due, time(int(hour), int(minute))
+        ),
+        callback=SyncCallback(record_missed_deadline),
+        name="scores due",
+    )
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """A task failed: tell its phase's roles (one message, addressed per the matrix), with the
+    task, the first lines of the error, the try and a link to its log."""
+    from churn.airflow_connections import task_settings
+    from churn.alerts import task_failure_alert
+
+    ti = context["ti"]
+    settings = task_settings(warehouse=True)
+    alert = task_failure_alert(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        map_index=ti.map_index,
+        try_number=ti.try_number,
+        error=context.get("exception") or "the task failed without an error (killed, or timed out)",
+        log_url=ti.log_url,
+        score_date=_score_date(context["params"].get("score_date"), context.get("logical_date")),
+        error_lines=settings.config.alerts.error_lines,
+    )
+    _record_and_send(alert, settings, context)
+
+
+def record_missed_deadline(context: dict[str, Any]) -> None:
+    """The scores were not written by their deadline: tell the score phase's roles.
+
+    Airflow (3.3) calls it with the run as its API shows it and the deadline, not a task's
+    context."""
+    from airflow.configuration import conf
+
+    from churn.airflow_connections import task_settings
+    from churn.alerts import deadline_missed_alert
+
+    run = context["dag_run"]
+    deadline = context["deadline"]["deadline_time"]
+    base_url = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+    alert = deadline_missed_alert(
+        dag_id=run["dag_id"],
+        run_id=run["dag_run_id"],
+        score_date=_score_date((run.get("conf") or {}).get("score_date"), run.get("logical_date")),
+        deadline=deadline if isinstance(deadline, datetime) else datetime.fromisoformat(str(deadline)),
+        log_url=f"{base_url}/dags/{run['dag_id']}/runs/{run['dag_run_id']}",
+    )
+    _record_and_send(alert, task_settings(warehouse=True), context)
+
+
+def _score_date(chosen: str | None, logical_date: datetime | str | None) -> date | None:
+    """The run's score date as ingest resolves it: the trigger's choice, else the logical date's."""
+    if chosen:
+        return date.fromisoformat(str(chosen))
+    if isinstance(logical_date, str):
+        logical_date = datetime.fromisoformat(logical_date)
+    return logical_date.date() if logical_date else None
+
+
+def _record_and_send(alert, settings, context: dict[str, Any]) -> None:
+    """Keep the alert locally; if it is new, send it through every configured route. A route
+    that cannot be reached is logged, never raised: the alert is recorded either way."""
+    from churn.alerts import recipients, record_alert
+
+    if not record_alert(alert, settings):
+        logger.info("alert %s was recorded and sent before: not sent again", alert.key)
+        return
+    config = settings.config.alerts
+    logger.warning("%s: to %s, informing %s", alert.subject(), ", ".join(alert.to), ", ".join(alert.informed))
+    to, copied = recipients(alert.to, config.routes), recipients(alert.informed, config.routes)
+    if (to or copied) and _connection_readable(config.smtp_conn_id, "SMTP"):
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        email = SmtpNotifier(
+            to=to or copied,
+            cc=[address for address in copied if address not in to] if to else None,
+            subject=alert.subject(),
+            html_content=f"<pre>{html.escape(alert.text())}</pre>",
+            smtp_conn_id=config.smtp_conn_id,
+        )
+        _send(email, f"e-mail to {', '.join(to or copied)}", context)
+    hooks = dict.fromkeys(
+        config.routes[role].webhook_conn_id
+        for role in (*alert.to, *alert.informed)
+        if role in config.routes and config.routes[role].webhook_conn_id
+    )
+    for conn_id in hooks:
+        from airflow.providers.http.notifications.http import HttpNotifier
+
+        payload = {"alert_key": alert.key, "subject": alert.subject(), **alert.model_dump(mode="json")}
+        _send(HttpNotifier(http_conn_id=conn_id, json=payload), f"the webhook of Connection {conn_id!r}", context)
+
+
+def _connection_readable(conn_id: str, kind: str) -> bool:
+    """Whether the Connection ``conn_id`` is defined and may be read here. A deadline callback
+    in Airflow 3.3 may read Connections from the environment (``AIRFLOW_CONN_...``) or a secrets
+    backend only: the Execution API refuses it those in the metadata database."""
+    from churn.airflow_connections import airflow_connection
+
+    try:
+        defined = airflow_connection(conn_id) is not None
+    except Exception as error:
+        logger.warning("cannot read the %s Connection %r: %s; the alert is not sent there", kind, conn_id, error)
+        return False
+    if not defined:
+        logger.info("no %s Connection %r is defined: the alert is not sent there", kind, conn_id)
+    return defined
+
+
+def _send(notifier, description: str, context: dict[str, Any]) -> None:
+    try:
+        notifier.notify(context)
+    except Exception as error:  # one unreachable route must not stop the others
+        from churn.settings import redact_text
+
+        logger.warning("could not send the alert as %s: %s", description, redact_text(str(error)))
+    else:
+        logger.info("sent the alert as %s", description)

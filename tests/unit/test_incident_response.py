@@ -1,0 +1,131 @@
+"""The Airflow side of incident response: an alert reaches a real webhook on loopback through
+Airflow's HttpNotifier and an HTTP Connection, once, and a route that cannot be reached
+leaves the alert recorded anyway."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from churn.alerts import ALERTS_FILE, read_alerts, task_failure_alert
+from churn.settings import AlertRoute
+from tests.conftest import free_port
+
+
+class WebhookReceiver(ThreadingHTTPServer):
+    """A webhook endpoint on loopback that keeps every JSON body posted to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append({"path": self.path, "json": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def routed(settings, routes: dict[str, AlertRoute]):
+    alerts = settings.config.alerts.model_copy(update={"routes": routes})
+    return settings.overridden(config=settings.config.model_copy(update={"alerts": alerts}))
+
+
+def validate_failure():
+    return task_failure_alert(
+        dag_id="churn_pipeline",
+        run_id="manual__2026-11-29T02:00:00+00:00",
+        task_id="validate",
+        map_index=-1,
+        try_number=1,
+        error="validate failed with ContractViolation, which a retry cannot fix: tenure: 'twelve'",
+        log_url="http://localhost:8080/dags/churn_pipeline/runs/r/tasks/validate?try_number=1",
+        score_date=date(2026, 11, 29),
+        error_lines=12,
+    )
+
+
+def test_an_alert_is_posted_once_to_each_webhook_its_roles_are_reached_by(settings, webhook, monkeypatch):
+    from incident_response import _record_and_send
+
+    # The Connection holds the URL (and in real life its token); pipeline.yaml only its id.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATA_TEAM_HOOK", json.dumps({"conn_type": "http", "host": f"{webhook.url}/hooks/T0/secret"})
+    )
+    routes = {
+        "data_engineer": AlertRoute(email=("de@example.com",), webhook_conn_id="data_team_hook"),
+        "product_manager": AlertRoute(page="https://chat.example.com/pm", webhook_conn_id="data_team_hook"),
+        "devops_engineer": AlertRoute(email=("ops@example.com",)),
+        # Consulted in validate, never told: its webhook must not be called.
+        "ml_engineer": AlertRoute(email=("ml@example.com",), webhook_conn_id="ml_hook"),
+    }
+    settings = routed(settings, routes)
+    alert = validate_failure()
+
+    _record_and_send(alert, settings, {})
+    _record_and_send(alert, settings, {})  # the callback ran twice
+
+    (posted,) = webhook.received
+    assert posted["path"] == "/hooks/T0/secret"
+    message = posted["json"]
+    assert (message["kind"], message["task_id"], message["try_number"]) == ("task_failure", "validate", 1)
+    assert message["to"] == ["data_engineer"] and message["informed"] == ["devops_engineer", "product_manager"]
+    assert message["log_url"] == alert.log_url and "tenure: 'twelve'" in message["error"]
+    assert len(read_alerts(settings.state_dir / ALERTS_FILE)) == 1
+
+
+def test_an_unreachable_webhook_or_missing_connection_leaves_the_alert_recorded(settings, monkeypatch, caplog):
+    from incident_response import _record_and_send
+
+    closed = free_port()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOWN_HOOK", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{closed}"})
+    )
+    routes = {
+        "data_engineer": AlertRoute(email=("de@example.com",), webhook_conn_id="down_hook"),
+        "devops_engineer": AlertRoute(email=("ops@example.com",), webhook_conn_id="never_defined_hook"),
+    }
+    settings = routed(settings, routes)
+
+    _record_and_send(validate_failure(), settings, {})
+
+    assert len(read_alerts(settings.state_dir / ALERTS_FILE)) == 1
+    log = caplog.text
+    assert "could not send the alert as the webhook of Connection 'down_hook'" in log
+    assert "could not send the alert as the webhook of Connection 'never_defined_hook'" in log
+    assert "no SMTP Connection 'smtp_default' is defined: the alert is not sent there" in log
+
+
+def test_owner_links_open_each_roles_page_or_mail(monkeypatch):
+    from incident_response import owner_links
+
+    links = owner_links()
+    assert links["data_engineer"] == "mailto:data-engineers@example.com"
+    assert set(links) >= {"data_engineer", "data_scientist", "ml_engineer", "mlops_engineer"}
