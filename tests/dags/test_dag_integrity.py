@@ -235,7 +235,7 @@ def test_owner_links_reach_every_owner_where_the_routes_say(dag):
     owners = {task.owner for task in dag.tasks}
     assert owners <= set(dag.owner_links)
     for owner in owners:
-        assert dag.owner_links[owner] == routes[owner].page or f"mailto:{','.join(routes[owner].email)}"
+        assert dag.owner_links[owner] == (routes[owner].page or f"mailto:{','.join(routes[owner].email)}")
 
 
 def test_the_scores_deadline_is_the_configured_time_on_the_score_date(dag):
