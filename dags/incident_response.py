@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
-from churn.settings import load_settings
+from churn.settings import load_settings, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,10 @@ def scores_deadline(schedule: str) -> DeadlineAlert:
 def on_task_failure(context: dict[str, Any]) -> None:
     """A task failed: tell its phase's roles (one message, addressed per the matrix), with the
     task, the first lines of the error, the try and a link to its log."""
-    from churn.airflow_connections import task_settings
     from churn.alerts import task_failure_alert
 
     ti = context["ti"]
-    settings = task_settings(warehouse=True)
+    settings, in_warehouse = settings_for_alerts()
     alert = task_failure_alert(
         dag_id=ti.dag_id,
         run_id=ti.run_id,
@@ -72,7 +71,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
         score_date=_score_date(context["params"].get("score_date"), context.get("logical_date")),
         error_lines=settings.config.alerts.error_lines,
     )
-    _record_and_send(alert, settings, context)
+    _record_and_send(alert, settings, context, in_warehouse=in_warehouse)
 
 
 def record_missed_deadline(context: dict[str, Any]) -> None:
@@ -82,7 +81,6 @@ def record_missed_deadline(context: dict[str, Any]) -> None:
     context."""
     from airflow.configuration import conf
 
-    from churn.airflow_connections import task_settings
     from churn.alerts import deadline_missed_alert
 
     run = context["dag_run"]
@@ -95,7 +93,24 @@ def record_missed_deadline(context: dict[str, Any]) -> None:
         deadline=deadline if isinstance(deadline, datetime) else datetime.fromisoformat(str(deadline)),
         log_url=f"{base_url}/dags/{run['dag_id']}/runs/{run['dag_run_id']}",
     )
-    _record_and_send(alert, task_settings(warehouse=True), context)
+    settings, in_warehouse = settings_for_alerts()
+    _record_and_send(alert, settings, context, in_warehouse=in_warehouse)
+
+
+def settings_for_alerts():
+    """The settings with the warehouse Connection applied, and whether it could be read. When
+    it cannot (broken, or refused to a deadline callback), the alert is still kept in the
+    alerts file and sent: the failure being reported matters more than this one."""
+    from churn.airflow_connections import task_settings
+
+    try:
+        return task_settings(warehouse=True), True
+    except Exception as error:
+        logger.warning(
+            "cannot read the warehouse Connection: %s; the alert is kept in the alerts file only",
+            redact_text(str(error)),
+        )
+        return load_settings(), False
 
 
 def _score_date(chosen: str | None, logical_date: datetime | str | None) -> date | None:
@@ -107,12 +122,12 @@ def _score_date(chosen: str | None, logical_date: datetime | str | None) -> date
     return logical_date.date() if logical_date else None
 
 
-def _record_and_send(alert, settings, context: dict[str, Any]) -> None:
+def _record_and_send(alert, settings, context: dict[str, Any], *, in_warehouse: bool = True) -> None:
     """Keep the alert locally; if it is new, send it through every configured route. A route
     that cannot be reached is logged, never raised: the alert is recorded either way."""
     from churn.alerts import recipients, record_alert
 
-    if not record_alert(alert, settings):
+    if not record_alert(alert, settings, in_warehouse=in_warehouse):
         logger.info("alert %s was recorded and sent before: not sent again", alert.key)
         return
     config = settings.config.alerts
@@ -150,7 +165,12 @@ def _connection_readable(conn_id: str, kind: str) -> bool:
     try:
         defined = airflow_connection(conn_id) is not None
     except Exception as error:
-        logger.warning("cannot read the %s Connection %r: %s; the alert is not sent there", kind, conn_id, error)
+        logger.warning(
+            "cannot read the %s Connection %r: %s; the alert is not sent there",
+            kind,
+            conn_id,
+            redact_text(str(error)),
+        )
         return False
     if not defined:
         logger.info("no %s Connection %r is defined: the alert is not sent there", kind, conn_id)
@@ -161,8 +181,6 @@ def _send(notifier, description: str, context: dict[str, Any]) -> None:
     try:
         notifier.notify(context)
     except Exception as error:  # one unreachable route must not stop the others
-        from churn.settings import redact_text
-
         logger.warning("could not send the alert as %s: %s", description, redact_text(str(error)))
     else:
         logger.info("sent the alert as %s", description)

@@ -206,14 +206,15 @@ def alerts_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Tab
     )
 
 
-def record_alert(alert: Alert, settings: Settings) -> bool:
-    """Keep ``alert`` in the warehouse table and the alerts file; whether it is new (and so to
-    be sent). Told before (same key), nothing is written again. A warehouse that cannot be
-    written is logged, not raised: the file still gets the alert, and people are still told."""
+def record_alert(alert: Alert, settings: Settings, *, in_warehouse: bool = True) -> bool:
+    """Keep ``alert`` in the warehouse table (unless not ``in_warehouse``: its Connection could
+    not be read) and the alerts file; whether it is new (and so to be sent). Told before (same
+    key), nothing is written again. A warehouse that cannot be written is logged, not raised:
+    the file still gets the alert, and people are still told."""
     path = settings.state_dir / ALERTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)  # also CHURN_HOME, where SQLite's warehouse is
     try:
-        new = _insert_alert(alert, settings)
+        new = _insert_alert(alert, settings) if in_warehouse else True
     except Exception as error:  # an alert about one failure must not fail on another
         logger.warning(
             "could not record the alert in %s at %s: %s",

@@ -185,6 +185,12 @@ def test_an_unwritable_warehouse_still_leaves_the_alert_in_the_file(settings, tm
     assert len(read_alerts(settings.state_dir / ALERTS_FILE)) == 1
 
 
+def test_an_alert_whose_warehouse_connection_is_unreadable_goes_to_the_file_only(settings):
+    assert record_alert(failure(), settings, in_warehouse=False) is True
+    assert len(read_alerts(settings.state_dir / ALERTS_FILE)) == 1
+    assert not sa.inspect(warehouse_engine(settings.warehouse_url)).has_table("churn_alerts")
+
+
 def test_alerts_are_recorded_once_in_postgresql(postgres_url, settings):
     config = settings.config.model_copy(
         update={"alerts": settings.config.alerts.model_copy(update={"table": f"churn_alerts_{NOW:%H%M%S}"})}

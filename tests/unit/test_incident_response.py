@@ -123,7 +123,20 @@ def test_an_unreachable_webhook_or_missing_connection_leaves_the_alert_recorded(
     assert "no SMTP Connection 'smtp_default' is defined: the alert is not sent there" in log
 
 
-def test_owner_links_open_each_roles_page_or_mail(monkeypatch):
+def test_alerts_use_the_warehouse_connection_and_survive_a_broken_one(churn_home, monkeypatch, caplog):
+    from incident_response import settings_for_alerts
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHURN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": "/srv/w.db"}))
+    settings, readable = settings_for_alerts()
+    assert readable and settings.warehouse_url == "sqlite:////srv/w.db"
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHURN_WAREHOUSE", json.dumps({"conn_type": "sqlite"}))
+    settings, readable = settings_for_alerts()
+    assert not readable
+    assert "cannot read the warehouse Connection" in caplog.text and "the Host field is empty" in caplog.text
+
+
+def test_owner_links_open_each_roles_page_or_mail():
     from incident_response import owner_links
 
     links = owner_links()
