@@ -8,13 +8,15 @@ categories, dependent services, and about 26% churn.
 Command line::
 
     python -m churn.generate --out .churn/sources --training-rows 20000 --scoring-rows 5000
+    # drift for monitoring tests: higher bills, and 70% of customers on month-to-month contracts
+    python -m churn.generate --out /tmp/drifted --shift MonthlyCharges=+25 --shift Contract=Month-to-month@0.7
 """
 
 from __future__ import annotations
 
 import argparse
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,8 +181,36 @@ def churn_intercept(logit: np.ndarray, target_rate: float = TARGET_CHURN_RATE) -
     return (low + high) / 2
 
 
-def make_snapshots(training_rows: int, scoring_rows: int, *, seed: int = 42, drift: bool = False) -> Snapshots:
-    """Training customers with a sampled ``Churn`` label and distinct customers to score."""
+def shift_features(frame: pd.DataFrame, shifts: Mapping[str, str], rng: np.random.Generator) -> pd.DataFrame:
+    """``frame`` with columns shifted, as drift would: ``{"MonthlyCharges": "+25"}`` adds 25 to
+    every value (``"*1.2"`` multiplies; a whole-number column stays whole), ``{"Contract":
+    "Month-to-month@0.7"}`` moves a random 70% of rows (``rng`` draws them) to that level."""
+    shifted = frame.copy()
+    for column, change in shifts.items():
+        if column not in shifted:
+            raise ValueError(f"cannot shift {column!r}: the snapshot has no such column")
+        if "@" in change:
+            level, share = change.rsplit("@", 1)
+            moved = rng.random(len(shifted)) < float(share)
+            shifted[column] = np.where(moved, level, shifted[column].to_numpy(dtype=object))
+            continue
+        values = shifted[column].to_numpy(dtype=float)
+        values = values * float(change[1:]) if change.startswith("*") else values + float(change)
+        whole = pd.api.types.is_integer_dtype(shifted[column])
+        shifted[column] = values.round().astype(int) if whole else values.round(2)
+    return shifted
+
+
+def make_snapshots(
+    training_rows: int,
+    scoring_rows: int,
+    *,
+    seed: int = 42,
+    drift: bool = False,
+    shifts: Mapping[str, str] | None = None,
+) -> Snapshots:
+    """Training customers with a sampled ``Churn`` label and distinct customers to score
+    (their columns changed by ``shifts``, see :func:`shift_features`)."""
     if training_rows < 1 or scoring_rows < 1:
         raise ValueError("training_rows and scoring_rows must both be positive")
     rng = np.random.default_rng(seed)
@@ -191,6 +221,9 @@ def make_snapshots(training_rows: int, scoring_rows: int, *, seed: int = 42, dri
     ).drop_duplicates("customerID", keep="first")
     training = customers.iloc[:training_rows].reset_index(drop=True)
     scoring = customers.iloc[training_rows : training_rows + scoring_rows].reset_index(drop=True)
+    if shifts:
+        # A generator of its own, so the same seed gives the same customers and labels with or without shifts.
+        scoring = shift_features(scoring, shifts, np.random.default_rng([seed, 1]))
     truth_parts = []
     for name, snapshot in (("training", training), ("scoring", scoring)):
         probability = 1 / (1 + np.exp(-(churn_logit(snapshot) + intercept)))
@@ -289,9 +322,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--drift", action="store_true", help="shift the scoring population")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="COLUMN=CHANGE",
+        help="shift a scoring column: +N or *N for a number, LEVEL@SHARE moves that share of rows to a level",
+    )
     parser.add_argument("--defect", choices=sorted(DEFECTS), help="damage the training snapshot")
     args = parser.parse_args(argv)
-    snapshots = make_snapshots(args.training_rows, args.scoring_rows, seed=args.seed, drift=args.drift)
+    shifts = dict(shift.split("=", 1) for shift in args.shift)
+    snapshots = make_snapshots(
+        args.training_rows, args.scoring_rows, seed=args.seed, drift=args.drift, shifts=shifts
+    )
     if args.defect:
         snapshots = Snapshots(DEFECTS[args.defect](snapshots.training), snapshots.scoring, snapshots.truth)
     paths = write_snapshots(snapshots, args.out, file_format=args.format)

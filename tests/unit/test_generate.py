@@ -62,6 +62,24 @@ def test_drift_shifts_the_scoring_population():
     ).mean()
 
 
+def test_shifts_move_the_named_scoring_columns_and_nothing_else():
+    steady = make_snapshots(300, 2000, seed=5)
+    shifts = {"MonthlyCharges": "+25", "tenure": "*0.5", "Contract": "Month-to-month@0.7"}
+    shifted = make_snapshots(300, 2000, seed=5, shifts=shifts)
+    pd.testing.assert_frame_equal(shifted.training, steady.training)  # the same customers and labels
+    assert np.allclose(shifted.scoring["MonthlyCharges"], steady.scoring["MonthlyCharges"] + 25)
+    assert shifted.scoring["tenure"].dtype == steady.scoring["tenure"].dtype  # whole numbers stay whole
+    assert (shifted.scoring["tenure"] <= steady.scoring["tenure"]).all()
+    assert (shifted.scoring["Contract"] == "Month-to-month").mean() > 0.75
+    assert shifted.scoring["gender"].equals(steady.scoring["gender"])
+    assert make_snapshots(300, 2000, seed=5, shifts=shifts).scoring.equals(shifted.scoring)  # seeded
+
+
+def test_a_shift_of_a_column_the_snapshot_lacks_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match="cannot shift 'Income'"):
+        main(["--out", str(tmp_path), "--training-rows", "300", "--scoring-rows", "40", "--shift", "Income=+5"])
+
+
 @pytest.mark.parametrize("defect", sorted(DEFECTS))
 def test_each_defect_changes_the_snapshot(snapshots, defect):
     damaged = DEFECTS[defect](snapshots.training)
