@@ -9,7 +9,7 @@ object storage, see :mod:`churn.locations`), written as URLs.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, validate_call
@@ -178,12 +178,54 @@ class TrainResult(PhaseResult):
         )
 
 
+class ApprovalRequest(Handoff):
+    """Why a promotion waits for a person's approval, whom the request is assigned to (the
+    Accountable roles of the phases that ask, and their Airflow users) and what it shows them."""
+
+    reasons: list[str]
+    accountable_roles: list[str]
+    respondents: list[str]
+    subject: str
+    # Markdown: the challenger's and champion's metrics, the allowed change, what drifted, links.
+    body: str
+
+
+class ApprovalOutcome(Handoff):
+    """What came of a promotion's approval: not needed, approved, rejected, or unanswered in time
+    (which counts as rejected); who answered and when."""
+
+    decision: Literal["not_needed", "approved", "rejected", "timed_out"]
+    reasons: list[str] = []
+    responded_by: str | None = None
+    responded_at: datetime | None = None
+
+    @property
+    def allows_promotion(self) -> bool:
+        return self.decision in ("not_needed", "approved")
+
+    def describe(self) -> str:
+        """The outcome in words, e.g. ``approved by admin at 2026-11-30 04:10 UTC``."""
+        at = f" at {self.responded_at:%Y-%m-%d %H:%M} UTC" if self.responded_at else ""
+        if self.decision == "not_needed":
+            return "no approval needed"
+        if self.decision == "timed_out":
+            return f"no answer in time{at}, counted as rejected"
+        return f"{self.decision} by {self.responded_by}{at}"
+
+    def summary(self) -> str:
+        asked = f" (asked because {'; '.join(self.reasons)})" if self.reasons else ""
+        kept = "" if self.allows_promotion else "; the champion stays"
+        return f"approve: {self.describe()}{asked}{kept}"
+
+
 class EvaluateResult(PhaseResult):
     metrics: dict[str, float]
     champion_version: str | None
     champion_test_roc_auc: float | None
     promote: bool
     reason: str
+    # None: the promotion (if any) needs nobody's approval.
+    approval: ApprovalRequest | None = None
 
     def summary(self) -> str:
         if self.champion_version is None:
@@ -195,7 +237,8 @@ class EvaluateResult(PhaseResult):
         auc = self.metrics.get("test_roc_auc")
         challenger = f"test ROC AUC {auc:.3f}" if auc is not None else "no test ROC AUC"
         decision = "promote" if self.promote else "keep_champion"
-        return f"evaluate: {challenger} ({champion}); decision: {decision} ({self.reason})"
+        approval = f"; waits for approval: {'; '.join(self.approval.reasons)}" if self.approval else ""
+        return f"evaluate: {challenger} ({champion}); decision: {decision} ({self.reason}){approval}"
 
 
 class PackageResult(PhaseResult):
@@ -204,6 +247,8 @@ class PackageResult(PhaseResult):
     reused_existing_version: bool
     promoted: bool
     champion_version: str | None
+    # None: evaluation asked for no approval.
+    approval: ApprovalOutcome | None = None
 
     def summary(self) -> str:
         how = "reused: the same refit was registered before" if self.reused_existing_version else "a new refit"
@@ -212,7 +257,8 @@ class PackageResult(PhaseResult):
         else:
             moved = "promoted by this run" if self.promoted else "unchanged"
             champion = f"champion is version {self.champion_version} ({moved})"
-        return f"package: registered {self.model_name} version {self.model_version} ({how}); {champion}"
+        approval = f"; promotion {self.approval.describe()}" if self.approval else ""
+        return f"package: registered {self.model_name} version {self.model_version} ({how}); {champion}{approval}"
 
 
 class SkippedPhases(PhaseResult):

@@ -360,6 +360,33 @@ class AlertsConfig(Strict):
         return routes
 
 
+class ApprovalsConfig(Strict):
+    """When a promotion waits for a person's approval in the Airflow UI, for how long, and who
+    may give it."""
+
+    # A challenger whose test ROC AUC differs from the champion's by more than this (either
+    # way) is promoted only once approved; so is any challenger of a drift-triggered run.
+    max_unapproved_auc_change: Probability = 0.02
+    # Hours the request waits for an answer; unanswered, it counts as rejected.
+    response_timeout_hours: Annotated[float, Field(gt=0.0)] = 12.0
+    # Role (as raci.yaml names it) to the Airflow users who answer for it: the users the
+    # request is assigned to when the role is the Accountable one of the phase that asks.
+    users: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("users")
+    @classmethod
+    def _known_roles_with_users(cls, users: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        from churn.raci import load_matrix
+
+        unknown = sorted(set(users) - set(load_matrix().roles))
+        if unknown:
+            raise ValueError(f"users for roles raci.yaml does not name: {unknown}")
+        empty = sorted(role for role, names in users.items() if not names)
+        if empty:
+            raise ValueError(f"roles with no user to approve for them: {empty}")
+        return users
+
+
 class PipelineConfig(Strict):
     """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
 
@@ -374,6 +401,7 @@ class PipelineConfig(Strict):
     scoring: ScoringConfig = ScoringConfig()
     validation: ValidationConfig = ValidationConfig()
     alerts: AlertsConfig = AlertsConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
     risk_bands: dict[str, float]
 
     @field_validator("risk_bands")
