@@ -4,6 +4,8 @@ The champion is scored on the same held-out rows as the challenger, so the decis
 compares like with like. A rerun or backfill (a date scored before, or earlier than one
 scored or promoted for) never promotes: it must not move the alias back to an older model.
 Such a run skips training, evaluation and packaging altogether (:func:`phases_to_skip`).
+A promotion that changes the measured quality by more than the configured margin, or comes
+from a drift-triggered run, waits for a person's approval (:mod:`churn.approval`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from churn.approval import approval_request
 from churn.contract import Contract, load_contract
 from churn.errors import PhaseSkipped
 from churn.handoffs import EvaluateResult, RunContext, SkippedPhases, TrainResult, accepts_handoffs
@@ -292,13 +295,50 @@ def skip_unless_promotable(run: RunContext, settings: Settings) -> None:
         raise PhaseSkipped(skipped)
 
 
-def decide_for_run(trained: TrainResult, settings: Settings) -> EvaluateResult:
+def with_approval_request(
+    evaluated: EvaluateResult,
+    trained: TrainResult,
+    settings: Settings,
+    *,
+    drift_triggered: bool,
+    drift_events: list[dict[str, Any]],
+) -> EvaluateResult:
+    """``evaluated`` with the request its promotion waits on, if it needs approval (see
+    :func:`churn.approval.approval_needs`), linking the challenger's MLflow run and the champion."""
+    import mlflow
+
+    from churn.links import mlflow_run_url, mlflow_ui_url, model_version_url
+
+    mlflow_ui = mlflow_ui_url()
+    experiment_id = mlflow.get_run(trained.mlflow_run_id).info.experiment_id
+    champion = evaluated.champion_version
+    request = approval_request(
+        evaluated,
+        approvals=settings.config.approvals,
+        drift_triggered=drift_triggered,
+        drift_events=drift_events,
+        challenger_run_url=mlflow_run_url(mlflow_ui, experiment_id, trained.mlflow_run_id),
+        champion_version_url=model_version_url(mlflow_ui, settings.config.registered_model, champion)
+        if champion
+        else None,
+    )
+    return evaluated.model_copy(update={"approval": request})
+
+
+def decide_for_run(
+    trained: TrainResult,
+    settings: Settings,
+    *,
+    drift_triggered: bool = False,
+    drift_events: list[dict[str, Any]] | None = None,
+) -> EvaluateResult:
     """Evaluate the run's challenger against the current champion, held back if the run is a
-    rerun or backfill (which the warehouse's record of scored dates tells)."""
+    rerun or backfill (which the warehouse's record of scored dates tells), and say whether
+    its promotion waits for approval."""
     run = trained.run
     champion, record = champion_and_record(run, settings)
     with sized_thread_pools():
-        return evaluate_challenger(
+        evaluated = evaluate_challenger(
             trained,
             load_contract(run.contract),
             quality_gates=settings.config.quality_gates,
@@ -306,15 +346,31 @@ def decide_for_run(trained: TrainResult, settings: Settings) -> EvaluateResult:
             held_back=why_held_back(run.score_date, promoted_for(champion), record),
             seed=settings.config.training.seed,
         )
+    return with_approval_request(
+        evaluated, trained, settings, drift_triggered=drift_triggered, drift_events=drift_events or []
+    )
 
 
 @accepts_handoffs
-def run_evaluate(trained: TrainResult, settings: Settings | None = None) -> EvaluateResult:
-    """Evaluate the run's challenger on its held-out rows and decide whether to promote it."""
+def run_evaluate(
+    trained: TrainResult,
+    settings: Settings | None = None,
+    *,
+    drift_triggered: bool = False,
+    drift_events: list[dict[str, Any]] | None = None,
+) -> EvaluateResult:
+    """Evaluate the run's challenger on its held-out rows and decide whether to promote it,
+    and whether the promotion waits for approval: ``drift_triggered`` says monitoring's drift
+    started the run, and ``drift_events`` carry what drifted (its asset events' extras)."""
 
     def evaluate() -> EvaluateResult:
         from churn.airflow_connections import task_settings
 
-        return decide_for_run(trained, settings or task_settings(warehouse=True, mlflow=True))
+        return decide_for_run(
+            trained,
+            settings or task_settings(warehouse=True, mlflow=True),
+            drift_triggered=drift_triggered,
+            drift_events=drift_events,
+        )
 
     return run_phase("evaluate", trained.run, evaluate)

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from churn.approval import promotes
 from churn.contract import Contract, load_contract
-from churn.handoffs import EvaluateResult, PackageResult, TrainResult, ValidateResult, accepts_handoffs
+from churn.handoffs import (
+    ApprovalOutcome,
+    EvaluateResult,
+    PackageResult,
+    TrainResult,
+    ValidateResult,
+    accepts_handoffs,
+)
 from churn.manifest import run_phase
 from churn.model import model_columns
 from churn.settings import Settings, code_version
@@ -210,7 +218,9 @@ def register_challenger(
     reused = version is not None
     if version is None:
         version = mlflow.register_model(model_uri, model_name, tags={FINGERPRINT_TAG: fingerprint})
-        client.update_model_version(model_name, version.version, description=model_card)
+    # A reused version's card becomes this run's, as its source run does: what it says of the
+    # promotion (and its approval) is this run's decision.
+    client.update_model_version(model_name, version.version, description=model_card)
     client.set_model_version_tag(model_name, version.version, "source_mlflow_run_id", mlflow_run_id)
     client.set_model_version_tag(model_name, version.version, CONTRACT_TAG, contract_sha256)
     client.log_text(mlflow_run_id, model_card, "model_card.md")
@@ -235,6 +245,19 @@ def register_challenger(
     }
 
 
+def promotion_reason(evaluated: EvaluateResult, approval: ApprovalOutcome | None) -> str:
+    """Evaluation's decision in words and, when it asked for approval, why and what came of it."""
+    if evaluated.approval is None:
+        return evaluated.reason
+    outcome = approval.describe() if approval is not None else "not answered: the approval step did not run"
+    effect = "" if promotes(evaluated, approval) else "; the champion stays"
+    return (
+        f"{evaluated.reason}. The promotion waited for approval by "
+        f"{', '.join(evaluated.approval.accountable_roles)} ({'; '.join(evaluated.approval.reasons)}): "
+        f"{outcome}{effect}."
+    )
+
+
 def model_card(
     validated: ValidateResult,
     trained: TrainResult,
@@ -242,6 +265,7 @@ def model_card(
     settings: Settings,
     refit: Refit,
     contract: Contract,
+    approval: ApprovalOutcome | None = None,
 ) -> str:
     """The model card of the run's registered model, from what the earlier phases recorded
     and the rows it was refit on."""
@@ -263,7 +287,7 @@ def model_card(
             "code_version": code_version(),
             "airflow_run_id": trained.run.airflow_run_id,
             "metrics": evaluated.metrics,
-            "promotion_reason": evaluated.reason,
+            "promotion_reason": promotion_reason(evaluated, approval),
         }
     )
 
@@ -282,10 +306,16 @@ def registered_model_uri(trained: TrainResult, refit: Refit, contract: Contract,
 
 @accepts_handoffs
 def run_package(
-    validated: ValidateResult, trained: TrainResult, evaluated: EvaluateResult, settings: Settings | None = None
+    validated: ValidateResult,
+    trained: TrainResult,
+    evaluated: EvaluateResult,
+    settings: Settings | None = None,
+    *,
+    approval: ApprovalOutcome | None = None,
 ) -> PackageResult:
     """Refit the run's chosen model on every labelled row and register it with its model card;
-    promote it if evaluation said so."""
+    promote it if evaluation said so and, when evaluation asked for approval, ``approval``
+    says a person approved (see :func:`churn.approval.promotes`)."""
 
     def package() -> PackageResult:
         from churn.airflow_connections import task_settings
@@ -302,10 +332,11 @@ def run_package(
             fingerprint=refit.fingerprint,
             contract_sha256=validated.contract_sha256,
             score_date=trained.run.score_date.isoformat(),
-            promote=evaluated.promote,
+            promote=promotes(evaluated, approval),
             compared_champion=evaluated.champion_version,
-            model_card=model_card(validated, trained, evaluated, configured, refit, contract),
+            model_card=model_card(validated, trained, evaluated, configured, refit, contract, approval),
         )
-        return PackageResult(run=trained.run, **registered)
+        asked = approval if evaluated.approval is not None else None
+        return PackageResult(run=trained.run, approval=asked, **registered)
 
     return run_phase("package", trained.run, package)

@@ -11,6 +11,7 @@ from churn.evaluate import (
     phases_to_skip,
     top_decile_lift,
     why_held_back,
+    with_approval_request,
 )
 from churn.handoffs import EvaluateResult
 from churn.model import label_vector, model_inputs
@@ -157,6 +158,38 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
     }
     assert tracked.data.tags["promotion_decision"] == "promote"
     assert tracked.data.tags["promotion_reason"] == result.reason
+
+
+def test_a_promotion_far_from_the_champion_carries_its_approval_request_with_mlflow_links(
+    trained_run, monkeypatch
+):
+    trained = trained_run.trained
+    use_mlflow(trained_run.settings)
+    monkeypatch.setenv("CHURN_MLFLOW_UI_URL", "http://mlflow.example")
+    evaluated = EvaluateResult(
+        run=trained.run,
+        metrics={"test_roc_auc": 0.90},
+        champion_version="3",
+        champion_test_roc_auc=0.80,
+        promote=True,
+        reason="challenger 0.9000 >= champion 0.8000 on the same test rows",
+    )
+    asked = with_approval_request(evaluated, trained, trained_run.settings, drift_triggered=False, drift_events=[])
+    experiment = mlflow.get_run(trained.mlflow_run_id).info.experiment_id
+    assert asked.approval.accountable_roles == ["data_scientist"] and asked.approval.respondents == ["admin"]
+    assert (
+        f"(http://mlflow.example/#/experiments/{experiment}/runs/{trained.mlflow_run_id}?" in asked.approval.body
+    )
+    assert "(http://mlflow.example/#/models/churn-classifier/versions/3?" in asked.approval.body
+    close = evaluated.model_copy(update={"champion_test_roc_auc": 0.89})
+    assert (
+        with_approval_request(
+            close, trained, trained_run.settings, drift_triggered=False, drift_events=[]
+        ).approval
+        is None
+    )
+    drifted = with_approval_request(close, trained, trained_run.settings, drift_triggered=True, drift_events=[])
+    assert drifted.approval.accountable_roles == ["mlops_engineer"]
 
 
 def test_a_held_back_evaluation_keeps_the_champion_and_says_why(trained_run, contract):

@@ -1,4 +1,5 @@
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -8,7 +9,7 @@ from mlflow.exceptions import MlflowException
 
 from churn import package
 from churn.contract import load_contract
-from churn.handoffs import EvaluateResult, PackageResult
+from churn.handoffs import ApprovalOutcome, ApprovalRequest, EvaluateResult, PackageResult
 from churn.manifest import read_manifests
 from churn.package import (
     ChampionChangedError,
@@ -292,6 +293,46 @@ def test_run_package_registers_the_refit_with_its_card_and_promotes_it(trained_r
         False,
     )
     assert again.champion_version == packaged.model_version
+
+
+def test_a_promotion_waiting_for_approval_moves_the_alias_only_once_approved(trained_run, tmp_path: Path):
+    run = trained_run.trained.run.model_copy(update={"run_dir": tmp_path})
+    validated = trained_run.validated.model_copy(update={"run": run})
+    trained = trained_run.trained.model_copy(update={"run": run})
+    model_name = f"churn-classifier-{uuid.uuid4().hex[:8]}"
+    settings = trained_run.settings.overridden(
+        config=trained_run.settings.config.model_copy(update={"registered_model": model_name})
+    )
+    request = ApprovalRequest(
+        reasons=["test ROC AUC changes by +0.0500 from the champion's"],
+        accountable_roles=["data_scientist"],
+        respondents=["admin"],
+        subject="Promote?",
+        body="...",
+    )
+    asked = _evaluated(trained).model_copy(update={"approval": request})
+    at = datetime(2026, 11, 30, 4, 10, tzinfo=UTC)
+
+    rejected = run_package(
+        validated,
+        trained,
+        asked,
+        settings,
+        approval={"decision": "rejected", "responded_by": "admin", "responded_at": at},
+    )
+    assert rejected.promoted is False and rejected.champion_version is None
+    assert aliased_version(model_name, "champion") is None
+    assert read_manifests(tmp_path)["package"].approval.decision == "rejected"
+    card = MlflowClient().get_model_version(model_name, rejected.model_version).description
+    assert "waited for approval by data_scientist (test ROC AUC changes by +0.0500" in card
+    assert "rejected by admin at 2026-11-30 04:10 UTC; the champion stays." in card
+    assert "promotion rejected by admin" in rejected.summary()
+
+    approved = run_package(
+        validated, trained, asked, settings, approval=ApprovalOutcome(decision="approved", responded_by="admin")
+    )
+    assert approved.promoted is True and approved.champion_version == rejected.model_version
+    assert read_manifests(tmp_path)["package"].approval.responded_by == "admin"
 
 
 def test_the_model_card_says_when_the_model_was_chosen_on_a_sample():
