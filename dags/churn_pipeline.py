@@ -6,11 +6,12 @@ churn probability for every active customer into the warehouse table `churn_scor
 Each task is one phase of the ML lifecycle, owned by the role the RACI matrix below
 makes Responsible for it; each arrow between tasks is a handoff between roles.
 
-`ingest >> validate >> feature >> train >> evaluate >> package >> score`; each task takes
+`ingest >> validate >> feature >> train >> evaluate >> package >> score >> monitor`; each task takes
 the earlier results it uses (small typed records through XCom: paths, MLflow run ids,
 model versions, metrics; never data). `score` is a group: `plan` splits the customers into
 partitions, one mapped `partition` task scores each (workers share them), and `publish`
-makes the date's scores visible at once.
+makes the date's scores visible at once (an event of the `churn_scores` asset). `monitor`
+measures the date's drift from the model's training data into `churn_monitoring` and a report.
 
 * A failed data contract stops the run at `validate`; the Great Expectations report is
   saved in the run folder either way. Only outages (a warehouse, MLflow or network that
@@ -22,6 +23,10 @@ makes the date's scores visible at once.
   cannot promote (a rerun of a scored date, or a backfill of a date earlier than one
   scored or promoted for) skips `train`, `evaluate` and `package` (`train`'s log says
   why) and scores with the date's model of record, so a scored date keeps its version.
+
+* Drift above the thresholds of `pipeline.yaml` emits an event of the `churn_drift` asset,
+  which starts a retraining run of this DAG (run type `asset_triggered`) besides the nightly
+  schedule; a run drift started never emits another.
 
 Trigger with parameters from the UI's trigger form, or
 `airflow dags trigger churn_pipeline --conf '{"score_date": "2026-11-29"}'`.
@@ -35,13 +40,28 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task, task_group
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    TriggerRule,
+    dag,
+    task,
+    task_group,
+)
 
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
 from incident_response import on_task_failure, owner_links, scores_deadline
 
 RACI = load_raci()
+SCORES = Asset("churn_scores")
+DRIFT = Asset("churn_drift")
+# monitor emits DRIFT through an alias because Airflow records an event for every Asset a task
+# declares as outlet each time it succeeds, but for an alias only the events the task adds.
+DRIFT_DETECTED = AssetAlias("churn_drift_detected")
 SCHEDULE = "0 2 * * *"  # 02:00 UTC
 
 
@@ -52,7 +72,7 @@ def phase_task(phase: str, step: str | None = None, **options: Any):
 
 
 @dag(
-    schedule=SCHEDULE,
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=DRIFT),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -126,7 +146,7 @@ def churn_pipeline():
             get_current_context()["customer_rows"] = f"rows {work['first_row']:,}-{work['end_row']:,}"
             return run_score_partition(work).model_dump(mode="json")
 
-        @phase_task("score", "publish")
+        @phase_task("score", "publish", outlets=[SCORES])
         def publish(staged: list[dict[str, Any]]) -> dict[str, Any]:
             from churn.score import run_score_publish
 
@@ -134,12 +154,23 @@ def churn_pipeline():
             # until a miss, which Airflow logs as an error.
             return run_score_publish(staged[:]).model_dump(mode="json")
 
-        publish(partition.expand(work=plan(features, packaged)))
+        return publish(partition.expand(work=plan(features, packaged)))
+
+    @phase_task("monitor", outlets=[DRIFT_DETECTED])
+    def monitor(
+        features: dict[str, Any], scored: dict[str, Any], dag_run=None, outlet_events=None
+    ) -> dict[str, Any]:
+        from churn.monitor import run_monitor
+
+        result = run_monitor(features, scored, triggered_by_drift=dag_run.run_type == "asset_triggered")
+        if result.retraining_requested:
+            outlet_events[DRIFT_DETECTED].add(DRIFT, extra=result.drift_event_extra())
+        return result.model_dump(mode="json")
 
     validated = validate(ingest())
     features = feature(validated)
     trained = train(features)
-    score(features, package(validated, trained, evaluate(trained)))
+    monitor(features, score(features, package(validated, trained, evaluate(trained))))
 
 
 churn_pipeline()

@@ -22,6 +22,7 @@ EXPECTED_OWNERS = {
     "evaluate": "data_scientist",
     "package": "ml_engineer",
     "score": "mlops_engineer",
+    "monitor": "mlops_engineer",
 }
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="churn-tests-"))
 

@@ -324,6 +324,70 @@ class ScoreResult(PhaseResult):
         )
 
 
+class MonitorResult(PhaseResult):
+    """How far the date's inputs and scores moved from the training data of the model that
+    scored them, where that is written, and whether it asks for a retraining run."""
+
+    model_version: str
+    # Where the reference came from: the training feature table the version's MLflow run logged.
+    reference_path: str
+    reference_mlflow_run_id: str
+    table: str
+    rows_written: int
+    report: Location
+    # Every model input whose PSI is above the threshold, with its PSI.
+    drifted_features: dict[str, float]
+    prediction_psi: float | None
+    feature_psi_threshold: float
+    prediction_psi_threshold: float
+    realised_roc_auc: float | None
+    # The earlier score date the realised ROC AUC judges, and how many of its customers.
+    realised_auc_score_date: date | None
+    realised_auc_customers: int
+    retraining_requested: bool
+    retraining_reason: str
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.drifted_features) or (
+            self.prediction_psi is not None and self.prediction_psi > self.prediction_psi_threshold
+        )
+
+    def drift_event_extra(self) -> dict[str, Any]:
+        """What the drift asset's event says: which date and run, what drifted and by how much."""
+        return {
+            "score_date": self.run.score_date.isoformat(),
+            "run_id": self.run.airflow_run_id,
+            "model_version": self.model_version,
+            "drifted_features": self.drifted_features,
+            "prediction_psi": self.prediction_psi,
+            "thresholds": {
+                "feature_psi": self.feature_psi_threshold,
+                "prediction_psi": self.prediction_psi_threshold,
+            },
+            "report": str(self.report),
+        }
+
+    def summary(self) -> str:
+        drift = (
+            ", ".join(f"{name} {psi:.3f}" for name, psi in self.drifted_features.items())
+            if self.drifted_features
+            else "none"
+        )
+        prediction = "n/a" if self.prediction_psi is None else f"{self.prediction_psi:.3f}"
+        realised = (
+            f"realised ROC AUC {self.realised_roc_auc:.3f} of the {self.realised_auc_score_date} scores "
+            f"({self.realised_auc_customers:,} customers labelled since)"
+            if self.realised_roc_auc is not None
+            else "no earlier scores labelled yet"
+        )
+        return (
+            f"monitor: version {self.model_version} against its training data: features above PSI "
+            f"{self.feature_psi_threshold}: {drift}; prediction PSI {prediction}; {realised}; "
+            f"{_rows(self.rows_written)} in {self.table}; {self.retraining_reason}; report {self.report}"
+        )
+
+
 class PhaseFailure(Handoff):
     """Why a phase failed, in the words it raised, for people reading the run folder."""
 
@@ -341,6 +405,7 @@ RESULT_TYPES: dict[str, type[PhaseResult]] = {
     "evaluate": EvaluateResult,
     "package": PackageResult,
     "score": ScoreResult,
+    "monitor": MonitorResult,
 }
 
 

@@ -387,6 +387,32 @@ class ApprovalsConfig(Strict):
         return users
 
 
+class DriftThresholds(Strict):
+    """Population stability index above which a date counts as drifted, and retraining is requested."""
+
+    # On any single model input: 0.25 is the usual "significant shift" mark.
+    feature_psi: Annotated[float, Field(gt=0.0)] = 0.25
+    # On the churn probabilities: a smaller move there already changes who is contacted.
+    prediction_psi: Annotated[float, Field(gt=0.0)] = 0.1
+
+
+class MonitoringConfig(Strict):
+    table: str = "churn_monitoring"
+    # Numeric inputs and probabilities are binned on this many quantiles of the reference.
+    bins: Annotated[int, Field(ge=2)] = 10
+    # Training rows the model scores for the reference predictions (a seeded sample above this).
+    reference_sample_rows: PositiveInt = 50_000
+    seed: int = 20261129
+    # How far back a labelled customer's earlier score may be, for the realised ROC AUC.
+    realised_auc_lookback_days: PositiveInt = 90
+    drift_thresholds: DriftThresholds = DriftThresholds()
+
+    @field_validator("table")
+    @classmethod
+    def _plain_identifier(cls, name: str) -> str:
+        return validated_identifier(name)
+
+
 class PipelineConfig(Strict):
     """``pipeline.yaml``: what the pipeline does, never where things are or their secrets."""
 
@@ -400,6 +426,7 @@ class PipelineConfig(Strict):
     quality_gates: QualityGates
     scoring: ScoringConfig = ScoringConfig()
     validation: ValidationConfig = ValidationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     alerts: AlertsConfig = AlertsConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     risk_bands: dict[str, float]

@@ -317,7 +317,9 @@ def _published_already(
 
 
 @contextmanager
-def _writing(engine: sa.Engine, table: sa.Table, score_date: date, step: str) -> Iterator[sa.Connection]:
+def _writing(
+    engine: sa.Engine, table: sa.Table, score_date: date, step: str, rows: str = "scores"
+) -> Iterator[sa.Connection]:
     """A write transaction (on SQLite, holding the write lock) whose failures are WarehouseErrors."""
     try:
         with engine.execution_options(write_lock=True).begin() as connection:
@@ -326,7 +328,7 @@ def _writing(engine: sa.Engine, table: sa.Table, score_date: date, step: str) ->
         raise
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
-            f"{step} the scores for {score_date} in {table.fullname} at {redact_url(engine.url)} failed; unless "
+            f"{step} the {rows} for {score_date} in {table.fullname} at {redact_url(engine.url)} failed; unless "
             f"the failure came at commit, the date's earlier rows are unchanged: {error}"
         ) from error
 
@@ -400,6 +402,39 @@ def _version_for_date(connection: sa.Connection, table: sa.Table, score_date: da
     ).scalar()
 
 
+def monitoring_table(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table:
+    """The warehouse table of monitoring metrics: one row per metric (and feature) per score date."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("score_date", sa.Date, nullable=False, index=True),
+        sa.Column("run_id", sa.String(250), nullable=False),
+        sa.Column("metric", sa.String(64), nullable=False),
+        sa.Column("feature", sa.String(128)),  # None: a metric of the whole date
+        sa.Column("value", sa.Float(precision=53)),  # None: not computable (no rows to measure)
+        sa.Column("reference_value", sa.Float(precision=53)),
+        sa.Column("threshold", sa.Float(precision=53)),
+        sa.Column("drifted", sa.Boolean),
+        sa.Column("detail", sa.String(512)),
+        sa.Column("model_version", sa.String(32), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
+    )
+
+
+def replace_monitoring(engine: sa.Engine, table: sa.Table, score_date: date, rows: pd.DataFrame) -> int:
+    """Replace exactly ``score_date``'s monitoring rows with ``rows`` in one transaction (the table
+    is created if missing); a failure leaves the date's earlier rows as they were."""
+    with _writing(engine, table, score_date, "writing", rows="monitoring rows") as connection:
+        _lock(connection, table.fullname)
+        if table.schema and not sa.inspect(connection).has_schema(table.schema):
+            connection.execute(sa.schema.CreateSchema(table.schema))
+        table.metadata.create_all(connection, tables=[table], checkfirst=True)
+        connection.execute(sa.delete(table).where(table.c.score_date == score_date))
+        _insert_rows(connection, table, rows.assign(score_date=score_date))
+    return len(rows)
+
+
 @contextmanager
 def open_scores_table(settings: Settings) -> Iterator[tuple[sa.Engine, sa.Table]]:
     """An engine for the configured warehouse and its scores table; the engine is closed after."""
@@ -409,6 +444,39 @@ def open_scores_table(settings: Settings) -> Iterator[tuple[sa.Engine, sa.Table]
         yield engine, scores_table(sa.MetaData(), warehouse.table, warehouse.schema_name)
     finally:
         engine.dispose()
+
+
+def read_date_scores(
+    engine: sa.Engine, table: sa.Table, score_date: date, chunk_rows: int, columns: Iterable[str]
+) -> Iterator[pd.DataFrame]:
+    """``columns`` of ``score_date``'s scores, ``chunk_rows`` rows at a time: memory holds one
+    chunk, not the date."""
+    names = list(columns)
+    query = sa.select(*(table.c[name] for name in names)).where(table.c.score_date == score_date)
+    try:
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for rows in result.partitions():
+                yield pd.DataFrame(rows, columns=names)
+    except sa.exc.SQLAlchemyError as error:
+        raise WarehouseError(
+            f"reading the scores for {score_date} from {table.fullname} at {redact_url(engine.url)} failed: "
+            f"{error}"
+        ) from error
+
+
+def scored_dates(engine: sa.Engine, table: sa.Table, since: date, before: date) -> list[date]:
+    """The dates from ``since`` up to (not including) ``before`` that have scores, newest first."""
+    if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+        return []
+    query = (
+        sa.select(table.c.score_date)
+        .where(table.c.score_date >= since, table.c.score_date < before)
+        .group_by(table.c.score_date)
+        .order_by(table.c.score_date.desc())
+    )
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
 
 
 def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:

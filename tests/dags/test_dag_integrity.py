@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
-EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
+EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score", "monitor"]
 # The score phase is a task group: a plan, one mapped task per partition, and publishing.
 SCORE_STEPS = ["score.plan", "score.partition", "score.publish"]
-EXPECTED_TASKS = [*EXPECTED_CHAIN[:-1], *SCORE_STEPS]
+EXPECTED_TASKS = [*EXPECTED_CHAIN[:-2], *SCORE_STEPS, "monitor"]
 # Each task's upstream tasks are the ones whose results it takes as arguments.
 EXPECTED_UPSTREAM = {
     "ingest": set(),
@@ -29,6 +29,7 @@ EXPECTED_UPSTREAM = {
     "score.plan": {"feature", "package"},
     "score.partition": {"score.plan"},
     "score.publish": {"score.partition"},
+    "monitor": {"feature", "score.publish"},
 }
 DAG_FILE = PROJECT_DIR / "dags" / "churn_pipeline.py"
 HEAVY_MODULES = ["pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow"]
@@ -76,7 +77,8 @@ def test_exactly_the_seven_lifecycle_phases_in_order(dag):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert [task.task_id for task in dag.topological_sort()] == EXPECTED_TASKS
     assert list(dag.task_group.children) == EXPECTED_CHAIN
-    assert dag.get_task("score.publish").downstream_task_ids == set()
+    assert dag.get_task("score.publish").downstream_task_ids == {"monitor"}
+    assert dag.get_task("monitor").downstream_task_ids == set()
 
 
 def test_scoring_is_mapped_over_the_plans_partitions(dag):
@@ -103,14 +105,14 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
     import ast
 
     source = DAG_FILE.read_text()
-    assert len(source.splitlines()) < 150
+    assert len(source.splitlines()) < 200
     project_imports = {
         f"{node.module}.{alias.name}"
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("churn")
         for alias in node.names
     }
-    entry_points = {f"churn.{phase}.run_{phase}" for phase in EXPECTED_CHAIN[:-1]} | {
+    entry_points = {f"churn.{phase}.run_{phase}" for phase in EXPECTED_CHAIN if phase != "score"} | {
         f"churn.score.run_score_{step}" for step in ("plan", "partition", "publish")
     }
     allowed = entry_points | {
@@ -147,14 +149,44 @@ def test_dag_doc_shows_the_whole_matrix(dag):
 
 
 def test_schedule_retries_and_concurrency(dag):
-    assert dag.timetable.expression == "0 2 * * *"
-    assert str(dag.timetable.timezone) == "UTC"
+    """Nightly at 02:00 UTC, or when monitoring reports drift (see test_drift_...)."""
+    assert dag.timetable.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timetable.timezone) == "UTC"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.tags
     for task in dag.tasks:
         assert task.retries >= 1
         assert task.retry_delay >= timedelta(minutes=1)
+
+
+def test_publishing_declares_the_scores_table_as_its_asset(dag):
+    from airflow.sdk import Asset
+
+    assert dag.get_task("score.publish").outlets == [Asset("churn_scores")]
+
+
+def test_drift_starts_a_run_besides_the_nightly_schedule(dag):
+    """Asset-or-time: the 02:00 cron, or an event of the drift asset; monitor reaches that asset
+    only through an alias, so Airflow records an event only when monitor adds one (on drift)."""
+    from airflow.sdk import Asset, AssetAlias, AssetOrTimeSchedule, CronTriggerTimetable
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert isinstance(dag.timetable.timetable, CronTriggerTimetable)
+    assert dag.timetable.timetable.expression == "0 2 * * *"
+    assert dag.timetable.asset_condition == Asset("churn_drift")
+    monitor = dag.get_task("monitor")
+    assert monitor.outlets == [AssetAlias("churn_drift_detected")]
+    assert not any(isinstance(outlet, Asset) for outlet in monitor.outlets)
+
+
+def test_monitor_runs_after_publishing_even_when_training_was_skipped(dag):
+    monitor = dag.get_task("monitor")
+    assert monitor.owner == EXPECTED_OWNERS["monitor"] == "mlops_engineer"
+    assert monitor.upstream_task_ids == {"feature", "score.publish"}
+    # all_success: a skipped train/evaluate/package does not reach monitor, whose upstream
+    # tasks (feature, publish) succeed in such a run.
+    assert monitor.trigger_rule == "all_success"
 
 
 def test_every_param_explains_itself_in_the_trigger_form(dag):

@@ -12,6 +12,7 @@ from churn.handoffs import (
     IngestResult,
     LandedSnapshot,
     ModelSelection,
+    MonitorResult,
     PackageResult,
     PhaseFailure,
     RunContext,
@@ -111,6 +112,24 @@ def _records(run: RunContext, version: str = "1") -> dict:
             model_chosen_because="this run promoted it to 'champion'",
             risk_band_counts={"high": 100, "low": 300, "medium": 200},
             partitions=1,
+        ),
+        "monitor": MonitorResult(
+            run=run,
+            model_version=version,
+            reference_path=str(run.run_dir / "features" / "training.parquet"),
+            reference_mlflow_run_id="r1",
+            table="churn_monitoring",
+            rows_written=90,
+            report=run.run_dir / "monitoring" / "report.html",
+            drifted_features={"MonthlyCharges": 0.41},
+            prediction_psi=0.05,
+            feature_psi_threshold=0.25,
+            prediction_psi_threshold=0.1,
+            realised_roc_auc=None,
+            realised_auc_score_date=None,
+            realised_auc_customers=0,
+            retraining_requested=True,
+            retraining_reason="retraining requested: MonthlyCharges PSI 0.410 > 0.25",
         ),
     }
 
@@ -275,7 +294,7 @@ def test_clearing_a_phase_forgets_its_and_every_later_phases_manifest(tmp_path: 
         assert not manifest_path(tmp_path, phase).exists(), phase
 
 
-def test_rerunning_only_score_replaces_only_its_manifest(tmp_path: Path):
+def test_rerunning_score_replaces_its_manifest_and_forgets_only_monitors(tmp_path: Path):
     records = _completed_run(tmp_path)
     run = run_context(tmp_path)
     rescored = records["score"].model_copy(update={"rows_written": 599})
@@ -286,8 +305,8 @@ def test_rerunning_only_score_replaces_only_its_manifest(tmp_path: Path):
         return rescored
 
     assert run_phase("score", run, score_again) is rescored
-    assert seen_during_work == [set(PHASES) - {"score"}]
-    assert read_manifests(tmp_path) == {**records, "score": rescored}
+    assert seen_during_work == [set(PHASES) - {"score", "monitor"}]
+    assert read_manifests(tmp_path) == {**{p: r for p, r in records.items() if p != "monitor"}, "score": rescored}
 
 
 def test_a_phase_run_as_several_tasks_records_once_it_finishes(tmp_path: Path):
@@ -304,7 +323,8 @@ def test_a_phase_run_as_several_tasks_records_once_it_finishes(tmp_path: Path):
     run_phase("score", run, lambda: "partition 1 staged", starts=False, finishes=False)  # the retry
     assert read_manifests(tmp_path)["failed"].phase == "score"
     run_phase("score", run, lambda: records["score"], starts=False)  # publishing, after every partition
-    assert read_manifests(tmp_path) == records
+    # The plan forgot monitor's result too: it measured the scores this run replaces.
+    assert read_manifests(tmp_path) == {phase: record for phase, record in records.items() if phase != "monitor"}
 
 
 def test_phase_order_follows_the_lifecycle():

@@ -10,7 +10,16 @@ BUNDLED = (PROJECT_DIR / "include" / "churn" / "raci.yaml").read_text()
 
 
 def test_bundled_matrix_lists_the_seven_phases_in_lifecycle_order():
-    assert list(load_raci()) == ["ingest", "validate", "feature", "train", "evaluate", "package", "score"]
+    assert list(load_raci()) == [
+        "ingest",
+        "validate",
+        "feature",
+        "train",
+        "evaluate",
+        "package",
+        "score",
+        "monitor",
+    ]
 
 
 def test_matrix_rows_match_the_agreed_raci():
@@ -92,7 +101,8 @@ def test_a_typo_in_raci_yaml_is_refused_naming_the_file_and_key(typo, named):
 
 def test_rendered_matrix_has_a_row_per_phase():
     rendered = render_matrix()
-    assert rendered.count("\n| `") == 7
+    assert rendered.count("\n| `") == 8
+    assert "| `monitor` | Monitoring Setup | mlops_engineer | mlops_engineer |" in rendered
     assert "| `score` | Deployment | mlops_engineer | mlops_engineer |" in rendered
     assert "| no task yet | Retraining | ml_engineer | mlops_engineer |" in rendered
 
@@ -101,11 +111,10 @@ def test_phases_without_a_task_are_in_the_matrix_but_not_the_dag():
     matrix = load_matrix()
     later = {row.phase: row for row in matrix.phases if row.task_id is None}
     assert [(row.responsible, row.accountable) for row in later.values()] == [
-        ("mlops_engineer", "mlops_engineer"),
         ("mlops_engineer", "product_manager"),
         ("ml_engineer", "mlops_engineer"),
     ]
-    assert list(later) == ["Monitoring Setup", "Incident Response", "Retraining"]
+    assert list(later) == ["Incident Response", "Retraining"]
     assert all(row.module is None for row in later.values())
     assert list(matrix.tasks()) == list(load_raci())
 
@@ -254,7 +263,7 @@ def test_make_raci_prints_the_matrix_within_100_columns_then_tasks_and_paths_per
     ]
     assert table[2].split() == ["Data", "Collection", "ingest", "R", "A", "C", "I", "I", "I", "C"]
     assert table[-2].split() == ["Retraining", "-", "C", "C", "R", "A", "I", "I"]
-    assert "\nmlops_engineer   score.plan, score.partition, score.publish\n" in report
+    assert "\nmlops_engineer   score.plan, score.partition, score.publish, monitor\n" in report
     assert "\ndevops_engineer  nothing\n" in report
     assert "\ndevops_engineer  .ci/, constraints.txt, pyproject.toml\n" in report
 
