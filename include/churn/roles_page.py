@@ -23,10 +23,9 @@ from churn.raci import RaciMatrix
 from churn.settings import Settings, safe_path_part
 from churn.warehouse import WarehouseState, open_scores_table, warehouse_engine, warehouse_state
 
-# The warehouse tables of the monitoring task and of incident alerts. The page reads whatever
-# columns they have and says so when a table does not exist yet.
+# The monitoring task's warehouse table. The page reads it, and the alerts table (named in
+# pipeline.yaml), whatever their columns, and says so when a table does not exist yet.
 MONITORING_TABLE = "churn_monitoring"
-ALERTS_TABLE = "churn_alerts"
 # Rows of each of those tables the page shows at most, newest first.
 RECENT_ROWS = 40
 # The run folder's Great Expectations Data Docs (see churn.data_docs).
@@ -47,6 +46,8 @@ STATES_WORST_FIRST = (
     "skipped",
     "success",
 )
+# Characters of a monitoring or alert cell the table shows; the rest is shown on hover.
+CELL_CHARACTERS = 90
 # The metrics of the champion's evaluation the page lists, in this order when present.
 CHAMPION_METRIC_PREFIX = "test_"
 
@@ -285,6 +286,7 @@ p.lead, .muted { color: var(--muted); }
 table { border-collapse: collapse; width: 100%; margin: 6px 0; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
+td.run { white-space: nowrap; font-size: 13px; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 a { color: var(--accent); }
 .state { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 13px; font-weight: 600;
@@ -298,12 +300,28 @@ a { color: var(--accent); }
 .bar { height: 14px; background: var(--accent); border-radius: 3px; min-width: 2px; }
 pre.card { white-space: pre-wrap; background: var(--soft); border: 1px solid var(--line); padding: 12px;
   font-size: 13px; max-height: 420px; overflow: auto; }
+.excerpt { max-height: 440px; overflow: auto; border: 1px solid var(--line); }
+.excerpt table { margin: 0; }
+.excerpt td { overflow-wrap: anywhere; min-width: 7em; }
+#raci td:last-child { width: 34%; }
+.excerpt th { position: sticky; top: 0; }
 .empty { padding: 10px 12px; background: var(--soft); border-radius: 4px; color: var(--muted); }
 """
 
 
 def _text(value: object) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def _cell(value: object) -> str:
+    """A table cell's value: numbers to four significant digits, long text shortened (in full
+    on hover)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = "" if value is None else str(value)
+    if len(text) <= CELL_CHARACTERS:
+        return html.escape(text)
+    return f'<span title="{html.escape(text, quote=True)}">{html.escape(text[: CELL_CHARACTERS - 1])}…</span>'
 
 
 def _link(url: str, label: str) -> str:
@@ -341,7 +359,7 @@ def render_phases(page: RolesPage, links: PageLinks) -> str:
         rows.append(
             f"<tr><td>{_text(run.phase)}</td><td>{task}</td><td>{_text(run.owner)}</td>"
             f'<td>{_state(run.state) if run.task_id else ""}</td><td class="number">{_seconds(run.seconds)}</td>'
-            f"<td>{airflow_run}</td><td>{' · '.join(_phase_links(run, page, links))}</td></tr>"
+            f'<td class="run">{airflow_run}</td><td>{" · ".join(_phase_links(run, page, links))}</td></tr>'
         )
     return (
         '<table id="phases"><thead><tr><th>phase</th><th>task</th><th>owner (Responsible)</th><th>state</th>'
@@ -414,13 +432,33 @@ def render_scores(scores: ScoresOfDay, today: date) -> str:
 
 
 def render_excerpt(excerpt: TableExcerpt | None, absent: str, empty: str, element_id: str) -> str:
+    """A table's rows, as readable as a table of unknown columns can be."""
     if excerpt is None:
         return _empty(absent)
     if not excerpt.rows:
         return _empty(empty)
-    head = "".join(f"<th>{_text(column)}</th>" for column in excerpt.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_text(value)}</td>" for value in row) + "</tr>" for row in excerpt.rows)
-    return f'<table id="{element_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # Columns empty on every row are left out; one value on every row is said once above them.
+    blank = {index for index in range(len(excerpt.columns)) if all(row[index] is None for row in excerpt.rows)}
+    same = [
+        index
+        for index in range(len(excerpt.columns))
+        if index not in blank and len(excerpt.rows) > 1 and len({row[index] for row in excerpt.rows}) == 1
+    ]
+    shown = [index for index in range(len(excerpt.columns)) if index not in same and index not in blank]
+    common = " · ".join(
+        f"{_text(excerpt.columns[index])} <strong>{_cell(excerpt.rows[0][index])}</strong>" for index in same
+    )
+    head = "".join(f"<th>{_text(excerpt.columns[index])}</th>" for index in shown)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row[index])}</td>" for index in shown) + "</tr>" for row in excerpt.rows
+    )
+    rows = f"{len(excerpt.rows)} row{'' if len(excerpt.rows) == 1 else 's'}"
+    caption = f'<p class="muted">{rows} of <code>{_text(excerpt.table)}</code>, newest first'
+    caption += f"; on every row: {common}</p>" if common else "</p>"
+    return (
+        f'{caption}<div class="excerpt"><table id="{element_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def render_roles_page(page: RolesPage, links: PageLinks) -> str:
@@ -463,7 +501,7 @@ def gather_roles_page(
         schema = settings.config.warehouse.schema_name
         try:
             monitoring = recent_rows(engine, MONITORING_TABLE, schema, latest_only=True)
-            alerts = recent_rows(engine, ALERTS_TABLE, schema)
+            alerts = recent_rows(engine, settings.config.alerts.table, schema)
         finally:
             engine.dispose()
     runs_dir = local_runs_dir(settings)

@@ -15,18 +15,19 @@ import sqlalchemy as sa
 
 from churn.raci import load_matrix
 from churn.roles_page import (
-    ALERTS_TABLE,
     MONITORING_TABLE,
     ChampionModel,
     PageLinks,
     ReportNotFound,
     ScoresOfDay,
+    TableExcerpt,
     TaskRecord,
     gather_roles_page,
     latest_phase_runs,
     local_runs_dir,
     phase_state,
     recent_rows,
+    render_excerpt,
     render_roles_page,
     report_file,
     report_url,
@@ -100,9 +101,9 @@ def warehouse(settings) -> sa.Engine:
     engine.dispose()
 
 
-def test_an_absent_monitoring_or_alerts_table_reads_as_none(warehouse):
+def test_an_absent_monitoring_or_alerts_table_reads_as_none(settings, warehouse):
     assert recent_rows(warehouse, MONITORING_TABLE) is None
-    assert recent_rows(warehouse, ALERTS_TABLE) is None
+    assert recent_rows(warehouse, settings.config.alerts.table) is None
 
 
 def test_a_tables_newest_rows_come_first_and_latest_only_keeps_the_latest_date(warehouse):
@@ -146,6 +147,28 @@ def test_scores_of_today_or_else_of_the_latest_date(settings, warehouse):
     assert (today.score_date, today.state.rows, today.state.risk_bands) == (SCORE_DATE, 3, {"low": 3})
     later = scores_of_day(settings, SCORE_DATE + timedelta(days=1))
     assert (later.score_date, later.state.rows) == (SCORE_DATE, 3)
+
+
+def test_a_tables_rows_read_plainly_whatever_its_columns():
+    excerpt = TableExcerpt(
+        "churn_alerts",
+        ["score_date", "metric", "value", "map_index", "error"],
+        [
+            (SCORE_DATE, "prediction_psi", 0.0283746, None, "x" * 200),
+            (SCORE_DATE, "<rows>", 120.0, None, "short"),
+        ],
+    )
+    html = render_excerpt(excerpt, "absent", "empty", "alerts")
+    head = re.search(r"<thead>(.*?)</thead>", html).group(1)
+    assert "score_date" not in head and "map_index" not in head  # the same on every row; empty
+    assert "2 rows of <code>churn_alerts</code>, newest first; on every row: score_date <strong>2026-11-29" in html
+    assert "<td>0.02837</td>" in html and "<td>120</td>" in html
+    assert "&lt;rows&gt;" in html
+    assert f'title="{"x" * 200}"' in html and "x" * 200 + "<" not in html
+    assert render_excerpt(None, "No alerts: none.", "empty", "alerts") == '<p class="empty">No alerts: none.</p>'
+    assert "No alerts yet" in render_excerpt(
+        TableExcerpt("churn_alerts", ["a"], []), "absent", "No alerts yet", "x"
+    )
 
 
 @pytest.fixture
