@@ -52,6 +52,7 @@ from airflow.sdk import (
     task_group,
 )
 
+from churn.airflow_approval import PromotionApprovalOperator
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
 from incident_response import on_task_failure, owner_links, scores_deadline
@@ -116,16 +117,22 @@ def churn_pipeline():
         return run_train(features).model_dump(mode="json")
 
     @phase_task("evaluate")
-    def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(trained: dict[str, Any], dag_run=None, triggering_asset_events=None) -> dict[str, Any]:
         from churn.evaluate import run_evaluate
 
-        return run_evaluate(trained).model_dump(mode="json")
+        # A run monitoring's drift event started promotes only once approved; its events say what drifted.
+        drift_events = [event.extra for events in triggering_asset_events.values() for event in events]
+        return run_evaluate(
+            trained, drift_triggered=dag_run.run_type == "asset_triggered", drift_events=drift_events
+        ).model_dump(mode="json")
 
     @phase_task("package")
-    def package(validated: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+    def package(
+        validated: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], approval: dict[str, Any]
+    ) -> dict[str, Any]:
         from churn.package import run_package
 
-        return run_package(validated, trained, evaluated).model_dump(mode="json")
+        return run_package(validated, trained, evaluated, approval=approval).model_dump(mode="json")
 
     @task_group(group_id="score", tooltip="plan, then one mapped task per partition, then publish")
     def score(features: dict[str, Any], packaged: dict[str, Any] | None) -> None:
@@ -170,7 +177,12 @@ def churn_pipeline():
     validated = validate(ingest())
     features = feature(validated)
     trained = train(features)
-    monitor(features, score(features, package(validated, trained, evaluate(trained))))
+    evaluated = evaluate(trained)
+    # Waits in the UI's Required Actions for the Accountable role when evaluation asks (see churn.approval).
+    approval = PromotionApprovalOperator(
+        task_id="approve", owner=RACI["evaluate"].responsible, evaluated=evaluated
+    )
+    monitor(features, score(features, package(validated, trained, evaluated, approval.output)))
 
 
 churn_pipeline()

@@ -1,8 +1,9 @@
 """`make raci`: print the RACI matrix, the DAG tasks and the repository paths each role owns,
 all from include/churn/raci.yaml, and write CODEOWNERS from it (``--check``: fail if stale).
 
-The tasks are read from the DAG file's ``phase_task`` calls, which take their owner from the
-matrix, so this needs no Airflow; tests/dags checks the result against the parsed DAG.
+The tasks are read from the DAG file's ``phase_task`` calls and the operators given an owner
+from the matrix (``owner=RACI[phase].responsible``), so this needs no Airflow; tests/dags
+checks the result against the parsed DAG.
 """
 
 from __future__ import annotations
@@ -24,12 +25,26 @@ LETTERS = {"responsible": "R", "accountable": "A", "consulted": "C", "informed":
 
 def dag_task_phases(dag_source: str) -> dict[str, str]:
     """Each task id the DAG file declares with ``phase_task(phase[, step])``, in the file's order,
-    mapped to its phase: ``phase`` itself, or ``phase.step`` in a task group named for the phase."""
+    mapped to its phase: ``phase`` itself, or ``phase.step`` in a task group named for the phase;
+    and each operator made with ``task_id="..."`` and ``owner=RACI["phase"].responsible`` (the
+    approval gate, a step of Model Evaluation), mapped to that phase."""
     found = []
     for node in ast.walk(ast.parse(dag_source)):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "phase_task":
             phase, *step = (argument.value for argument in node.args if isinstance(argument, ast.Constant))
             found.append((node.lineno, ".".join([phase, *step]), phase))
+        elif isinstance(node, ast.Call):
+            given = {keyword.arg: keyword.value for keyword in node.keywords}
+            task_id, owner = given.get("task_id"), given.get("owner")
+            if (
+                isinstance(task_id, ast.Constant)
+                and isinstance(owner, ast.Attribute)
+                and owner.attr == "responsible"
+                and isinstance(owner.value, ast.Subscript)
+                and getattr(owner.value.value, "id", None) == "RACI"
+                and isinstance(owner.value.slice, ast.Constant)
+            ):
+                found.append((node.lineno, task_id.value, owner.value.slice.value))
     return {task: phase for _, task, phase in sorted(found)}
 
 

@@ -12,12 +12,14 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, phase_of
 
 EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score", "monitor"]
 # The score phase is a task group: a plan, one mapped task per partition, and publishing.
 SCORE_STEPS = ["score.plan", "score.partition", "score.publish"]
-EXPECTED_TASKS = [*EXPECTED_CHAIN[:-2], *SCORE_STEPS, "monitor"]
+# Between evaluation and packaging, the approval gate: a step of Model Evaluation, not a phase.
+GATE = "approve"
+EXPECTED_TASKS = [*EXPECTED_CHAIN[:5], GATE, EXPECTED_CHAIN[5], *SCORE_STEPS, "monitor"]
 # Each task's upstream tasks are the ones whose results it takes as arguments.
 EXPECTED_UPSTREAM = {
     "ingest": set(),
@@ -25,7 +27,8 @@ EXPECTED_UPSTREAM = {
     "feature": {"validate"},
     "train": {"feature"},
     "evaluate": {"train"},
-    "package": {"validate", "train", "evaluate"},
+    "approve": {"evaluate"},
+    "package": {"validate", "train", "evaluate", "approve"},
     "score.plan": {"feature", "package"},
     "score.partition": {"score.plan"},
     "score.publish": {"score.partition"},
@@ -76,7 +79,7 @@ def test_exactly_the_seven_lifecycle_phases_in_order(dag):
     for upstream, downstream in itertools.pairwise(EXPECTED_TASKS):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert [task.task_id for task in dag.topological_sort()] == EXPECTED_TASKS
-    assert list(dag.task_group.children) == EXPECTED_CHAIN
+    assert [child for child in dag.task_group.children if child != GATE] == EXPECTED_CHAIN
     assert dag.get_task("score.publish").downstream_task_ids == {"monitor"}
     assert dag.get_task("monitor").downstream_task_ids == set()
 
@@ -101,6 +104,28 @@ def test_a_skipped_package_lets_score_run_but_a_failure_stops_it(dag):
     assert rules == {**dict.fromkeys(EXPECTED_TASKS, "all_success"), "score.plan": "none_failed"}
 
 
+def test_the_approval_gate_waits_between_evaluate_and_package_for_the_configured_users(dag):
+    """Skipped with evaluate (a rerun), it skips package too; otherwise package always runs and
+    reads its outcome: a rejection keeps the champion, and score runs either way."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from churn.approval import approving_roles, respondents
+    from churn.settings import load_settings
+
+    gate = dag.get_task(GATE)
+    approvals = load_settings().config.approvals
+    assert isinstance(gate, HITLOperator)
+    assert gate.owner == EXPECTED_OWNERS["evaluate"] == "data_scientist"
+    assert gate.upstream_task_ids == {"evaluate"} and gate.downstream_task_ids == {"package"}
+    assert gate.trigger_rule == "all_success" == dag.get_task("package").trigger_rule
+    assert (gate.options, gate.defaults, gate.multiple) == (["Approve", "Reject"], ["Reject"], False)
+    assert gate.response_timeout == timedelta(hours=approvals.response_timeout_hours) == timedelta(hours=12)
+    # Assigned at run time to the users of the Accountable roles that ask, as configured.
+    assert approvals.users == {"data_scientist": ("admin",), "mlops_engineer": ("admin",)}
+    assert respondents(approving_roles(), approvals) == ["admin"]
+    assert "Required Actions" in gate.doc_md and "| data_scientist | admin |" in gate.doc_md
+
+
 def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameters():
     import ast
 
@@ -116,6 +141,7 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
         f"churn.score.run_score_{step}" for step in ("plan", "partition", "publish")
     }
     allowed = entry_points | {
+        "churn.airflow_approval.PromotionApprovalOperator",
         "churn.raci.load_raci",
         "churn.raci.render_matrix",
         "churn.run_parameters.trigger_form",
@@ -128,7 +154,7 @@ def test_each_owner_is_the_raci_responsible_role(dag):
 
     raci = load_raci()
     for task in dag.tasks:
-        phase = task.task_id.split(".")[0]
+        phase = phase_of(task.task_id)
         assert task.owner == raci[phase].responsible == EXPECTED_OWNERS[phase]
 
 
@@ -136,7 +162,7 @@ def test_task_docs_state_their_raci_row_and_handoff(dag):
     from churn.raci import load_raci
 
     for task in dag.tasks:
-        row = load_raci()[task.task_id.split(".")[0]]
+        row = load_raci()[phase_of(task.task_id)]
         assert row.accountable in task.doc_md
         assert all(role in task.doc_md for role in row.consulted + row.informed)
         assert "Hands off" in task.doc_md
