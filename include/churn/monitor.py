@@ -486,8 +486,8 @@ def render_report(result: MonitorResult, metrics: list[Metric]) -> str:
         )
     if all(metric.metric != "realised_roc_auc" for metric in metrics):
         sections.append(
-            "<h2>Realised quality of earlier scores</h2><p>No customer scored in the last "
-            "days has a label in this run's training snapshot yet.</p>"
+            "<h2>Realised quality of earlier scores</h2><p>No customer scored on an earlier date "
+            "has a label in this run's training snapshot yet.</p>"
         )
     details = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts.items())
     return (
