@@ -49,10 +49,10 @@ def airflow_environment(
     root: Path, *, metadata_url: str, warehouse_url: str, api_port: int, password_file: Path
 ) -> dict[str, str]:
     """The environment every component of one test's Airflow shares: its home, the project's
-    DAGs, PostgreSQL metadata, the API server on a loopback port (also the Execution API the
-    task processes call), the simple auth manager's ``admin`` and the warehouse Connection.
-    Settings of the developer's own setup, or exported by earlier tests (MLflow exports its
-    tracking URI), are not inherited."""
+    DAGs and plugins, PostgreSQL metadata, the API server on a loopback port (also the
+    Execution API the task processes call), the simple auth manager's ``admin`` and the
+    warehouse Connection. Settings of the developer's own setup, or exported by earlier tests
+    (MLflow exports its tracking URI), are not inherited."""
     env = {
         **{name: value for name, value in os.environ.items() if name not in INHERITED_SETTINGS},
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -60,6 +60,7 @@ def airflow_environment(
         "CHURN_HOME": str(root / "churn"),
         "GX_ANALYTICS_ENABLED": "false",
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__API__HOST": "127.0.0.1",
