@@ -23,9 +23,6 @@ from churn.raci import RaciMatrix
 from churn.settings import Settings, safe_path_part
 from churn.warehouse import WarehouseState, open_scores_table, warehouse_engine, warehouse_state
 
-# The monitoring task's warehouse table. The page reads it, and the alerts table (named in
-# pipeline.yaml), whatever their columns, and says so when a table does not exist yet.
-MONITORING_TABLE = "churn_monitoring"
 # Rows of each of those tables the page shows at most, newest first.
 RECENT_ROWS = 40
 # The run folder's Great Expectations Data Docs (see churn.data_docs).
@@ -206,7 +203,8 @@ def recent_rows(
         if timed:
             query = query.order_by(timed[0].desc())
             if latest_only:
-                query = query.where(timed[0] == sa.select(sa.func.max(timed[0])).scalar_subquery())
+                latest = sa.select(sa.func.max(timed[0])).scalar_subquery()
+                query = query.where(sa.or_(timed[0] == latest, latest.is_(None)))  # no dates: every row
         rows = [tuple(row) for row in connection.execute(query)]
     return TableExcerpt(table_name, [column.name for column in table.columns], rows)
 
@@ -493,14 +491,16 @@ def gather_roles_page(
     matrix: RaciMatrix, records: Iterable[TaskRecord], settings: Settings, today: date
 ) -> RolesPage:
     """Everything the page shows: ``records`` are the DAG's task instances (Airflow's metadata),
-    the rest is read from the warehouse, the MLflow registry and the run folders."""
+    the rest is read from the warehouse (the monitoring and alerts tables pipeline.yaml names,
+    whatever their columns; None while a table does not exist), the MLflow registry and the
+    run folders."""
     phases = latest_phase_runs(matrix, records)
     monitoring = alerts = None
     if not sqlite_file_missing(settings.warehouse_url):
         engine = warehouse_engine(settings.warehouse_url)
         schema = settings.config.warehouse.schema_name
         try:
-            monitoring = recent_rows(engine, MONITORING_TABLE, schema, latest_only=True)
+            monitoring = recent_rows(engine, settings.config.monitoring.table, schema, latest_only=True)
             alerts = recent_rows(engine, settings.config.alerts.table, schema)
         finally:
             engine.dispose()

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 
 from churn.links import MLFLOW_VIEW, mlflow_ui_url
 from churn.raci import load_matrix
-from churn.roles_page import MONITORING_TABLE
 from churn.settings import pipeline_config
 from tests.browser.test_data_docs import assert_styled_and_complete
 from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, free_port
@@ -168,7 +167,7 @@ def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(airflow
     # Monitoring figures and alerts when their tables exist (the monitoring task's, the failure
     # alerts'), and saying so when not.
     for table, element, absent in (
-        (MONITORING_TABLE, "#monitoring", "No monitoring yet"),
+        (pipeline_config().monitoring.table, "#monitoring", "No monitoring yet"),
         (pipeline_config().alerts.table, "#alerts", "No alerts"),
     ):
         if sa.inspect(airflow.warehouse).has_table(table):

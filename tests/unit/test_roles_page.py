@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from churn.raci import load_matrix
 from churn.roles_page import (
-    MONITORING_TABLE,
     ChampionModel,
     PageLinks,
     ReportNotFound,
@@ -102,14 +101,15 @@ def warehouse(settings) -> sa.Engine:
 
 
 def test_an_absent_monitoring_or_alerts_table_reads_as_none(settings, warehouse):
-    assert recent_rows(warehouse, MONITORING_TABLE) is None
+    assert recent_rows(warehouse, settings.config.monitoring.table) is None
     assert recent_rows(warehouse, settings.config.alerts.table) is None
 
 
 def test_a_tables_newest_rows_come_first_and_latest_only_keeps_the_latest_date(warehouse):
+    monitoring = "churn_monitoring"
     metadata = sa.MetaData()
     table = sa.Table(
-        MONITORING_TABLE,
+        monitoring,
         metadata,
         sa.Column("score_date", sa.Date),
         sa.Column("metric", sa.String(32)),
@@ -126,10 +126,10 @@ def test_a_tables_newest_rows_come_first_and_latest_only_keeps_the_latest_date(w
             ],
         )
 
-    everything = recent_rows(warehouse, MONITORING_TABLE)
+    everything = recent_rows(warehouse, monitoring)
     assert everything.columns == ["score_date", "metric", "value"]
     assert [row[0] for row in everything.rows] == [date(2026, 11, 29), date(2026, 11, 29), date(2026, 11, 28)]
-    latest = recent_rows(warehouse, MONITORING_TABLE, latest_only=True)
+    latest = recent_rows(warehouse, monitoring, latest_only=True)
     assert sorted(row[1] for row in latest.rows) == ["prediction_psi", "rows"]
 
 
@@ -240,6 +240,26 @@ def test_an_empty_deployment_says_what_is_missing(settings):
     assert "No scores yet" in html
     for owner in set(EXPECTED_OWNERS.values()):
         assert owner in html
+
+
+def test_monitoring_figures_and_alerts_are_shown_once_their_tables_exist(settings, warehouse):
+    metadata = sa.MetaData()
+    for name, column in ((settings.config.monitoring.table, "metric"), (settings.config.alerts.table, "task_id")):
+        sa.Table(name, metadata, sa.Column("score_date", sa.Date), sa.Column(column, sa.String(32)))
+    metadata.create_all(warehouse)
+    with warehouse.begin() as connection:
+        connection.execute(
+            metadata.tables[settings.config.monitoring.table].insert(), [{"metric": "prediction_psi"}]
+        )
+        connection.execute(metadata.tables[settings.config.alerts.table].insert(), [{"task_id": "validate"}])
+
+    page = gather_roles_page(load_matrix(), [], settings, SCORE_DATE)
+    assert page.monitoring.rows == [(None, "prediction_psi")]
+    assert page.alerts.rows == [(None, "validate")]
+    html = render_roles_page(page, LINKS)
+    assert re.search(r'<table id="monitoring">.*prediction_psi', html)
+    assert re.search(r'<table id="alerts">.*validate', html)
+    assert "No monitoring yet" not in html and "No alerts" not in html
 
 
 def test_the_page_shows_a_failed_phase_its_report_and_the_champion_and_loads_nothing_from_elsewhere(settings):
