@@ -6,7 +6,7 @@ churn probability for every active customer into the warehouse table `churn_scor
 Each task is one phase of the ML lifecycle, owned by the role the RACI matrix below
 makes Responsible for it; each arrow between tasks is a handoff between roles.
 
-`ingest >> validate >> feature >> train >> evaluate >> package >> score >> monitor`; each task takes
+`ingest >> validate >> feature >> train >> evaluate >> approve >> package >> score >> monitor`; each task takes
 the earlier results it uses (small typed records through XCom: paths, MLflow run ids,
 model versions, metrics; never data). `score` is a group: `plan` splits the customers into
 partitions, one mapped `partition` task scores each (workers share them), and `publish`
@@ -19,6 +19,9 @@ measures the date's drift from the model's training data into `churn_monitoring`
   configuration, Connection, model) fails its task at once.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
   least as good as the champion on the same test rows and clears the quality floor.
+  A promotion that changes test ROC AUC by more than `approvals.max_unapproved_auc_change`,
+  or comes from a drift-triggered run, waits in `approve` (Browse → Required Actions) for
+  the Accountable role's users; rejected or unanswered in time, the champion scores the date.
 * Rerunning a date replaces exactly that date's scores, in one transaction. A run that
   cannot promote (a rerun of a scored date, or a backfill of a date earlier than one
   scored or promoted for) skips `train`, `evaluate` and `package` (`train`'s log says
