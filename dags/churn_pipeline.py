@@ -24,7 +24,7 @@ measures the date's drift from the model's training data into `churn_monitoring`
   the Accountable role's users; rejected or unanswered in time, the champion scores the date.
 * Rerunning a date replaces exactly that date's scores, in one transaction. A run that
   cannot promote (a rerun of a scored date, or a backfill of a date earlier than one
-  scored or promoted for) skips `train`, `evaluate` and `package` (`train`'s log says
+  scored or promoted for) skips `train`, `evaluate`, `approve` and `package` (`train`'s log says
   why) and scores with the date's model of record, so a scored date keeps its version.
 
 * Drift above the thresholds of `pipeline.yaml` emits an event of the `churn_drift` asset,

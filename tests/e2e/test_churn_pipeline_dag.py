@@ -116,12 +116,11 @@ def test_second_run_of_the_same_date_skips_training_and_leaves_exactly_the_same_
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     run = deployment.latest_run()
     assert run["state"] == "success" and run["run_id"] != first_run["airflow"]["run_id"]
-    # It cannot promote, so no challenger is trained, evaluated or packaged; score still runs.
+    # It cannot promote, so no challenger is trained, evaluated, put to approval or packaged; score still runs.
     states = deployment.task_states(run["run_id"])
-    assert {task: states[task] for task in ("train", "evaluate", "package")} == dict.fromkeys(
-        ("train", "evaluate", "package"), "skipped"
-    )
-    assert {state for task, state in states.items() if task not in {"train", "evaluate", "package"}} == {"success"}
+    skipped = ("train", "evaluate", "approve", "package")
+    assert {task: states[task] for task in skipped} == dict.fromkeys(skipped, "skipped")
+    assert {state for task, state in states.items() if task not in skipped} == {"success"}
     # The reason, in words, in train's log (which the UI shows for the skipped task).
     version = str(first_run["scores"]["model_version"].iloc[0])
     reason = f"this run cannot promote ({SCORE_DATE} was scored before by version {version}"
