@@ -58,7 +58,7 @@ from airflow.sdk import (
 from churn.airflow_approval import PromotionApprovalOperator
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
-from incident_response import on_task_failure, owner_links, scores_deadline
+from incident_response import on_task_failure, owner_links
 
 RACI = load_raci()
 SCORES = Asset("churn_scores")
@@ -86,7 +86,6 @@ def phase_task(phase: str, step: str | None = None, **options: Any):
         "retry_exponential_backoff": True,
         "on_failure_callback": on_task_failure,
     },
-    deadline=scores_deadline(SCHEDULE),
     owner_links=owner_links(),
     tags=["churn", "ml"],
     doc_md=__doc__ + render_matrix(),

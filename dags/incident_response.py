@@ -1,10 +1,10 @@
 """Incident response for ``churn_pipeline`` through Airflow: the task failure callback, the
-deadline on the date's scores, and the DAG's owner links, all addressed by the RACI matrix
-(see :mod:`churn.alerts`) and routed by ``alerts.routes`` in ``pipeline.yaml``.
+check that the date's scores were written by their deadline (the ``churn_scores_due`` DAG),
+and the DAGs' owner links, all addressed by the RACI matrix (see :mod:`churn.alerts`) and
+routed by ``alerts.routes`` in ``pipeline.yaml``.
 
-Not a DAG file (``.airflowignore`` keeps the DAG processor from parsing it): the DAG file
-imports it, and Airflow imports :func:`record_missed_deadline` by its path from the DAG
-bundle, which is on ``sys.path`` for tasks and deadline callbacks alike.
+Not a DAG file (``.airflowignore`` keeps the DAG processor from parsing it): the DAG files
+import it from the DAG bundle, which is on ``sys.path`` for tasks and callbacks alike.
 
 Delivery uses the notifiers of providers Airflow already installs: ``SmtpNotifier``
 (``apache-airflow-providers-smtp``) for e-mail and ``HttpNotifier``
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import html
 import logging
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
-
-from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
 from churn.settings import load_settings, redact_text
 
@@ -33,24 +31,6 @@ def owner_links() -> dict[str, str]:
     """Each role with a route, to where it is reached: its page, else a mailto: link to its addresses."""
     routes = load_settings().config.alerts.routes
     return {role: route.page or f"mailto:{','.join(route.email)}" for role, route in routes.items()}
-
-
-def scores_deadline(schedule: str) -> DeadlineAlert:
-    """The deadline on a run's scores: ``alerts.scores_due`` (UTC) on the score date, for a run
-    of the daily cron ``schedule`` (its logical date is the scheduled time on the score date).
-    Airflow's scheduler calls :func:`record_missed_deadline` once it passes, unless the run
-    succeeded before; a manual run without a logical date has no deadline."""
-    from churn.alerts import deadline_after_logical_date
-
-    minute, hour, *_ = schedule.split()
-    return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=deadline_after_logical_date(
-            load_settings().config.alerts.scores_due, time(int(hour), int(minute))
-        ),
-        callback=SyncCallback(record_missed_deadline),
-        name="scores due",
-    )
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
@@ -74,33 +54,38 @@ def on_task_failure(context: dict[str, Any]) -> None:
     _record_and_send(alert, settings, context, in_warehouse=in_warehouse)
 
 
-def record_missed_deadline(context: dict[str, Any]) -> None:
-    """The scores were not written by their deadline: tell the score phase's roles.
+def check_scores_due(context: dict[str, Any]) -> str:
+    """The scores deadline: if the warehouse holds no scores for the date whose ``alerts.scores_due``
+    this run marks, tell the score phase's roles. Returns what it found, in words.
 
-    Airflow (3.3) calls it with the run as its API shows it and the deadline, not a task's
-    context."""
+    It needs the warehouse: a Connection that cannot be read fails the task, whose failure
+    alert then goes to Incident Response's roles."""
     from airflow.configuration import conf
 
-    from churn.alerts import deadline_missed_alert
+    from churn.airflow_connections import task_settings
+    from churn.alerts import missing_scores_alert
 
-    run = context["dag_run"]
-    deadline = context["deadline"]["deadline_time"]
+    run, due = context["dag_run"], context["logical_date"]
+    settings = task_settings(warehouse=True)
     base_url = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
-    alert = deadline_missed_alert(
-        dag_id=run["dag_id"],
-        run_id=run["dag_run_id"],
-        score_date=_score_date((run.get("conf") or {}).get("score_date"), run.get("logical_date")),
-        deadline=deadline if isinstance(deadline, datetime) else datetime.fromisoformat(str(deadline)),
-        log_url=f"{base_url}/dags/{run['dag_id']}/runs/{run['dag_run_id']}",
+    alert = missing_scores_alert(
+        settings,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        score_date=due.date(),
+        deadline=due,
+        log_url=f"{base_url}/dags/{run.dag_id}/runs/{run.run_id}",
     )
-    settings, in_warehouse = settings_for_alerts()
-    _record_and_send(alert, settings, context, in_warehouse=in_warehouse)
+    if alert is None:
+        return f"the scores for {due.date()} were written by {due:%H:%M} UTC"
+    _record_and_send(alert, settings, context)
+    return alert.error
 
 
 def settings_for_alerts():
     """The settings with the warehouse Connection applied, and whether it could be read. When
-    it cannot (broken, or refused to a deadline callback), the alert is still kept in the
-    alerts file and sent: the failure being reported matters more than this one."""
+    it cannot, the alert is still kept in the alerts file and sent: the failure being reported
+    matters more than this one."""
     from churn.airflow_connections import task_settings
 
     try:
@@ -157,9 +142,7 @@ def _record_and_send(alert, settings, context: dict[str, Any], *, in_warehouse: 
 
 
 def _connection_readable(conn_id: str, kind: str) -> bool:
-    """Whether the Connection ``conn_id`` is defined and may be read here. A deadline callback
-    in Airflow 3.3 may read Connections from the environment (``AIRFLOW_CONN_...``) or a secrets
-    backend only: the Execution API refuses it those in the metadata database."""
+    """Whether the Connection ``conn_id`` is defined and may be read here."""
     from churn.airflow_connections import airflow_connection
 
     try:

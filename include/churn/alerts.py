@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Literal
 
@@ -29,8 +29,8 @@ from churn.settings import AlertRoute, Settings, redact_text, redact_url
 
 logger = logging.getLogger(__name__)
 ALERTS_FILE = Path("alerts") / "alerts.jsonl"
-# The phase that answers for a task the matrix has no row for.
-UNMATCHED_TASK_PHASE = "Incident Response"
+# The phase that answers for a task the matrix has no row for, and checks the scores' deadline.
+INCIDENT_RESPONSE_PHASE = "Incident Response"
 DEADLINE_PHASE_TASK = "score"
 AlertKind = Literal["task_failure", "deadline_missed"]
 
@@ -87,7 +87,12 @@ def phase_for_task(task_id: str, matrix: RaciMatrix | None = None) -> PhaseRoles
     matrix = matrix or load_matrix()
     tasks = matrix.tasks()
     phase = tasks.get(task_id.split(".")[0])
-    return phase or next(row for row in matrix.phases if row.phase == UNMATCHED_TASK_PHASE)
+    return phase or incident_response(matrix)
+
+
+def incident_response(matrix: RaciMatrix | None = None) -> PhaseRoles:
+    """The matrix's Incident Response row."""
+    return next(row for row in (matrix or load_matrix()).phases if row.phase == INCIDENT_RESPONSE_PHASE)
 
 
 def addressees(row: PhaseRoles) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -158,7 +163,7 @@ def deadline_missed_alert(
         task_id=None,
         phase=row.phase,
         try_number=None,
-        error=f"The scores for {score_date} were due by {deadline.isoformat()} and the run had not written them.",
+        error=f"The scores for {score_date} were due by {deadline.isoformat()}; the warehouse holds none for it.",
         log_url=log_url,
         to=to,
         informed=informed,
@@ -166,16 +171,22 @@ def deadline_missed_alert(
     )
 
 
-def deadline_after_logical_date(scores_due: time, scheduled_at: time) -> timedelta:
-    """How long after a scheduled run's logical date (``scheduled_at`` on the score date) its
-    scores are due (``scores_due`` on the same date)."""
-    due = timedelta(hours=scores_due.hour, minutes=scores_due.minute)
-    start = timedelta(hours=scheduled_at.hour, minutes=scheduled_at.minute)
-    if due <= start:
-        raise ValueError(
-            f"alerts.scores_due ({scores_due:%H:%M}) must come after the schedule's {scheduled_at:%H:%M}"
-        )
-    return due - start
+def missing_scores_alert(
+    settings: Settings, *, dag_id: str, run_id: str, score_date: date, deadline: datetime, log_url: str | None
+) -> Alert | None:
+    """The deadline alert when the scores table holds no rows for ``score_date`` at ``deadline``, else None."""
+    from churn.warehouse import warehouse_state
+
+    if warehouse_state(settings, score_date).rows:
+        return None
+    return deadline_missed_alert(
+        dag_id=dag_id, run_id=run_id, score_date=score_date, deadline=deadline, log_url=log_url
+    )
+
+
+def scores_due_schedule(scores_due: time) -> str:
+    """The daily cron expression (UTC) of the check that the day's scores were written by ``scores_due``."""
+    return f"{scores_due.minute} {scores_due.hour} * * *"
 
 
 def recipients(roles: tuple[str, ...], routes: dict[str, AlertRoute]) -> list[str]:

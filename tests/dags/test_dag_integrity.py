@@ -296,12 +296,15 @@ def test_owner_links_reach_every_owner_where_the_routes_say(dag):
         assert dag.owner_links[owner] == (routes[owner].page or f"mailto:{','.join(routes[owner].email)}")
 
 
-def test_the_scores_deadline_is_the_configured_time_on_the_score_date(dag):
-    """A scheduled run's logical date is 02:00 on its score date: 06:00 is four hours later."""
-    from airflow.sdk import DeadlineReference, SyncCallback
+def test_the_scores_are_checked_daily_at_their_due_time_by_incident_responses_owner(dagbag):
+    """Airflow 3.3.2's Deadline Alerts would crash `airflow dags test`; a DAG of its own checks the table."""
+    from incident_response import on_task_failure
 
-    (deadline,) = dag.deadline
-    assert deadline.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
-    assert deadline.interval == timedelta(hours=4)
-    assert isinstance(deadline.callback, SyncCallback)
-    assert deadline.callback.path == "incident_response.record_missed_deadline"
+    check = dagbag.dags["churn_scores_due"]
+    assert check.timetable.summary == "0 6 * * *" and check.catchup is False
+    (task,) = check.tasks
+    assert task.owner == "mlops_engineer"
+    assert on_task_failure in (
+        task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+    )
+    assert not dagbag.dags["churn_pipeline"].deadline

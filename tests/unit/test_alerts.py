@@ -4,7 +4,7 @@ record (file and warehouse table), written once however often a callback runs.""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 import pytest
 import sqlalchemy as sa
@@ -13,13 +13,13 @@ from churn.alerts import (
     ALERTS_FILE,
     addressees,
     alerts_table,
-    deadline_after_logical_date,
     deadline_missed_alert,
     error_head,
     phase_for_task,
     read_alerts,
     recipients,
     record_alert,
+    scores_due_schedule,
     task_failure_alert,
 )
 from churn.documents import ConfigurationError, parse_document
@@ -125,10 +125,9 @@ def test_a_missed_deadline_is_addressed_to_the_score_phase():
     assert "due by 2026-11-29T06:00:00+00:00" in alert.error
 
 
-def test_the_deadline_is_the_due_time_after_the_scheduled_time():
-    assert deadline_after_logical_date(time(6, 0), time(2, 0)) == timedelta(hours=4)
-    with pytest.raises(ValueError, match="must come after"):
-        deadline_after_logical_date(time(1, 30), time(2, 0))
+def test_the_scores_due_check_runs_daily_at_the_due_time():
+    assert scores_due_schedule(time(6, 0)) == "0 6 * * *"
+    assert scores_due_schedule(time(5, 30)) == "30 5 * * *"
 
 
 def test_recipients_are_the_roles_addresses_once_each():
