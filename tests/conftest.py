@@ -25,13 +25,7 @@ EXPECTED_OWNERS = {
     "monitor": "mlops_engineer",
 }
 # Tasks that are a step of a phase without being its task: the approval gate belongs to Model Evaluation.
-PHASE_OF_STEP = {"approve": "evaluate"}
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="churn-tests-"))
-
-
-def phase_of(task_id: str) -> str:
-    """The RACI phase (its task id) a DAG task belongs to: ``score.plan`` to ``score``."""
-    return PHASE_OF_STEP.get(task_id, task_id.split(".")[0])
 
 
 # Set before anything imports Airflow, so Airflow reads this configuration and no other.

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects import postgresql, sqlite
 
-from churn.raci import PhaseRoles, RaciMatrix, load_matrix
+from churn.raci import PhaseRoles, RaciMatrix, load_matrix, phase_task_id
 from churn.settings import AlertRoute, Settings, redact_text, redact_url
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,11 @@ class Alert(BaseModel):
 
 
 def phase_for_task(task_id: str, matrix: RaciMatrix | None = None) -> PhaseRoles:
-    """The matrix row that answers for ``task_id``: a task group's steps (``score.partition``)
-    belong to the group's phase; a task the matrix has no row for, to Incident Response."""
+    """The matrix row that answers for ``task_id``: a step (``score.partition``, ``approve``)
+    belongs to its phase (see :func:`~churn.raci.phase_task_id`); a task the matrix has no row
+    for, to Incident Response."""
     matrix = matrix or load_matrix()
-    tasks = matrix.tasks()
-    phase = tasks.get(task_id.split(".")[0])
+    phase = matrix.tasks().get(phase_task_id(task_id))
     return phase or incident_response(matrix)
 
 

@@ -148,6 +148,17 @@ def parse_raci(text: str, source: str) -> dict[str, PhaseRoles]:
     return parse_matrix(text, source).tasks()
 
 
+# DAG tasks that are a step of another row's phase, by that row's task id. A task group's steps
+# are named for it already (``score.plan`` is a step of ``score``).
+STEP_OF = {"approve": "evaluate"}
+
+
+def phase_task_id(task_id: str) -> str:
+    """The task id of the matrix row a DAG task belongs to: ``score.plan`` and ``score``'s other
+    steps to ``score``, the approval gate ``approve`` to ``evaluate``."""
+    return STEP_OF.get(task_id, task_id.split(".")[0])
+
+
 @cache
 def load_matrix() -> RaciMatrix:
     """The bundled matrix: roles, the default owner and every phase, with or without a task."""

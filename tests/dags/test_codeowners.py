@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, phase_of
+from churn.raci import phase_task_id
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_every_tasks_owner_reviews_the_module_of_its_phase(dag):
     codeowners = (PROJECT_DIR / "CODEOWNERS").read_text()
     handles = {entry.handle: role for role, entry in load_matrix().roles.items()}
     for task in dag.tasks:
-        phase = phase_of(task.task_id)
+        phase = phase_task_id(task.task_id)
         module = f"include/churn/{phase}.py"
         assert (PROJECT_DIR / module).is_file()
         assert handles[codeowner_of(codeowners, module)] == task.owner == EXPECTED_OWNERS[phase], task.task_id

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, phase_of
+from churn.raci import phase_task_id
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
 
 EXPECTED_CHAIN = ["ingest", "validate", "feature", "train", "evaluate", "package", "score", "monitor"]
 # The score phase is a task group: a plan, one mapped task per partition, and publishing.
@@ -154,7 +155,7 @@ def test_each_owner_is_the_raci_responsible_role(dag):
 
     raci = load_raci()
     for task in dag.tasks:
-        phase = phase_of(task.task_id)
+        phase = phase_task_id(task.task_id)
         assert task.owner == raci[phase].responsible == EXPECTED_OWNERS[phase]
 
 
@@ -162,7 +163,7 @@ def test_task_docs_state_their_raci_row_and_handoff(dag):
     from churn.raci import load_raci
 
     for task in dag.tasks:
-        row = load_raci()[phase_of(task.task_id)]
+        row = load_raci()[phase_task_id(task.task_id)]
         assert row.accountable in task.doc_md
         assert all(role in task.doc_md for role in row.consulted + row.informed)
         assert "Hands off" in task.doc_md

@@ -14,7 +14,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import EXPECTED_OWNERS, phase_of
+from churn.raci import phase_task_id
+from tests.conftest import EXPECTED_OWNERS
 from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
 from tests.e2e.deployment import e2e_pipeline_config
 
@@ -49,7 +50,7 @@ def test_ui_lists_the_seven_phases_with_their_owners(stack: Stack):
     tasks = stack.api.get("/api/v2/dags/churn_pipeline/tasks").json()["tasks"]
     owners = {task["task_id"]: task["owner"] for task in tasks}
     # The score phase is a group of three tasks, each owned by the phase's Responsible role.
-    assert {phase_of(task_id): owner for task_id, owner in owners.items()} == EXPECTED_OWNERS
+    assert {phase_task_id(task_id): owner for task_id, owner in owners.items()} == EXPECTED_OWNERS
     assert sorted(task_id for task_id in owners if task_id.startswith("score.")) == [
         "score.partition",
         "score.plan",

@@ -78,6 +78,11 @@ def test_a_step_of_the_score_group_answers_to_the_deployment_phase(task_id):
     assert failure(task_id).to == ("mlops_engineer",)
 
 
+def test_the_approval_gate_answers_to_model_evaluation():
+    assert phase_for_task("approve").phase == "Model Evaluation"
+    assert failure("approve").to == ("data_scientist",)
+
+
 def test_a_task_the_matrix_does_not_name_goes_to_incident_response():
     alert = failure("a_task_nobody_owns")
     assert alert.phase == "Incident Response"
