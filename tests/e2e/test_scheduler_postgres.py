@@ -58,14 +58,11 @@ def test_ui_lists_the_seven_phases_with_their_owners(stack: Stack):
     ]
 
 
-@pytest.mark.parametrize(
-    ("conf", "named"),
-    [({"score_date": "2026-02-30"}, "score_date"), ({"training_source": "s3://bucket/x.csv"}, "training_source")],
-)
-def test_bad_trigger_values_are_refused_before_any_run_exists(stack: Stack, conf, named):
-    answer = stack.trigger(conf)
+def test_a_date_that_does_not_exist_is_refused_before_any_run_exists(stack: Stack):
+    # Sources are judged by ingest, in words (tests/unit/test_ingest.py): the form checks no pattern.
+    answer = stack.trigger({"score_date": "2026-02-30"})
     assert answer.status_code == 400
-    assert named in answer.json()["detail"]
+    assert "score_date" in answer.json()["detail"]
 
 
 def test_triggered_run_scores_into_postgres_then_a_broken_file_stops_at_validate(stack: Stack):
@@ -75,7 +72,12 @@ def test_triggered_run_scores_into_postgres_then_a_broken_file_stops_at_validate
     assert good.status_code == 200, good.text
     run_id = good.json()["dag_run_id"]
     assert stack.wait_for(run_id) == "success", stack.log_tails()
-    assert set(stack.task_states(run_id).values()) == {"success"}
+    # Unpausing starts the latest 02:00 slot's run, for a later date; when it scores first, this
+    # run is a backfill, which cannot promote and so skips what it could not use.
+    states = stack.task_states(run_id)
+    skipped = {task for task, state in states.items() if state == "skipped"}
+    assert skipped in (set(), {"train", "evaluate", "approve", "package"}), states
+    assert set(states.values()) <= {"success", "skipped"}, states
     scores = stack.scores(SCORE_DATE)
     assert len(scores) == SCORING_ROWS
     assert scores["customer_id"].is_unique
