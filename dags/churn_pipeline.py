@@ -97,7 +97,11 @@ def churn_pipeline():
         from churn.ingest import run_ingest
 
         return run_ingest(
-            params, airflow_run_id=run_id, logical_date=logical_date, run_after=dag_run.run_after
+            params,
+            airflow_run_id=run_id,
+            logical_date=logical_date,
+            run_after=dag_run.run_after,
+            drift_triggered=dag_run.run_type == "asset_triggered",
         ).model_dump(mode="json")
 
     @phase_task("validate")
@@ -119,14 +123,12 @@ def churn_pipeline():
         return run_train(features).model_dump(mode="json")
 
     @phase_task("evaluate")
-    def evaluate(trained: dict[str, Any], dag_run=None, triggering_asset_events=None) -> dict[str, Any]:
+    def evaluate(trained: dict[str, Any], triggering_asset_events=None) -> dict[str, Any]:
         from churn.evaluate import run_evaluate
 
         # A run monitoring's drift event started promotes only once approved; its events say what drifted.
         drift_events = [event.extra for events in triggering_asset_events.values() for event in events]
-        return run_evaluate(
-            trained, drift_triggered=dag_run.run_type == "asset_triggered", drift_events=drift_events
-        ).model_dump(mode="json")
+        return run_evaluate(trained, drift_events=drift_events).model_dump(mode="json")
 
     @phase_task("package")
     def package(
@@ -166,12 +168,10 @@ def churn_pipeline():
         return publish(partition.expand(work=plan(features, packaged)))
 
     @phase_task("monitor", outlets=[DRIFT_DETECTED])
-    def monitor(
-        features: dict[str, Any], scored: dict[str, Any], dag_run=None, outlet_events=None
-    ) -> dict[str, Any]:
+    def monitor(features: dict[str, Any], scored: dict[str, Any], outlet_events=None) -> dict[str, Any]:
         from churn.monitor import run_monitor
 
-        result = run_monitor(features, scored, triggered_by_drift=dag_run.run_type == "asset_triggered")
+        result = run_monitor(features, scored)
         if result.retraining_requested:
             outlet_events[DRIFT_DETECTED].add(DRIFT, extra=result.drift_event_extra())
         return result.model_dump(mode="json")

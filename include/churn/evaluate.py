@@ -71,13 +71,16 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
-def why_held_back(score_date: date, champion_promoted_for: date | None, record: ScoringRecord) -> str | None:
+def why_held_back(
+    score_date: date, champion_promoted_for: date | None, record: ScoringRecord, *, drift_triggered: bool = False
+) -> str | None:
     """Why a run for ``score_date`` must not move the champion (a rerun or backfill), or None.
 
-    A date scored before keeps its model, and a date earlier than one already scored or
-    promoted for is history: moving the alias from there would undo a newer decision.
+    A date scored before keeps its model, unless monitoring's drift on it started this run
+    (``drift_triggered``): retraining is what that run is for. A date earlier than one already
+    scored or promoted for is history: moving the alias from there would undo a newer decision.
     """
-    if record.version_for_date is not None:
+    if record.version_for_date is not None and not drift_triggered:
         return (
             f"{score_date} was scored before by version {record.version_for_date}: reruns and backfills of a "
             "scored date keep its model and never move the champion"
@@ -101,7 +104,7 @@ def phases_to_skip(
     version that scored it before, else the champion), so training, evaluating and packaging
     one would cost minutes for nothing.
     """
-    held_back = why_held_back(run.score_date, champion_promoted_for, record)
+    held_back = why_held_back(run.score_date, champion_promoted_for, record, drift_triggered=run.drift_triggered)
     if held_back is None:
         return None
     return SkippedPhases(
@@ -326,11 +329,7 @@ def with_approval_request(
 
 
 def decide_for_run(
-    trained: TrainResult,
-    settings: Settings,
-    *,
-    drift_triggered: bool = False,
-    drift_events: list[dict[str, Any]] | None = None,
+    trained: TrainResult, settings: Settings, *, drift_events: list[dict[str, Any]] | None = None
 ) -> EvaluateResult:
     """Evaluate the run's challenger against the current champion, held back if the run is a
     rerun or backfill (which the warehouse's record of scored dates tells), and say whether
@@ -343,11 +342,13 @@ def decide_for_run(
             load_contract(run.contract),
             quality_gates=settings.config.quality_gates,
             champion=champion,
-            held_back=why_held_back(run.score_date, promoted_for(champion), record),
+            held_back=why_held_back(
+                run.score_date, promoted_for(champion), record, drift_triggered=run.drift_triggered
+            ),
             seed=settings.config.training.seed,
         )
     return with_approval_request(
-        evaluated, trained, settings, drift_triggered=drift_triggered, drift_events=drift_events or []
+        evaluated, trained, settings, drift_triggered=run.drift_triggered, drift_events=drift_events or []
     )
 
 
@@ -356,12 +357,11 @@ def run_evaluate(
     trained: TrainResult,
     settings: Settings | None = None,
     *,
-    drift_triggered: bool = False,
     drift_events: list[dict[str, Any]] | None = None,
 ) -> EvaluateResult:
     """Evaluate the run's challenger on its held-out rows and decide whether to promote it,
-    and whether the promotion waits for approval: ``drift_triggered`` says monitoring's drift
-    started the run, and ``drift_events`` carry what drifted (its asset events' extras)."""
+    and whether the promotion waits for approval (always, when monitoring's drift started the
+    run); ``drift_events`` carry what drifted (its asset events' extras)."""
 
     def evaluate() -> EvaluateResult:
         from churn.airflow_connections import task_settings
@@ -369,7 +369,6 @@ def run_evaluate(
         return decide_for_run(
             trained,
             settings or task_settings(warehouse=True, mlflow=True),
-            drift_triggered=drift_triggered,
             drift_events=drift_events,
         )
 

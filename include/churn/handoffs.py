@@ -42,6 +42,9 @@ class RunContext(Handoff):
     score_date: date
     run_dir: Location
     contract: str
+    # Monitoring's drift event started the run (Airflow's run type asset_triggered): a retraining
+    # run, which may promote for a date already scored and then scores it again.
+    drift_triggered: bool = False
 
 
 class PhaseResult(Handoff):

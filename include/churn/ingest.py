@@ -120,9 +120,11 @@ def run_ingest(
     airflow_run_id: str,
     logical_date: datetime | None,
     run_after: datetime,
+    drift_triggered: bool = False,
     settings: Settings | None = None,
 ) -> IngestResult:
-    """Start the run record for the trigger's ``params`` and land both snapshots."""
+    """Start the run record for the trigger's ``params`` and land both snapshots;
+    ``drift_triggered`` says monitoring's drift event started the run."""
     settings = settings or load_settings()
     parameters = read_run_parameters(params)
     score_date = resolve_score_date(parameters.score_date, logical_date, run_after)
@@ -131,6 +133,7 @@ def run_ingest(
         score_date=score_date,
         run_dir=settings.run_dir(score_date.isoformat(), airflow_run_id),
         contract=parameters.contract,
+        drift_triggered=drift_triggered,
     )
 
     def land_both() -> IngestResult:

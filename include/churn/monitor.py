@@ -520,9 +520,7 @@ def retraining_decision(
     return True, f"retraining requested: {'; '.join(reasons)}"
 
 
-def monitor_date(
-    features: FeatureResult, scored: ScoreResult, settings: Settings, *, triggered_by_drift: bool = False
-) -> MonitorResult:
+def monitor_date(features: FeatureResult, scored: ScoreResult, settings: Settings) -> MonitorResult:
     """Measure the date, replace its rows in the monitoring table and write the run's report."""
     run = features.run
     config = settings.config.monitoring
@@ -533,7 +531,7 @@ def monitor_date(
         if metric.metric == "feature_psi" and metric.drifted and metric.feature
     }
     prediction_psi = next(metric.value for metric in metrics if metric.metric == "prediction_psi")
-    requested, reason = retraining_decision(drifted_features, prediction_psi, config, triggered_by_drift)
+    requested, reason = retraining_decision(drifted_features, prediction_psi, config, run.drift_triggered)
     rows = metric_rows(metrics, run.airflow_run_id, scored.model_version, datetime.now(UTC))
     with open_scores_table(settings) as (engine, _scores):
         table = monitoring_table(sa.MetaData(), config.table, settings.config.warehouse.schema_name)
@@ -567,7 +565,6 @@ def run_monitor(
     features: FeatureResult,
     scored: ScoreResult,
     *,
-    triggered_by_drift: bool = False,
     settings: Settings | None = None,
 ) -> MonitorResult:
     """The monitor phase: measure the date's drift and realised quality; drift never fails it."""
@@ -580,6 +577,5 @@ def run_monitor(
             features,
             scored,
             settings or task_settings(warehouse=True, mlflow=True),
-            triggered_by_drift=triggered_by_drift,
         ),
     )

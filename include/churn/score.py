@@ -1,13 +1,13 @@
 """Deployment: score every active customer and replace the date's rows.
 
-The model is the one of record for the date: the version that scored the date before (so
-a rerun or backfill reproduces it), else the version this run promoted, else the current
-champion. The phase runs in three steps: a plan chooses the model and splits the scoring
-features into partitions; each partition is scored and staged by its own task (Airflow
-maps one task instance per partition, so the executor's workers share them), replacing
-only its own staged rows when retried; publishing swaps the date's rows for the staged
-ones in one short transaction, so readers see the old set or the new set, never a mix,
-and a rerun of a date never duplicates a row.
+The model is the one of record for the date: the version this run promoted, else the
+version that scored the date before (so a rerun or backfill, which never promotes,
+reproduces it), else the current champion. The phase runs in three steps: a plan chooses
+the model and splits the scoring features into partitions; each partition is scored and
+staged by its own task (Airflow maps one task instance per partition, so the executor's
+workers share them), replacing only its own staged rows when retried; publishing swaps the
+date's rows for the staged ones in one short transaction, so readers see the old set or
+the new set, never a mix, and a rerun of a date never duplicates a row.
 """
 
 from __future__ import annotations
@@ -96,19 +96,20 @@ def choose_model(
     champion: str | None,
     score_date: date,
 ) -> ModelOfRecord:
-    """The version that scores the date: the date's earlier one, else promoted by this run, else the champion.
+    """The version that scores the date: promoted by this run, else the date's earlier one, else the champion.
 
     Reruns and backfills of a scored date never promote (see evaluate; they skip packaging,
     so ``packaged`` is None), so they score with the version that scored the date before and
-    reproduce its rows.
+    reproduce its rows. Only a retraining run that drift on the date started may promote for
+    a scored date; it scores the date again with the model it promoted.
     """
     name, alias = settings.config.registered_model, settings.config.champion_alias
+    if packaged is not None and packaged.promoted:
+        return ModelOfRecord(name, packaged.model_version, f"this run promoted it to {alias!r}")
     if recorded is not None:
         return ModelOfRecord(
             name, recorded, f"it scored {score_date} before, and a rerun or backfill reproduces the date's scores"
         )
-    if packaged is not None and packaged.promoted:
-        return ModelOfRecord(name, packaged.model_version, f"this run promoted it to {alias!r}")
     if champion is None:
         raise ScoringError(
             f"no model carries the alias {alias!r} in {name!r}: no challenger has passed evaluation yet, so "

@@ -117,6 +117,17 @@ def test_a_run_that_cannot_promote_skips_training_evaluation_and_packaging(
         assert skipped in skip.reason
 
 
+def test_a_retraining_run_that_drift_started_may_promote_for_its_scored_date(tmp_path):
+    scored = ScoringRecord("4", SCORE_DATE)
+    assert why_held_back(SCORE_DATE, SCORE_DATE, scored, drift_triggered=True) is None
+    retraining = run_context(tmp_path).model_copy(update={"drift_triggered": True})
+    assert phases_to_skip(retraining, SCORE_DATE, scored) is None
+    # Drift does not make history: a date before one scored since stays a backfill.
+    later = ScoringRecord("4", date(2026, 11, 30))
+    assert "before 2026-11-30" in why_held_back(SCORE_DATE, None, later, drift_triggered=True)
+    assert phases_to_skip(retraining, None, later) is not None
+
+
 def test_a_held_back_run_never_promotes_however_good():
     decision = decide_promotion(0.99, 0.70, min_auc=0.70, held_back="a backfill")
     assert (decision.promote, decision.reason) == (False, "a backfill")

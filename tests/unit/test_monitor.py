@@ -302,5 +302,6 @@ def test_monitoring_a_drifted_date_writes_its_rows_and_report_and_asks_for_retra
     assert "MonthlyCharges" in page and 'class="drifted"' in page
 
     # A run started by drift measures the same, and asks for nothing.
-    again = run_monitor(features, scored, triggered_by_drift=True, settings=settings)
+    retraining = features.run.model_copy(update={"drift_triggered": True})
+    again = run_monitor(features.model_copy(update={"run": retraining}), scored, settings=settings)
     assert again.drifted_features == result.drifted_features and not again.retraining_requested

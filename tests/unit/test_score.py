@@ -244,13 +244,14 @@ def test_a_category_training_never_saw_is_still_scored(trained_run, contract):
 @pytest.mark.parametrize(
     ("promoted", "recorded", "champion", "version", "reason"),
     [
-        (True, "3", "7", "3", "scored 2026-11-29 before"),
+        # Only a retraining run that drift started promotes for a scored date: it rescores it.
+        (True, "3", "7", "7", "this run promoted it to 'champion'"),
         (True, None, "7", "7", "this run promoted it to 'champion'"),
         (False, "3", "5", "3", "scored 2026-11-29 before"),
         (False, None, "5", "5", "current 'champion'"),
     ],
 )
-def test_the_model_of_record_is_recorded_then_promoted_then_champion(
+def test_the_model_of_record_is_promoted_then_recorded_then_champion(
     settings, tmp_path, promoted, recorded, champion, version, reason
 ):
     packaged = _packaged(run_context(tmp_path), promoted=promoted, version="7")
