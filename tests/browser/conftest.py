@@ -8,10 +8,12 @@ shows it in the test, as it would on a machine without it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -89,3 +91,34 @@ def offline_page(browser) -> Iterator[OfflinePage]:
         yield offline
     finally:
         context.close()
+
+
+# The password of the user ``admin`` in the Airflow that a browser test starts.
+ADMIN_PASSWORD = "browser-test"
+
+
+def api_server_environment(root: Path) -> tuple[dict[str, str], str]:
+    """The environment of a throwaway Airflow in ``root`` (SQLite metadata database and
+    warehouse) whose API server is to listen on a free loopback port, with the user ``admin``
+    and :data:`ADMIN_PASSWORD`; and that server's base URL."""
+    from tests.conftest import free_port
+    from tests.e2e.airflow_stack import airflow_environment
+
+    (root / "passwords.json").write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+    api_port = free_port()
+    env = airflow_environment(
+        root,
+        metadata_url=f"sqlite:///{root / 'airflow.db'}",
+        warehouse_url=f"sqlite:///{root / 'warehouse.db'}",
+        api_port=api_port,
+        password_file=root / "passwords.json",
+    )
+    return env, f"http://127.0.0.1:{api_port}"
+
+
+def sign_in(page, url: str) -> None:
+    """Open ``url``; Airflow's login page comes first, and returns to it once signed in as admin."""
+    page.goto(url)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()

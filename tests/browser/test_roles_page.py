@@ -25,12 +25,12 @@ import sqlalchemy as sa
 from churn.links import MLFLOW_VIEW, mlflow_ui_url
 from churn.raci import load_matrix
 from churn.settings import pipeline_config
+from tests.browser.conftest import ADMIN_PASSWORD, api_server_environment, sign_in
 from tests.browser.test_data_docs import assert_styled_and_complete
-from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR, free_port
-from tests.e2e.airflow_stack import BIN, airflow_environment, connect, log_tails, start, stop
+from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
+from tests.e2e.airflow_stack import BIN, connect, log_tails, start, stop
 from tests.e2e.deployment import e2e_pipeline_config
 
-PASSWORD = "roles-page-test"
 PAGE = "/churn-roles/"
 GOOD_DATE, BAD_DATE = "2026-11-28", "2026-11-29"
 SCREENSHOT = PROJECT_DIR / "docs" / "roles_page.png"
@@ -87,15 +87,7 @@ def generate(env: dict[str, str], folder: Path, *defect: str) -> Path:
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory) -> Iterator[Airflow]:
     root = tmp_path_factory.mktemp("roles_page")
-    (root / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
-    api_port = free_port()
-    env = airflow_environment(
-        root,
-        metadata_url=f"sqlite:///{root / 'airflow.db'}",
-        warehouse_url=f"sqlite:///{root / 'warehouse.db'}",
-        api_port=api_port,
-        password_file=root / "passwords.json",
-    )
+    env, base_url = api_server_environment(root)
     env["CHURN_PIPELINE_CONFIG"] = str(e2e_pipeline_config(root / "pipeline.yaml"))
     logs = [root / name for name in ("db-migrate.log", "api-server.log", "good-run.log", "failed-run.log")]
     assert start([str(BIN / "airflow"), "db", "migrate"], env, logs[0]).wait(timeout=300) == 0, log_tails(logs)
@@ -105,22 +97,13 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
     try:
         good_run = run_dag(env, GOOD_DATE, good, logs[2], "successful")
         failed_run = run_dag(env, BAD_DATE, bad, logs[3], "failed")
-        base_url = f"http://127.0.0.1:{api_port}"
-        api = connect(base_url, PASSWORD, [process], logs)
+        api = connect(base_url, ADMIN_PASSWORD, [process], logs)
         warehouse = sa.create_engine(f"sqlite:///{root / 'warehouse.db'}")
         yield Airflow(base_url, api, logs, good_run, failed_run, mlflow_ui_url(env), warehouse)
         warehouse.dispose()
         api.close()
     finally:
         stop(process)
-
-
-def sign_in(page, airflow: Airflow, path: str) -> None:
-    """Open ``path``; Airflow's login page comes first and returns to it."""
-    page.goto(f"{airflow.base_url}{path}")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def phase_rows(page) -> dict[str, list[str]]:
@@ -145,7 +128,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(airflow: Airflow):
 def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(airflow: Airflow, offline_page):
     page = offline_page.page
     page.set_viewport_size({"width": 1280, "height": 900})
-    sign_in(page, airflow, PAGE)
+    sign_in(page, f"{airflow.base_url}{PAGE}")
     page.wait_for_url(f"{airflow.base_url}{PAGE}")
     page.locator("#phases").wait_for()
 
@@ -186,7 +169,7 @@ def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(airflow
 
 def test_the_page_is_in_the_uis_navigation(airflow: Airflow, offline_page):
     page = offline_page.page
-    sign_in(page, airflow, "/")
+    sign_in(page, f"{airflow.base_url}/")
     page.get_by_role("link", name="Roles and runs").or_(
         page.get_by_role("button", name="Roles and runs")
     ).first.click()
@@ -199,7 +182,7 @@ def test_the_page_is_in_the_uis_navigation(airflow: Airflow, offline_page):
 
 def test_the_failed_runs_data_report_opens_offline_through_the_page(airflow: Airflow, offline_page):
     page = offline_page.page
-    sign_in(page, airflow, PAGE)
+    sign_in(page, f"{airflow.base_url}{PAGE}")
     page.wait_for_url(f"{airflow.base_url}{PAGE}")
     page.locator("#phases").get_by_role("link", name="data report").click()
     page.wait_for_url(re.compile(r".*/report/index\.html$"))

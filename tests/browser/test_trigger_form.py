@@ -14,7 +14,6 @@ hands its parameters to ingest's reader, which must refuse them by name.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,11 +24,10 @@ import httpx
 import pytest
 
 from churn.run_parameters import RunParameterError, read_run_parameters
-from tests.conftest import free_port
-from tests.e2e.airflow_stack import BIN, airflow_environment, connect, log_tails, start, stop
+from tests.browser.conftest import ADMIN_PASSWORD, api_server_environment, sign_in
+from tests.e2e.airflow_stack import BIN, connect, log_tails, start, stop
 
 SCREENSHOTS = Path("/tmp")
-PASSWORD = "trigger-form-test"
 
 
 @dataclass
@@ -47,22 +45,13 @@ class Airflow:
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory) -> Iterator[Airflow]:
     root = tmp_path_factory.mktemp("trigger_form")
-    (root / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
-    api_port = free_port()
-    env = airflow_environment(
-        root,
-        metadata_url=f"sqlite:///{root / 'airflow.db'}",
-        warehouse_url=f"sqlite:///{root / 'warehouse.db'}",
-        api_port=api_port,
-        password_file=root / "passwords.json",
-    )
+    env, base_url = api_server_environment(root)
     logs = [root / "db-migrate.log", root / "reserialize.log", root / "api-server.log"]
     for command, log in ((["db", "migrate"], logs[0]), (["dags", "reserialize"], logs[1])):
         assert start([str(BIN / "airflow"), *command], env, log).wait(timeout=300) == 0, log_tails([log])
     process = start([str(BIN / "airflow"), "api-server"], env, logs[2])
     try:
-        base_url = f"http://127.0.0.1:{api_port}"
-        api = connect(base_url, PASSWORD, [process], logs)
+        api = connect(base_url, ADMIN_PASSWORD, [process], logs)
         yield Airflow(base_url, api, logs)
         api.close()
     finally:
@@ -71,10 +60,7 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
 
 def open_trigger_form(page, airflow: Airflow):
     """Sign in on Airflow's login page, open the DAG's page and its Trigger dialog."""
-    page.goto(f"{airflow.base_url}/dags/churn_pipeline")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, f"{airflow.base_url}/dags/churn_pipeline")
     page.wait_for_url(re.compile(r".*/dags/churn_pipeline$"))
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.locator("[role=dialog][data-scope=dialog]")

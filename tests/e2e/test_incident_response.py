@@ -10,7 +10,6 @@ PostgreSQL as metadata database.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -25,7 +24,7 @@ from churn.generate import make_snapshots
 from tests.conftest import write_csv
 from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
 from tests.e2e.deployment import e2e_pipeline_config
-from tests.unit.test_incident_response import WebhookReceiver
+from tests.unit.test_incident_response import WebhookReceiver, receiving_webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +35,8 @@ ALERT_WAIT_SECONDS = 300
 
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with receiving_webhooks() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

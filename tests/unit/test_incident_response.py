@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -41,8 +42,9 @@ class WebhookReceiver(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
+@contextmanager
+def receiving_webhooks() -> Iterator[WebhookReceiver]:
+    """A :class:`WebhookReceiver` serving on a thread of its own until the block ends."""
     server = WebhookReceiver()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -51,6 +53,12 @@ def webhook() -> Iterator[WebhookReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    with receiving_webhooks() as server:
+        yield server
 
 
 def routed(settings, routes: dict[str, AlertRoute]):
