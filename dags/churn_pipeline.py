@@ -55,10 +55,10 @@ from airflow.sdk import (
     task_group,
 )
 
+from churn.airflow_alerts import on_task_failure, owner_links
 from churn.airflow_approval import PromotionApprovalOperator
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
-from incident_response import on_task_failure, owner_links
 
 RACI = load_raci()
 SCORES = Asset("churn_scores")

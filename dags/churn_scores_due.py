@@ -23,9 +23,9 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from churn.airflow_alerts import check_scores_due, on_task_failure, owner_links
 from churn.alerts import incident_response, scores_due_schedule
 from churn.settings import load_settings
-from incident_response import check_scores_due, on_task_failure, owner_links
 
 INCIDENT_RESPONSE = incident_response()
 

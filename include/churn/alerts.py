@@ -7,7 +7,7 @@ so it can be seen and tested with no outside service: a line in
 ``<CHURN_HOME>/alerts/alerts.jsonl`` and a row of the warehouse table ``churn_alerts``. A
 callback that runs twice records (and sends) its alert once: the row's key is the alert's
 kind, run, task, map index and try. Sending alerts to people (e-mail, webhooks) is Airflow's
-part, through its notifiers (``dags/incident_response.py``); this module never imports Airflow.
+part, through its notifiers (``churn.airflow_alerts``); this module never imports Airflow.
 """
 
 from __future__ import annotations

@@ -143,6 +143,8 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
     }
     allowed = entry_points | {
         "churn.airflow_approval.PromotionApprovalOperator",
+        "churn.airflow_alerts.on_task_failure",
+        "churn.airflow_alerts.owner_links",
         "churn.raci.load_raci",
         "churn.raci.render_matrix",
         "churn.run_parameters.trigger_form",
@@ -280,7 +282,7 @@ def test_a_typo_in_pipeline_yaml_fails_the_dag_parse_naming_the_file_and_key(tmp
 
 
 def test_every_task_tells_its_phases_roles_when_it_fails(dag):
-    from incident_response import on_task_failure
+    from churn.airflow_alerts import on_task_failure
 
     for task in dag.tasks:
         callbacks = task.on_failure_callback
@@ -299,7 +301,7 @@ def test_owner_links_reach_every_owner_where_the_routes_say(dag):
 
 def test_the_scores_are_checked_daily_at_their_due_time_by_incident_responses_owner(dagbag):
     """Airflow 3.3.2's Deadline Alerts would crash `airflow dags test`; a DAG of its own checks the table."""
-    from incident_response import on_task_failure
+    from churn.airflow_alerts import on_task_failure
 
     check = dagbag.dags["churn_scores_due"]
     assert check.timetable.summary == "0 6 * * *" and check.catchup is False

@@ -81,7 +81,7 @@ def validate_failure():
 
 
 def test_an_alert_is_posted_once_to_each_webhook_its_roles_are_reached_by(settings, webhook, monkeypatch):
-    from incident_response import _record_and_send
+    from churn.airflow_alerts import _record_and_send
 
     # The Connection holds the URL (and in real life its token); pipeline.yaml only its id.
     monkeypatch.setenv(
@@ -110,7 +110,7 @@ def test_an_alert_is_posted_once_to_each_webhook_its_roles_are_reached_by(settin
 
 
 def test_an_unreachable_webhook_or_missing_connection_leaves_the_alert_recorded(settings, monkeypatch, caplog):
-    from incident_response import _record_and_send
+    from churn.airflow_alerts import _record_and_send
 
     closed = free_port()
     monkeypatch.setenv(
@@ -132,7 +132,7 @@ def test_an_unreachable_webhook_or_missing_connection_leaves_the_alert_recorded(
 
 
 def test_alerts_use_the_warehouse_connection_and_survive_a_broken_one(churn_home, monkeypatch, caplog):
-    from incident_response import settings_for_alerts
+    from churn.airflow_alerts import settings_for_alerts
 
     monkeypatch.setenv("AIRFLOW_CONN_CHURN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": "/srv/w.db"}))
     settings, readable = settings_for_alerts()
@@ -145,7 +145,7 @@ def test_alerts_use_the_warehouse_connection_and_survive_a_broken_one(churn_home
 
 
 def test_owner_links_open_each_roles_page_or_mail():
-    from incident_response import owner_links
+    from churn.airflow_alerts import owner_links
 
     links = owner_links()
     assert links["data_engineer"] == "mailto:data-engineers@example.com"

@@ -3,8 +3,9 @@ check that the date's scores were written by their deadline (the ``churn_scores_
 and the DAGs' owner links, all addressed by the RACI matrix (see :mod:`churn.alerts`) and
 routed by ``alerts.routes`` in ``pipeline.yaml``.
 
-Not a DAG file (``.airflowignore`` keeps the DAG processor from parsing it): the DAG files
-import it from the DAG bundle, which is on ``sys.path`` for tasks and callbacks alike.
+Like :mod:`churn.airflow_connections` and :mod:`churn.airflow_approval`, it is where the
+package meets Airflow: in the package, not beside the DAG files, so every way of loading the
+DAGs finds it (the demo's DagBag does not put the DAG folder on ``sys.path``).
 
 Delivery uses the notifiers of providers Airflow already installs: ``SmtpNotifier``
 (``apache-airflow-providers-smtp``) for e-mail and ``HttpNotifier``
