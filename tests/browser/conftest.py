@@ -44,7 +44,10 @@ def chromium_path() -> str:
     pytest.skip("browser tests SKIPPED: install Debian's chromium package (apt-get install chromium) to run them")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop running on the main
+# thread while it is open, and fsspec (S3 run folders in later tests) cannot run its own calls
+# from a thread with a running loop.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
