@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -206,3 +207,34 @@ def connect(base_url: str, password: str, processes: list[subprocess.Popen], log
         time.sleep(1)
     assert api.get("/api/v2/dags/churn_pipeline").status_code == 200, log_tails(logs)
     return api
+
+
+# Airflow 3.3.2 races when an approval request is answered moments after its task began to
+# wait: the scheduler, yet to process the executor's report that the waiting workload ended,
+# finds the answered task queued again, fails that try, and the retry asks anew. A person
+# takes longer than this; the tests wait as long before they answer.
+ANSWER_AFTER_SECONDS = 10
+
+
+def waiting_request(stack: Stack, run_id: str, timeout: float = RUN_TIMEOUT_SECONDS) -> dict:
+    """The approve task's request in ``run_id``, once the task has waited for an answer for
+    :data:`ANSWER_AFTER_SECONDS`."""
+    deadline = time.monotonic() + timeout
+    run = f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}"
+    while time.monotonic() < deadline:
+        answer = stack.api.get(f"{run}/hitlDetails")
+        answer.raise_for_status()
+        for detail in answer.json()["hitl_details"]:
+            if detail["task_instance"]["state"] == "awaiting_input":
+                time.sleep(ANSWER_AFTER_SECONDS)
+                return detail
+        state = stack.api.get(run).json()["state"]
+        assert state in {"queued", "running"}, f"the run ended {state} without asking\n{stack.log_tails()}"
+        time.sleep(2)
+    raise TimeoutError(f"no approval request in {run_id}\n{stack.log_tails()}")
+
+
+def answer_request(client: httpx.Client, run_id: str, option: str) -> httpx.Response:
+    """What the Required Actions page sends when a user chooses ``option``."""
+    path = f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}/taskInstances/approve/-1/hitlDetails"
+    return client.patch(path, json={"chosen_options": [option]})

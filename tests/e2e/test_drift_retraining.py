@@ -39,7 +39,16 @@ from churn.settings import Settings, load_settings
 from churn.tracking import champion_version, use_mlflow
 from churn.warehouse import monitoring_table, warehouse_engine
 from tests.conftest import free_port
-from tests.e2e.airflow_stack import BIN, Stack, airflow_environment, connect, start, stop
+from tests.e2e.airflow_stack import (
+    BIN,
+    Stack,
+    airflow_environment,
+    answer_request,
+    connect,
+    start,
+    stop,
+    waiting_request,
+)
 from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
@@ -150,27 +159,6 @@ def drift_events(stack: Stack) -> list[dict]:
     )
 
 
-def waiting_request(stack: Stack, run_id: str) -> dict:
-    """The approve task's request in ``run_id``, once the task waits for an answer."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        answer = stack.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}/hitlDetails")
-        answer.raise_for_status()
-        for detail in answer.json()["hitl_details"]:
-            if detail["task_instance"]["state"] == "awaiting_input":
-                return detail
-        state = stack.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}").json()["state"]
-        assert state in {"queued", "running"}, f"the run ended {state} without asking\n{stack.log_tails()}"
-        time.sleep(2)
-    raise TimeoutError(f"no approval request in {run_id}\n{stack.log_tails()}")
-
-
-def answer(stack: Stack, run_id: str, option: str):
-    """What the Required Actions page sends when a user chooses ``option``."""
-    path = f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}/taskInstances/approve/-1/hitlDetails"
-    return stack.api.patch(path, json={"chosen_options": [option]})
-
-
 def finished(stack: Stack, run_id: str) -> str:
     return stack.wait_for(quote(run_id, safe=""))
 
@@ -227,7 +215,7 @@ def approved_retraining(stack: Stack, settings, first_drift) -> dict:
     run = new_run(stack, "asset_triggered", set())
     detail = waiting_request(stack, run["dag_run_id"])
     package_before = stack.task_states(quote(run["dag_run_id"], safe=""))["package"]
-    approved = answer(stack, run["dag_run_id"], "Approve")
+    approved = answer_request(stack.api, run["dag_run_id"], "Approve")
     assert approved.status_code == 200, approved.text
     state = finished(stack, run["dag_run_id"])
     return {
@@ -248,7 +236,7 @@ def rejected_retraining(stack: Stack, settings, snapshots, approved_retraining) 
     rerun = drifted_rerun(stack, snapshots["drifted_scoring"], snapshots["training"])
     run = new_run(stack, "asset_triggered", {approved_retraining["run"]["dag_run_id"]})
     detail = waiting_request(stack, run["dag_run_id"])
-    rejected = answer(stack, run["dag_run_id"], "Reject")
+    rejected = answer_request(stack.api, run["dag_run_id"], "Reject")
     assert rejected.status_code == 200, rejected.text
     state = finished(stack, run["dag_run_id"])
     return {"rerun": rerun, "run": run, "detail": detail, "champion": champion, "state": state}

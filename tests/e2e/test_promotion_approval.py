@@ -12,11 +12,9 @@ backwards: the challenger is promoted, with a change of test ROC AUC far beyond 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
-from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -27,7 +25,16 @@ from churn.manifest import read_manifests
 from churn.settings import Settings, load_settings
 from churn.tracking import champion_version, use_mlflow
 from tests.conftest import free_port
-from tests.e2e.airflow_stack import BIN, Stack, airflow_environment, connect, start, stop
+from tests.e2e.airflow_stack import (
+    BIN,
+    Stack,
+    airflow_environment,
+    answer_request,
+    connect,
+    start,
+    stop,
+    waiting_request,
+)
 from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +44,6 @@ CHAMPION_DATE, REJECTED_DATE, APPROVED_DATE = date(2026, 11, 27), date(2026, 11,
 # Airflow's simple auth manager: admin is mapped to the Accountable roles in pipeline.yaml;
 # analyst is an admin too, but not mapped, so Airflow refuses its answer.
 PASSWORDS = {"admin": f"pw-{uuid.uuid4().hex}", "analyst": f"pw-{uuid.uuid4().hex}"}
-WAIT_SECONDS = 900
 
 
 def login(base_url: str, user: str) -> httpx.Client:
@@ -107,27 +113,6 @@ def relabelled_training(stack: Stack) -> str:
     return str(path)
 
 
-def waiting_request(stack: Stack, run_id: str) -> dict:
-    """The approve task's request in ``run_id``, once the task waits for an answer."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        answer = stack.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}/hitlDetails")
-        answer.raise_for_status()
-        for detail in answer.json()["hitl_details"]:
-            if detail["task_instance"]["state"] == "awaiting_input":
-                return detail
-        state = stack.api.get(f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}").json()["state"]
-        assert state in {"queued", "running"}, f"the run ended {state} without asking\n{stack.log_tails()}"
-        time.sleep(2)
-    raise TimeoutError(f"no approval request in {run_id}\n{stack.log_tails()}")
-
-
-def answer(client: httpx.Client, run_id: str, option: str) -> httpx.Response:
-    """What the Required Actions page sends when a user chooses ``option``."""
-    path = f"/api/v2/dags/churn_pipeline/dagRuns/{quote(run_id, safe='')}/taskInstances/approve/-1/hitlDetails"
-    return client.patch(path, json={"chosen_options": [option]})
-
-
 def packaged(settings: Settings, score_date: date, run_id: str) -> PackageResult:
     return read_manifests(settings.run_dir(score_date.isoformat(), run_id))["package"]
 
@@ -158,9 +143,9 @@ def test_a_rejected_promotion_keeps_the_champion_which_scores_the_date(
     assert "/#/experiments/" in body and f"/#/models/churn-classifier/versions/{champion}" in body
     assert stack.task_states(run_id)["package"] is None
 
-    refused = answer(login(str(stack.api.base_url).rstrip("/"), "analyst"), run_id, "Approve")
+    refused = answer_request(login(str(stack.api.base_url).rstrip("/"), "analyst"), run_id, "Approve")
     assert refused.status_code == 403 and "not a respondent" in refused.text
-    rejected = answer(stack.api, run_id, "Reject")
+    rejected = answer_request(stack.api, run_id, "Reject")
     assert rejected.status_code == 200, rejected.text
     assert stack.wait_for(run_id) == "success", stack.log_tails()
 
@@ -180,11 +165,11 @@ def test_an_approved_promotion_moves_the_champion(stack: Stack, settings, champi
     run_id = started.json()["dag_run_id"]
 
     waiting_request(stack, run_id)
-    approved = answer(stack.api, run_id, "Approve")
+    approved = answer_request(stack.api, run_id, "Approve")
     assert approved.status_code == 200, approved.text
     assert approved.json()["responded_by"]["name"] == "admin"
     # One answer only: the request is closed.
-    assert answer(stack.api, run_id, "Reject").status_code == 409
+    assert answer_request(stack.api, run_id, "Reject").status_code == 409
     assert stack.wait_for(run_id) == "success", stack.log_tails()
 
     record = packaged(settings, APPROVED_DATE, run_id)
