@@ -19,6 +19,7 @@ from churn.evaluate import run_evaluate
 from churn.feature import run_feature
 from churn.generate import make_snapshots, write_snapshots
 from churn.handoffs import EvaluateResult, PackageResult, ScoreResult, SkippedPhases
+from churn.monitor import run_monitor
 from churn.package import run_package
 from churn.score import run_score
 from churn.settings import load_settings
@@ -46,7 +47,7 @@ class PipelineRun:
 def run_pipeline(settings, score_date: date, run_type: str) -> PipelineRun:
     """One run of every phase for ``score_date``, as the DAG's tasks would call them, on the
     date's own snapshots: the same source references serve every date. A skipped train
-    skips evaluate and package, and score goes on, as the DAG's trigger rules do."""
+    skips evaluate and package, and score and monitor go on, as the DAG's trigger rules do."""
     params = run_parameters(
         settings.sources_dir / "{score_date}" / "training.csv",
         settings.sources_dir / "{score_date}" / "scoring.csv",
@@ -57,10 +58,20 @@ def run_pipeline(settings, score_date: date, run_type: str) -> PipelineRun:
     try:
         trained = run_train(features, settings)
     except PhaseSkipped as skip:
-        return PipelineRun(skip.skipped, None, None, run_score(features, None, settings))
+        return monitored(
+            PipelineRun(skip.skipped, None, None, run_score(features, None, settings)), features, settings
+        )
     evaluated = run_evaluate(trained, settings)
     packaged = run_package(validated, trained, evaluated, settings)
-    return PipelineRun(None, evaluated, packaged, run_score(features, packaged, settings))
+    return monitored(
+        PipelineRun(None, evaluated, packaged, run_score(features, packaged, settings)), features, settings
+    )
+
+
+def monitored(run: PipelineRun, features, settings) -> PipelineRun:
+    """``run`` after its last phase, monitor, as the DAG ends every run that scored."""
+    run_monitor(features, run.scored, settings=settings)
+    return run
 
 
 def scores_for(settings, score_date: date) -> pd.DataFrame:
