@@ -33,7 +33,9 @@ class Progress:
     """One line per task as it finishes (task, owner, seconds, what it did), from Airflow's log."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
-        from churn.raci import load_raci
+        from churn.raci import load_raci, phase_task_id
+
+        self.phase_of = phase_task_id
 
         self.write, self.raci = write, load_raci()
         self.started: dict[tuple[str, str], float] = {}
@@ -47,7 +49,7 @@ class Progress:
         elif ended := TASK_ENDS.search(line):
             task = ended["task"]
             seconds = time.monotonic() - self.started.pop((task, ended["index"]), time.monotonic())
-            owner = self.raci[task.split(".")[0]].responsible
+            owner = self.raci[self.phase_of(task)].responsible
             what = self.said.pop(task, "did not finish: see the summary below")
             self.write(f"  {task:<16} {owner:<15} {seconds:6.1f} s  {what}\n")
 
