@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from churn.run_parameters import RunParameterError, read_run_parameters
 from tests.browser.conftest import ADMIN_PASSWORD, api_server_environment, sign_in
@@ -96,11 +97,15 @@ def test_a_misspelt_parameter_is_refused_by_name(airflow: Airflow, offline_page)
     dialog.get_by_role("button", name="Advanced Options").click()
     # Misspell the key in the configuration JSON as a typing user would: go to the third line,
     # to the end of "scoring_source, and delete its last letter.
-    dialog.locator(".monaco-editor .view-lines").click()
+    # Keys typed before the editor has focus are lost, and Monaco redraws its lines on the next
+    # animation frame, so wait for both rather than read the lines at once.
+    editor_lines = dialog.locator(".monaco-editor .view-lines")
+    editor_lines.click()
+    expect(dialog.locator(".monaco-editor")).to_have_class(re.compile(r"\bfocused\b"))
     page.keyboard.press("Control+Home")
     for key in ["ArrowDown", "ArrowDown", "Home", *["ArrowRight"] * len('"scoring_source'), "Backspace"]:
         page.keyboard.press(key)
-    assert '"scoring_sourc":' in dialog.locator(".monaco-editor .view-lines").inner_text().replace("\xa0", " ")
+    expect(editor_lines).to_contain_text('"scoring_sourc":')
 
     dialog.get_by_role("button", name="Trigger").click()
     page.wait_for_url(re.compile(r".*/dags/churn_pipeline/runs/.+"))
