@@ -151,7 +151,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 # The quick suites: DAG integrity, unit and data-contract tests.
 test-fast: install lint
