@@ -16,6 +16,9 @@ case "${1:-}" in
     trap 'as_postgres "$pg_bin/pg_ctl -D $data -m fast stop" >/dev/null 2>&1 || true; rm -rf "$data"' ERR
     chown postgres:postgres "$data"
     as_postgres "$pg_bin/initdb -D $data -A trust -U postgres" >/dev/null
+    # Every role is trusted but one, which must give its password over TCP: the tests of a
+    # refused login need a server that refuses one (the first matching line decides).
+    as_postgres "sed -i '1i host all churn_password_login 127.0.0.1/32 scram-sha-256' $data/pg_hba.conf"
     as_postgres "$pg_bin/pg_ctl -D $data -l $data/server.log -w \
       -o '-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=200' start" >/dev/null
     "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U postgres churn_test

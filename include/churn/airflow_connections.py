@@ -11,10 +11,11 @@ defined, the environment's settings (:mod:`churn.settings`) apply.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, NamedTuple
 
 from churn.errors import PermanentError
-from churn.settings import Settings, load_settings
+from churn.settings import Settings, load_settings, redact_text
 
 WAREHOUSE_CONNECTION = "churn_warehouse"
 MLFLOW_CONNECTION = "churn_mlflow"
@@ -22,6 +23,36 @@ MLFLOW_CONNECTION = "churn_mlflow"
 
 class ConnectionProblem(PermanentError, ValueError):
     """An Airflow Connection is defined but cannot be used; the message names it and the field."""
+
+
+# What PostgreSQL answers when it refuses a login, what that means, and the Connection field
+# (or URL part) that fixes it. A retry never helps: the task fails at once.
+_REFUSED_LOGINS = (
+    (re.compile(r"password authentication failed|no password supplied"), "the password was refused", "password"),
+    (re.compile(r'role "[^"]*" does not exist'), "no such user exists", "login"),
+    (re.compile(r'database "[^"]*" does not exist'), "the database does not exist", "schema"),
+)
+
+
+def refused_login(error: BaseException, url: Any, conn_id: str | None, variable: str) -> ConnectionProblem | None:
+    """A :class:`ConnectionProblem` naming the Connection ``conn_id`` (else the environment
+    ``variable`` the URL came from) and the field to fix, if ``error`` is PostgreSQL refusing the
+    login of ``url`` (a SQLAlchemy URL); None for any other error."""
+    for pattern, refusal, field in _REFUSED_LOGINS:
+        if pattern.search(str(error)):
+            where = f"{url.host or 'the local socket'}{f':{url.port}' if url.port else ''}"
+            owner, fix = (
+                (f"Connection {conn_id!r}", f"fix the Connection's {field} field")
+                if conn_id
+                else (f"the URL in {variable}", f"fix the {field} in {variable}")
+            )
+            return ConnectionProblem(
+                redact_text(
+                    f"{owner}: {refusal} by PostgreSQL at {where} for user {url.username!r} "
+                    f"(database {url.database!r}); {fix}"
+                )
+            )
+    return None
 
 
 class MlflowServer(NamedTuple):
@@ -141,7 +172,8 @@ def task_settings(*, warehouse: bool = False, mlflow: bool = False) -> Settings:
     only when asked for and defined."""
     settings = load_settings()
     if warehouse:
-        settings = settings.overridden(warehouse_url=database_url(WAREHOUSE_CONNECTION))
+        url = database_url(WAREHOUSE_CONNECTION)
+        settings = settings.overridden(warehouse_url=url, warehouse_conn_id=url and WAREHOUSE_CONNECTION)
     server = mlflow_server() if mlflow else None
     if server is not None:
         settings = settings.overridden(

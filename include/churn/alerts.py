@@ -258,7 +258,7 @@ def read_alerts(path: Path) -> list[dict]:
 
 
 def _insert_alert(alert: Alert, settings: Settings) -> bool:
-    from churn.warehouse import warehouse_engine
+    from churn.warehouse import configured_warehouse_engine
 
     config = settings.config
     table = alerts_table(sa.MetaData(), config.alerts.table, config.warehouse.schema_name)
@@ -268,7 +268,7 @@ def _insert_alert(alert: Alert, settings: Settings) -> bool:
         "to_roles": ",".join(alert.to),
         "informed_roles": ",".join(alert.informed),
     }
-    engine = warehouse_engine(settings.warehouse_url)
+    engine = configured_warehouse_engine(settings)
     try:
         with engine.execution_options(write_lock=True).begin() as connection:
             dialect = connection.dialect.name

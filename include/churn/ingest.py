@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
 from churn.run_parameters import read_run_parameters
-from churn.settings import Settings, load_settings
+from churn.settings import DatabaseTimeouts, Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, parse_source
 from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
+from churn.warehouse import warehouse_engine
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -48,12 +49,15 @@ def arrow_schema(table: sa.Table) -> pa.Schema:
     return pa.schema(fields)
 
 
-def read_table_batches(source: TableSource, sqlalchemy_url: str | None, batch_rows: int) -> Iterator[pa.Table]:
+def read_table_batches(
+    source: TableSource, sqlalchemy_url: str | None, batch_rows: int, timeouts: DatabaseTimeouts | None = None
+) -> Iterator[pa.Table]:
     """Read a table through SQLAlchemy, ``batch_rows`` rows at a time, as Arrow tables of one
-    schema. A missing Connection or table is refused at once, before anything is landed."""
+    schema, each wait bounded by ``timeouts``. A missing Connection or table, or a login
+    refused, is refused at once, before anything is landed."""
     if not sqlalchemy_url:
         raise SourceError(f"{source.describe()}: no Airflow Connection {source.conn_id!r} is defined")
-    engine = sa.create_engine(sqlalchemy_url)
+    engine = warehouse_engine(sqlalchemy_url, timeouts, conn_id=source.conn_id)
     try:
         table = sa.Table(source.table, sa.MetaData(), schema=source.schema, autoload_with=engine)
     except Exception as error:
@@ -79,8 +83,14 @@ def _exported(engine: sa.Engine, table: sa.Table, batch_rows: int) -> Iterator[p
         engine.dispose()
 
 
-def land_snapshot(source: FileSource | TableSource, landing_dir: ObjectStoragePath, name: str) -> LandedSnapshot:
-    """Land one snapshot unchanged as ``landing_dir/<name>.<format>``; returns where, and its checksum.
+def land_snapshot(
+    source: FileSource | TableSource,
+    landing_dir: ObjectStoragePath,
+    name: str,
+    timeouts: DatabaseTimeouts | None = None,
+) -> LandedSnapshot:
+    """Land one snapshot unchanged as ``landing_dir/<name>.<format>``; returns where, and its
+    checksum. A table's database sessions wait at most ``timeouts``.
 
     A table's database comes from the Airflow Connection its reference names, resolved here,
     in the task that reads it.
@@ -89,7 +99,7 @@ def land_snapshot(source: FileSource | TableSource, landing_dir: ObjectStoragePa
         from churn.airflow_connections import database_url
 
         file_format = "parquet"
-        batches = read_table_batches(source, database_url(source.conn_id), PARQUET_ROW_GROUP_ROWS)
+        batches = read_table_batches(source, database_url(source.conn_id), PARQUET_ROW_GROUP_ROWS, timeouts)
         landed = write_parquet_batches_atomically(batches, landing_dir / f"{name}.parquet")
     else:
         if not source.path.is_file():
@@ -138,7 +148,12 @@ def run_ingest(
 
     def land_both() -> IngestResult:
         landed = {
-            name: land_snapshot(parse_source(spec, score_date), run.run_dir / "raw", name)
+            name: land_snapshot(
+                parse_source(spec, score_date),
+                run.run_dir / "raw",
+                name,
+                settings.config.database_timeouts,
+            )
             for name, spec in (("training", parameters.training_source), ("scoring", parameters.scoring_source))
         }
         return IngestResult(run=run, **landed)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from churn.links import mlflow_run_url, model_version_url
 from churn.raci import RaciMatrix
 from churn.settings import Settings, safe_path_part
-from churn.warehouse import WarehouseState, open_scores_table, warehouse_engine, warehouse_state
+from churn.warehouse import WarehouseState, configured_warehouse_engine, open_scores_table, warehouse_state
 
 # Rows of each of those tables the page shows at most, newest first.
 RECENT_ROWS = 40
@@ -497,7 +497,7 @@ def gather_roles_page(
     phases = latest_phase_runs(matrix, records)
     monitoring = alerts = None
     if not sqlite_file_missing(settings.warehouse_url):
-        engine = warehouse_engine(settings.warehouse_url)
+        engine = configured_warehouse_engine(settings)
         schema = settings.config.warehouse.schema_name
         try:
             monitoring = recent_rows(engine, settings.config.monitoring.table, schema, latest_only=True)

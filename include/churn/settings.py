@@ -70,6 +70,19 @@ class WarehouseConfig(Strict):
         return None if name is None else validated_identifier(name)
 
 
+class DatabaseTimeouts(Strict):
+    """How long a warehouse or ``sql://`` source session waits, so an outage or a lock another
+    session holds fails the task in minutes (a retryable problem) instead of hanging it."""
+
+    # One connection attempt (libpq's connect_timeout): a server that never answers.
+    connect_seconds: PositiveInt = 10
+    # A lock another session holds (PostgreSQL's lock_timeout; SQLite's wait for the write lock).
+    lock_seconds: PositiveInt = 60
+    # One statement (PostgreSQL's statement_timeout): the largest is a date's publish without
+    # partitions, copying every staged row (57 s for 10,000,000 on SQLite, BENCHMARKS.md).
+    statement_seconds: PositiveInt = 1800
+
+
 class SplitConfig(Strict):
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
     seed: int
@@ -421,6 +434,7 @@ class PipelineConfig(Strict):
     champion_alias: str
     default_contract: str
     warehouse: WarehouseConfig
+    database_timeouts: DatabaseTimeouts = DatabaseTimeouts()
     split: SplitConfig
     training: TrainingConfig
     quality_gates: QualityGates
@@ -458,6 +472,8 @@ class Settings:
     mlflow_password: str | None = None
     # Base of the run folders, a local folder or an object-storage URL; None: CHURN_HOME/runs.
     runs_base: str | None = None
+    # The Airflow Connection warehouse_url came from, to name in a refused login; None: the environment.
+    warehouse_conn_id: str | None = None
 
     def __repr__(self) -> str:
         # URLs and the MLflow login may carry passwords; a logged Settings must not.

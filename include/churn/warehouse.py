@@ -23,15 +23,14 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from churn.airflow_connections import ConnectionProblem, refused_login
 from churn.contract import CUSTOMER_ID_LENGTH
 from churn.errors import PermanentError
-from churn.settings import Settings, redact_url
+from churn.settings import DatabaseTimeouts, Settings, redact_url
 
 INSERT_BATCH_ROWS = 10_000
-PUBLISH_LOCK_TIMEOUT_SECONDS = 60
 # The staging table's column naming the scoring partition that wrote each row.
 STAGED_BY = "scoring_partition"
-SQLITE_WRITE_WAIT_SECONDS = 60
 
 
 class WarehouseError(RuntimeError):
@@ -50,14 +49,32 @@ class ScoringRecord:
     latest_date: date | None
 
 
-def warehouse_engine(url: str) -> sa.Engine:
-    """An engine for the warehouse. On SQLite, transactions begun with the execution option
-    ``write_lock=True`` take the write lock at once (BEGIN IMMEDIATE), so writers wait for
-    each other instead of failing half-way through; readers never take it."""
+def warehouse_engine(
+    url: str, timeouts: DatabaseTimeouts | None = None, *, conn_id: str | None = None
+) -> sa.Engine:
+    """An engine for the warehouse (or a ``sql://`` source's database) whose waits are bounded
+    by ``timeouts`` (pipeline.yaml's ``database_timeouts``): each connection attempt, each lock
+    wait and, on PostgreSQL, each statement. A login PostgreSQL refuses raises a
+    :class:`~churn.airflow_connections.ConnectionProblem` naming the Connection ``conn_id`` (None:
+    the URL came from CHURN_WAREHOUSE_URL) and the field to fix.
+
+    On SQLite, transactions begun with the execution option ``write_lock=True`` take the write
+    lock at once (BEGIN IMMEDIATE), so writers wait for each other instead of failing half-way
+    through; readers never take it."""
+    timeouts = timeouts or DatabaseTimeouts()
     # hide_parameters: error messages must not carry customer rows into logs.
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, hide_parameters=True)
-    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": SQLITE_WRITE_WAIT_SECONDS})
+        engine = sa.create_engine(url, hide_parameters=True, connect_args=_postgres_session(url, timeouts))
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _name_a_refused_login(context: sa.engine.ExceptionContext) -> None:
+            if context.connection is None:  # connecting
+                problem = refused_login(context.original_exception, engine.url, conn_id, "CHURN_WAREHOUSE_URL")
+                if problem is not None:
+                    raise problem from context.original_exception
+
+        return engine
+    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": timeouts.lock_seconds})
 
     @sa.event.listens_for(engine, "connect")
     def _let_sqlalchemy_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -69,6 +86,25 @@ def warehouse_engine(url: str) -> sa.Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def configured_warehouse_engine(settings: Settings) -> sa.Engine:
+    """:func:`warehouse_engine` for the warehouse ``settings`` name, with their time-outs."""
+    timeouts = settings.config.database_timeouts
+    return warehouse_engine(settings.warehouse_url, timeouts, conn_id=settings.warehouse_conn_id)
+
+
+def _postgres_session(url: str, timeouts: DatabaseTimeouts) -> dict[str, Any]:
+    """libpq's arguments for a session that waits at most ``timeouts``. What the URL sets itself
+    (a Connection's extras) wins: its connect_timeout is kept, and its ``-c`` options come after
+    these, so PostgreSQL takes them."""
+    query = sa.engine.make_url(url).query
+    limits = f"-c lock_timeout={timeouts.lock_seconds}s -c statement_timeout={timeouts.statement_seconds}s"
+    own = query.get("options")
+    session: dict[str, Any] = {"options": f"{limits} {own}" if own else limits}
+    if "connect_timeout" not in query:
+        session["connect_timeout"] = timeouts.connect_seconds
+    return session
 
 
 def _score_columns() -> list[sa.Column]:
@@ -255,9 +291,8 @@ def publish_staged(
         _lock(connection, table.fullname)
         postgres = connection.dialect.name == "postgresql"
         if postgres:
-            # Readers queue behind the partition swap: wait a bounded time for theirs to end,
-            # then fail and be retried. The partition bound is compared as ISO text.
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT_SECONDS}s'")
+            # Readers queue behind the partition swap: the session's lock_timeout bounds the wait
+            # for theirs to end, then it fails and is retried. The partition bound is compared as ISO text.
             connection.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
         partitioned = _is_partitioned(connection, table)
         if _published_already(connection, table, staging, score_date, total, run_id, partitioned=partitioned):
@@ -324,13 +359,26 @@ def _writing(
     try:
         with engine.execution_options(write_lock=True).begin() as connection:
             yield connection
-    except (_ProducerFailed, PublishRefused):
+    except (_ProducerFailed, PublishRefused, ConnectionProblem):
         raise
     except Exception as error:  # the driver's own errors (COPY) are not SQLAlchemy's
         raise WarehouseError(
             f"{step} the {rows} for {score_date} in {table.fullname} at {redact_url(engine.url)} failed; unless "
-            f"the failure came at commit, the date's earlier rows are unchanged: {error}"
+            f"the failure came at commit, the date's earlier rows are unchanged{_waited_too_long(error)}: {error}"
         ) from error
+
+
+# How PostgreSQL says that a session's time-out ended a statement, and what to say of it.
+_ENDED_WAITS = {
+    "due to lock timeout": "another session held a lock it needs for longer than database_timeouts.lock_seconds",
+    "due to statement timeout": "a statement ran for longer than database_timeouts.statement_seconds",
+}
+
+
+def _waited_too_long(error: BaseException) -> str:
+    """Why PostgreSQL ended ``error``'s statement, when a time-out of pipeline.yaml did; else ''."""
+    reason = next((reason for words, reason in _ENDED_WAITS.items() if words in str(error)), None)
+    return f" ({reason} in pipeline.yaml allows; a retry tries again)" if reason else ""
 
 
 def _lock(connection: sa.Connection, key: str) -> None:
@@ -438,7 +486,7 @@ def replace_monitoring(engine: sa.Engine, table: sa.Table, score_date: date, row
 @contextmanager
 def open_scores_table(settings: Settings) -> Iterator[tuple[sa.Engine, sa.Table]]:
     """An engine for the configured warehouse and its scores table; the engine is closed after."""
-    engine = warehouse_engine(settings.warehouse_url)
+    engine = configured_warehouse_engine(settings)
     try:
         warehouse = settings.config.warehouse
         yield engine, scores_table(sa.MetaData(), warehouse.table, warehouse.schema_name)
