@@ -59,6 +59,7 @@ from churn.airflow_alerts import on_task_failure, owner_links
 from churn.airflow_approval import PromotionApprovalOperator
 from churn.raci import load_raci, render_matrix
 from churn.run_parameters import trigger_form
+from churn.settings import task_timeout
 
 RACI = load_raci()
 SCORES = Asset("churn_scores")
@@ -72,6 +73,7 @@ SCHEDULE = "0 2 * * *"  # 02:00 UTC
 def phase_task(phase: str, step: str | None = None, **options: Any):
     """A TaskFlow task for ``phase`` (or one ``step`` of it), owned by its RACI Responsible role
     and documented by its row."""
+    options.setdefault("execution_timeout", task_timeout(phase))  # pipeline.yaml: task_timeouts_minutes
     return task(task_id=step or phase, owner=RACI[phase].responsible, doc_md=RACI[phase].task_doc(), **options)
 
 

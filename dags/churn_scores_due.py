@@ -25,7 +25,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from churn.airflow_alerts import check_scores_due, on_task_failure, owner_links
 from churn.alerts import incident_response, scores_due_schedule
-from churn.settings import load_settings
+from churn.settings import load_settings, task_timeout
 
 INCIDENT_RESPONSE = incident_response()
 
@@ -45,7 +45,11 @@ INCIDENT_RESPONSE = incident_response()
     doc_md=__doc__,
 )
 def churn_scores_due():
-    @task(owner=INCIDENT_RESPONSE.responsible, doc_md=INCIDENT_RESPONSE.task_doc())
+    @task(
+        owner=INCIDENT_RESPONSE.responsible,
+        doc_md=INCIDENT_RESPONSE.task_doc(),
+        execution_timeout=task_timeout("scores_due"),
+    )
     def check_scores_written(**context) -> str:
         return check_scores_due(context)
 

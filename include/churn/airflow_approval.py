@@ -37,6 +37,8 @@ class PromotionApprovalOperator(HITLOperator):
             defaults=[REJECT],
             response_timeout=timedelta(hours=approvals.response_timeout_hours),
             doc_md=approval_task_doc(approvals),
+            # The time before the request waits; the wait itself is bounded by response_timeout.
+            execution_timeout=load_settings().config.task_timeout("approve"),
             **kwargs,
         )
         self.evaluated = evaluated

@@ -29,7 +29,7 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import time
+from datetime import time, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -81,6 +81,24 @@ class DatabaseTimeouts(Strict):
     # One statement (PostgreSQL's statement_timeout): the largest is a date's publish without
     # partitions, copying every staged row (57 s for 10,000,000 on SQLite, BENCHMARKS.md).
     statement_seconds: PositiveInt = 1800
+
+
+# Minutes each task may run before Airflow stops it (its execution_timeout); a stopped task is
+# retried like an outage. Sized for 10,000,000 customers on 2 cores (the whole DAG: under 5
+# minutes, BENCHMARKS.md), with wide room for slower machines. score: each of its tasks; approve:
+# before the request waits (the wait is approvals.response_timeout_hours); scores_due: that DAG's check.
+TASK_TIMEOUT_MINUTES = {
+    "ingest": 60,
+    "validate": 60,
+    "feature": 60,
+    "train": 120,
+    "evaluate": 60,
+    "approve": 10,
+    "package": 30,
+    "score": 120,
+    "monitor": 60,
+    "scores_due": 10,
+}
 
 
 class SplitConfig(Strict):
@@ -435,6 +453,8 @@ class PipelineConfig(Strict):
     default_contract: str
     warehouse: WarehouseConfig
     database_timeouts: DatabaseTimeouts = DatabaseTimeouts()
+    # A task left out keeps its default (TASK_TIMEOUT_MINUTES).
+    task_timeouts_minutes: dict[str, PositiveInt] = Field(default_factory=dict)
     split: SplitConfig
     training: TrainingConfig
     quality_gates: QualityGates
@@ -444,6 +464,20 @@ class PipelineConfig(Strict):
     alerts: AlertsConfig = AlertsConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     risk_bands: dict[str, float]
+
+    @field_validator("task_timeouts_minutes")
+    @classmethod
+    def _known_tasks(cls, minutes: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(minutes) - set(TASK_TIMEOUT_MINUTES))
+        if unknown:
+            raise ValueError(
+                f"time-outs for tasks the DAGs do not have: {unknown}; known: {list(TASK_TIMEOUT_MINUTES)}"
+            )
+        return minutes
+
+    def task_timeout(self, phase: str) -> timedelta:
+        """How long a task of ``phase`` may run (its Airflow execution_timeout)."""
+        return timedelta(minutes=self.task_timeouts_minutes.get(phase, TASK_TIMEOUT_MINUTES[phase]))
 
     @field_validator("risk_bands")
     @classmethod
@@ -523,6 +557,11 @@ def pipeline_config(path: str | None = None) -> PipelineConfig:
     except OSError as error:
         raise ConfigurationError(f"pipeline configuration {path} cannot be read: {error}") from error
     return parse_document(PipelineConfig, text, path)
+
+
+def task_timeout(phase: str) -> timedelta:
+    """How long a task of ``phase`` may run (its Airflow execution_timeout), as configured."""
+    return load_settings().config.task_timeout(phase)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -148,6 +148,7 @@ def test_the_dag_file_is_wiring_and_imports_only_entry_points_raci_and_parameter
         "churn.raci.load_raci",
         "churn.raci.render_matrix",
         "churn.run_parameters.trigger_form",
+        "churn.settings.task_timeout",
     }
     assert entry_points <= project_imports <= allowed
 
@@ -311,3 +312,44 @@ def test_the_scores_are_checked_daily_at_their_due_time_by_incident_responses_ow
         task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
     )
     assert not dagbag.dags["churn_pipeline"].deadline
+
+
+def test_every_task_of_both_dags_stops_after_its_phases_configured_time(dagbag, tmp_path, monkeypatch):
+    """A hung task (a lock, a server that never answers) is stopped and retried, never left
+    running: every task has an execution_timeout, its phase's in task_timeouts_minutes. A
+    configuration that changes one phase's shows there, and in no other phase's tasks."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from churn.settings import TASK_TIMEOUT_MINUTES, pipeline_config
+
+    def configured_as(task_id: str) -> str:  # the approval gate's own; the scores_due DAG's check
+        return {"approve": "approve", "check_scores_written": "scores_due"}.get(task_id, phase_task_id(task_id))
+
+    tasks = [task for dag_id in ("churn_pipeline", "churn_scores_due") for task in dagbag.dags[dag_id].tasks]
+    assert {configured_as(task.task_id) for task in tasks} == set(TASK_TIMEOUT_MINUTES)
+    for task in tasks:
+        assert task.execution_timeout == timedelta(minutes=TASK_TIMEOUT_MINUTES[configured_as(task.task_id)])
+
+    config = tmp_path / "pipeline.yaml"
+    bundled = (PROJECT_DIR / "include" / "churn" / "pipeline.yaml").read_text()
+    config.write_text(
+        bundled.replace("  score: 120 ", "  score: 7 ").replace("  scores_due: 10 ", "  scores_due: 3 ")
+    )
+    monkeypatch.setenv("CHURN_PIPELINE_CONFIG", str(config))
+    pipeline_config.cache_clear()
+    try:
+        reparsed = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
+    finally:
+        pipeline_config.cache_clear()
+    minutes = {
+        task.task_id: task.execution_timeout / timedelta(minutes=1)
+        for dag_id in ("churn_pipeline", "churn_scores_due")
+        for task in reparsed.dags[dag_id].tasks
+    }
+    assert minutes == {
+        **{task_id: TASK_TIMEOUT_MINUTES[configured_as(task_id)] for task_id in minutes},
+        "score.plan": 7,
+        "score.partition": 7,
+        "score.publish": 7,
+        "check_scores_written": 3,
+    }
