@@ -53,7 +53,7 @@ def run_dag(customers: int, postgres_url: str | None) -> float:
             env.pop(inherited, None)
         if postgres_url:
             env["AIRFLOW_CONN_CHURN_WAREHOUSE"] = airflow_connection_uri(postgres_url)
-        sources = workdir / "sources"
+        sources = workdir / "home" / "sources"  # CHURN_HOME/sources: ingest reads files only there
         subprocess.run(
             [
                 bin_dir / "churn-generate",

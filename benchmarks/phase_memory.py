@@ -53,7 +53,7 @@ def run_task_once(task: str, workdir: Path, map_index: int | None) -> None:
         upstream = [upstream[0][map_index]]
     start = time.perf_counter()
     if task == "ingest":
-        sources = workdir / "sources"
+        sources = workdir / "home" / "sources"  # CHURN_HOME/sources: ingest reads files only there
         params = {
             "training_source": str(sources / "training.csv"),
             "scoring_source": str(sources / "scoring.csv"),
@@ -95,7 +95,7 @@ def measure_size(customers: int) -> dict[str, dict[str, float]]:
             [
                 Path(sys.executable).parent / "churn-generate",
                 "--out",
-                workdir / "sources",
+                workdir / "home" / "sources",
                 "--training-rows",
                 str(TRAINING_CUSTOMERS),
                 "--scoring-rows",

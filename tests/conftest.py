@@ -45,10 +45,14 @@ INHERITED_SETTINGS = (
     "CHURN_PIPELINE_CONFIG",
     "AIRFLOW_CONN_CHURN_WAREHOUSE",
     "AIRFLOW_CONN_CHURN_MLFLOW",
+    "AIRFLOW_CONN_CHURN_SOURCE",
     "CHURN_RUNS_BASE",
 )
 for inherited in INHERITED_SETTINGS:
     os.environ.pop(inherited, None)
+# Tests write their snapshots in temporary folders: ingest may read files there (set, not
+# inherited, and passed on to the Airflow processes the tests start).
+os.environ["CHURN_SOURCE_ROOTS"] = tempfile.gettempdir()
 
 
 @pytest.fixture

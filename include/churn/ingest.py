@@ -20,7 +20,7 @@ from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
 from churn.run_parameters import read_run_parameters
 from churn.settings import DatabaseTimeouts, Settings, load_settings
-from churn.sources import FileSource, SourceError, TableSource, parse_source
+from churn.sources import FileSource, SourceError, TableSource, confined, parse_source
 from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
 from churn.warehouse import warehouse_engine
 
@@ -149,7 +149,7 @@ def run_ingest(
     def land_both() -> IngestResult:
         landed = {
             name: land_snapshot(
-                parse_source(spec, score_date),
+                confined(parse_source(spec, score_date), settings),
                 run.run_dir / "raw",
                 name,
                 settings.config.database_timeouts,

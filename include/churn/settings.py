@@ -11,6 +11,9 @@ Environment variables (all optional; the defaults make an embedded single-machin
     Where run folders go: a local folder (default ``CHURN_HOME/runs``) or object storage
     through an Airflow Connection, e.g. ``s3://aws_default@my-bucket/churn/runs`` (see
     :mod:`churn.locations`).
+``CHURN_SOURCE_ROOTS``
+    Folders, besides ``CHURN_HOME/sources``, that file sources may be read from, separated by
+    ``os.pathsep`` (``:``); a file elsewhere is refused at ingest.
 ``CHURN_WAREHOUSE_URL``
     SQLAlchemy URL of the warehouse when no Airflow Connection ``churn_warehouse`` exists.
 ``MLFLOW_TRACKING_URI``
@@ -99,6 +102,23 @@ TASK_TIMEOUT_MINUTES = {
     "monitor": 60,
     "scores_due": 10,
 }
+
+
+class SourcesConfig(Strict):
+    """Where snapshots may come from. Files: under CHURN_HOME/sources or a folder in
+    CHURN_SOURCE_ROOTS (the environment says where things are)."""
+
+    # The Airflow Connections a sql:// source may read through. Never the warehouse's
+    # (churn_warehouse): its scores would come back as training data.
+    connections: tuple[str, ...] = ("churn_source",)
+
+    @field_validator("connections")
+    @classmethod
+    def _connection_ids(cls, conn_ids: tuple[str, ...]) -> tuple[str, ...]:
+        for conn_id in conn_ids:
+            if not CONNECTION_ID.match(conn_id):
+                raise ValueError(f"{conn_id!r} is not an Airflow Connection id (letters, digits, _ . -)")
+        return conn_ids
 
 
 class SplitConfig(Strict):
@@ -455,6 +475,7 @@ class PipelineConfig(Strict):
     database_timeouts: DatabaseTimeouts = DatabaseTimeouts()
     # A task left out keeps its default (TASK_TIMEOUT_MINUTES).
     task_timeouts_minutes: dict[str, PositiveInt] = Field(default_factory=dict)
+    sources: SourcesConfig = SourcesConfig()
     split: SplitConfig
     training: TrainingConfig
     quality_gates: QualityGates
@@ -508,6 +529,8 @@ class Settings:
     runs_base: str | None = None
     # The Airflow Connection warehouse_url came from, to name in a refused login; None: the environment.
     warehouse_conn_id: str | None = None
+    # Folders besides sources_dir that file sources may be read from (CHURN_SOURCE_ROOTS).
+    extra_source_roots: tuple[Path, ...] = ()
 
     def __repr__(self) -> str:
         # URLs and the MLflow login may carry passwords; a logged Settings must not.
@@ -523,6 +546,11 @@ class Settings:
     @property
     def runs_dir(self) -> ObjectStoragePath:
         return location(self.runs_base or self.state_dir / "runs")
+
+    @property
+    def source_roots(self) -> tuple[Path, ...]:
+        """The folders file sources may be read from, symbolic links resolved."""
+        return tuple(root.resolve() for root in (self.sources_dir, *self.extra_source_roots))
 
     @property
     def default_training_source(self) -> Path:
@@ -576,6 +604,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mlflow_artifact_root=state_dir / "mlflow" / "artifacts",
         config=pipeline_config(environ.get("CHURN_PIPELINE_CONFIG") or None),
         runs_base=environ.get("CHURN_RUNS_BASE") or None,
+        extra_source_roots=tuple(
+            Path(folder).expanduser()
+            for folder in (environ.get("CHURN_SOURCE_ROOTS") or "").split(os.pathsep)
+            if folder
+        ),
     )
 
 

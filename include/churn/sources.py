@@ -4,6 +4,8 @@ A source is a CSV or Parquet file (a path or ``file://`` URL; relative paths are
 to the project folder) or a SQL table read through an Airflow Connection
 (``sql://<connection id>/<[schema.]table>``). ``{score_date}`` in a file path stands for the
 run's score date, so one reference reads each date's own snapshot, in backfills too.
+Ingest reads only files under the configured folders and tables through the configured
+Connections (:func:`confined`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from churn.airflow_connections import WAREHOUSE_CONNECTION
 from churn.errors import PermanentError
-from churn.settings import PROJECT_DIR, validated_identifier
+from churn.settings import PROJECT_DIR, Settings, validated_identifier
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 CONNECTION_ID = r"[A-Za-z0-9_.-]+"
@@ -87,3 +90,32 @@ def parse_source(spec: str, score_date: date | None = None) -> FileSource | Tabl
     if file_format is None:
         raise SourceError(f"source {spec!r}: a file must end in {FILE_SUFFIXES}; a source is {SOURCE_FORMS}")
     return FileSource(path=path, file_format=file_format)
+
+
+def confined(source: FileSource | TableSource, settings: Settings) -> FileSource | TableSource:
+    """``source`` if it may be read, a file with its real path (``..`` and symbolic links
+    resolved, so the file checked is the file read); else a refusal naming the source, the rule
+    and where to configure it, before anything of the source is opened."""
+    if isinstance(source, TableSource):
+        allowed = settings.config.sources.connections
+        if source.conn_id == WAREHOUSE_CONNECTION:
+            raise SourceError(
+                f"source {source.describe()}: the warehouse's Connection is never a source, or the pipeline's "
+                f"scores would come back as its input; read through one of the Connections in pipeline.yaml's "
+                f"sources.connections ({', '.join(allowed)})"
+            )
+        if source.conn_id not in allowed:
+            raise SourceError(
+                f"source {source.describe()}: tables are read only through the Connections in pipeline.yaml's "
+                f"sources.connections ({', '.join(allowed) or 'none'}); add {source.conn_id!r} there to allow it"
+            )
+        return source
+    real = source.path.resolve()
+    roots = settings.source_roots
+    if not any(real.is_relative_to(root) for root in roots):
+        raise SourceError(
+            f"source {source.describe()} (really {real}): files are read only from {', '.join(map(str, roots))}; "
+            "put the file there, or add its folder to the environment's CHURN_SOURCE_ROOTS (folders separated "
+            "by ':')"
+        )
+    return FileSource(path=real, file_format=source.file_format)

@@ -108,14 +108,12 @@ def test_a_deterministic_error_in_train_fails_the_task_at_once(deployment: Deplo
     assert PhaseError.__name__ in output
 
 
-def test_an_unreachable_warehouse_is_left_to_airflows_retries(deployment: Deployment, tmp_path):
+def test_an_unreachable_source_database_is_left_to_airflows_retries(deployment: Deployment, tmp_path):
     score_date = date(2026, 11, 28)
     closed = free_port()
-    env = {
-        **deployment.env,
-        "AIRFLOW_CONN_CHURN_WAREHOUSE": f"postgresql://churn:placeholder@127.0.0.1:{closed}/warehouse",
-    }
-    conf = {"score_date": score_date.isoformat(), "training_source": "sql://churn_warehouse/customers"}
+    # churn_source: the Connection pipeline.yaml lets sql:// sources read through.
+    env = {**deployment.env, "AIRFLOW_CONN_CHURN_SOURCE": f"postgresql://churn:placeholder@127.0.0.1:{closed}/crm"}
+    conf = {"score_date": score_date.isoformat(), "training_source": "sql://churn_source/customers"}
     earlier_runs = run_ids(deployment)
     log = tmp_path / "dags_test.log"
     command = [str(BIN / "airflow"), "dags", "test", "churn_pipeline", score_date.isoformat()]

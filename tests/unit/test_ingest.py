@@ -273,3 +273,102 @@ def test_run_ingest_lands_both_snapshots_and_records_them(trained_run):
     assert landed.scoring.path.is_file()
     assert landed.run.score_date == SCORE_DATE and landed.run.contract == "telco_churn"
     assert read_manifests(landed.run.run_dir)["ingest"] == landed
+
+
+def refused_at_ingest(settings, training: str, scoring: str) -> tuple[SourceError, Path]:
+    """The refusal ``run_ingest`` raises for these sources, and the run's folder."""
+    with pytest.raises(SourceError) as refused:
+        ingest_for(settings, run_parameters(training, scoring))
+    return refused.value, settings.run_dir(
+        SCORE_DATE.isoformat(), f"manual__{SCORE_DATE.isoformat()}T02:00:00+00:00"
+    )
+
+
+def assert_nothing_landed(run_dir) -> None:
+    assert not (run_dir / "raw").exists()
+    assert read_manifests(run_dir)["failed"].phase == "ingest" and "ingest" not in read_manifests(run_dir)
+
+
+@pytest.fixture
+def confined(churn_home, monkeypatch):
+    """Settings whose file sources may come from CHURN_HOME/sources only (the tests' default
+    also allows the temporary folders)."""
+    from churn.settings import load_settings
+
+    monkeypatch.delenv("CHURN_SOURCE_ROOTS")
+    return load_settings()
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path, confined) -> Path:
+    """A CSV outside every folder sources may come from, with a column nobody should learn of."""
+    secret = tmp_path / "secret" / "customers.csv"
+    secret.parent.mkdir()
+    secret.write_text("customerID,social_security_number\nc-1,078-05-1120\n")
+    assert confined.source_roots == (confined.sources_dir,)
+    assert not secret.is_relative_to(confined.sources_dir)
+    return secret
+
+
+def test_a_file_outside_the_source_folders_is_refused_by_its_real_path(confined, secret_file):
+    confined.sources_dir.mkdir(parents=True)
+    through_dots = confined.sources_dir / ".." / ".." / "secret" / "customers.csv"
+    assert through_dots.resolve() == secret_file
+    (confined.sources_dir / "training.csv").symlink_to(secret_file)  # a link that leaves the folder
+    for training in (secret_file, through_dots, confined.sources_dir / "training.csv"):
+        error, run_dir = refused_at_ingest(confined, str(training), str(secret_file))
+        assert str(error) == (
+            f"source {training} (really {secret_file}): files are read only from {confined.sources_dir}; put "
+            "the file there, or add its folder to the environment's CHURN_SOURCE_ROOTS (folders separated by ':')"
+        )
+        assert "social_security_number" not in str(error)
+        assert_nothing_landed(run_dir)
+    # A relative path is relative to the project folder, wherever it leads.
+    error, _ = refused_at_ingest(confined, "../../secret/customers.csv", str(secret_file))
+    assert f"(really {(PROJECT_DIR / '../../secret/customers.csv').resolve()}): files are read only" in str(error)
+
+
+def test_the_environment_adds_folders_sources_may_come_from(tmp_path: Path, secret_file):
+    from churn.settings import load_settings
+
+    home = tmp_path / "home"
+    allowed = load_settings(
+        {"CHURN_HOME": str(home), "CHURN_SOURCE_ROOTS": f"{tmp_path / 'other'}:{secret_file.parent}"}
+    )
+    assert allowed.source_roots == (home / "sources", tmp_path / "other", secret_file.parent)
+    # Allowed, the file lands (and validation, not ingest, judges it).
+    assert (
+        ingest_for(allowed, run_parameters(secret_file, secret_file)).training.bytes == secret_file.stat().st_size
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        (
+            "sql://churn_warehouse/churn_scores",
+            "the warehouse's Connection is never a source, or the pipeline's scores would come back as its "
+            "input; read through one of the Connections in pipeline.yaml's sources.connections (churn_source)",
+        ),
+        (
+            "sql://crm/customers",
+            "tables are read only through the Connections in pipeline.yaml's sources.connections "
+            "(churn_source); add 'crm' there to allow it",
+        ),
+    ],
+)
+def test_a_table_through_a_connection_not_configured_for_sources_is_refused_unread(
+    settings, source, rule, monkeypatch, tmp_path: Path
+):
+    # Defined and readable: the refusal is the rule's, before the database is asked anything.
+    database = tmp_path / "warehouse.db"
+    pd.DataFrame({"customerID": ["c-1"], "churn_probability": [0.5]}).to_sql(
+        source.rsplit("/", 1)[1], sa.create_engine(f"sqlite:///{database}"), index=False
+    )
+    for conn_id in ("CHURN_WAREHOUSE", "CRM"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id}", f"sqlite:///{database}")
+    error, run_dir = refused_at_ingest(settings, source, source)
+    described = parse_source(source).describe()
+    assert str(error) == f"source {described}: {rule}"
+    assert "churn_probability" not in str(error)
+    assert_nothing_landed(run_dir)
