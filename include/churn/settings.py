@@ -63,6 +63,13 @@ def validated_identifier(name: str) -> str:
     return name
 
 
+def validated_connection_id(conn_id: str) -> str:
+    """Return ``conn_id`` if it is an Airflow Connection id, else refuse it."""
+    if not CONNECTION_ID.match(conn_id):
+        raise ValueError(f"{conn_id!r} is not an Airflow Connection id (letters, digits, _ . -)")
+    return conn_id
+
+
 class WarehouseConfig(Strict):
     schema_name: str | None = Field(None, alias="schema")  # None: the database's default schema
     table: str = "churn_scores"
@@ -115,10 +122,7 @@ class SourcesConfig(Strict):
     @field_validator("connections")
     @classmethod
     def _connection_ids(cls, conn_ids: tuple[str, ...]) -> tuple[str, ...]:
-        for conn_id in conn_ids:
-            if not CONNECTION_ID.match(conn_id):
-                raise ValueError(f"{conn_id!r} is not an Airflow Connection id (letters, digits, _ . -)")
-        return conn_ids
+        return tuple(map(validated_connection_id, conn_ids))
 
 
 class SplitConfig(Strict):
@@ -355,9 +359,7 @@ class AlertRoute(Strict):
     @field_validator("webhook_conn_id")
     @classmethod
     def _connection_id(cls, conn_id: str | None) -> str | None:
-        if conn_id is not None and not CONNECTION_ID.match(conn_id):
-            raise ValueError(f"{conn_id!r} is not an Airflow Connection id (letters, digits, _ . -)")
-        return conn_id
+        return None if conn_id is None else validated_connection_id(conn_id)
 
     @field_validator("page")
     @classmethod

@@ -86,6 +86,17 @@ def test_another_configuration_file_is_read_from_churn_pipeline_config(tmp_path:
         (("  table: churn_scores", "  table: churn scores"), ["warehouse.table", "not a valid SQL identifier"]),
         (("  medium: 0.6", "  medium: 0.2"), ["risk_bands", "must increase"]),
         (("  high: 1.0", "  high: 0.9"), ["risk_bands", "the last must be 1.0 or above"]),
+        (("  lock_seconds: 60", "  lock_seconds: 0"), ["database_timeouts.lock_seconds", "greater than 0"]),
+        (("  lock_seconds: 60", "  lock_second: 60"), ["unknown key 'database_timeouts.lock_second'"]),
+        (
+            ("  feature: 60", "  features: 60"),
+            ["task_timeouts_minutes", "tasks the DAGs do not have: ['features']"],
+        ),
+        (("  train: 120", "  train: -5"), ["task_timeouts_minutes.train", "greater than 0"]),
+        (
+            ("connections: [churn_source]", "connections: [churn source]"),
+            ["sources.connections", "'churn source'"],
+        ),
     ],
 )
 def test_a_typo_in_the_configuration_is_refused_naming_the_file_and_key(typo, named):
