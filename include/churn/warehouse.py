@@ -53,8 +53,9 @@ def warehouse_engine(
     url: str, timeouts: DatabaseTimeouts | None = None, *, conn_id: str | None = None
 ) -> sa.Engine:
     """An engine for the warehouse (or a ``sql://`` source's database) whose waits are bounded
-    by ``timeouts`` (pipeline.yaml's ``database_timeouts``): each connection attempt, each lock
-    wait and, on PostgreSQL, each statement. A login PostgreSQL refuses raises a
+    by ``timeouts`` (pipeline.yaml's ``database_timeouts``): on PostgreSQL each connection
+    attempt, lock wait and statement; on SQLite the wait for the write lock; elsewhere the
+    driver's own. A login PostgreSQL refuses raises a
     :class:`~churn.airflow_connections.ConnectionProblem` naming the Connection ``conn_id`` (None:
     the URL came from CHURN_WAREHOUSE_URL) and the field to fix.
 
@@ -64,7 +65,10 @@ def warehouse_engine(
     timeouts = timeouts or DatabaseTimeouts()
     # hide_parameters: error messages must not carry customer rows into logs.
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url, hide_parameters=True, connect_args=_postgres_session(url, timeouts))
+        # libpq's settings; another database (a SQLAlchemy URL in a Connection's extra) keeps its driver's.
+        postgres = sa.engine.make_url(url).get_backend_name() == "postgresql"
+        session = _postgres_session(url, timeouts) if postgres else {}
+        engine = sa.create_engine(url, hide_parameters=True, connect_args=session)
 
         @sa.event.listens_for(engine, "handle_error")
         def _name_a_refused_login(context: sa.engine.ExceptionContext) -> None:
