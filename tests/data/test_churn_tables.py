@@ -39,7 +39,7 @@ def ingest_table(settings, files: dict[str, Path], contract: str):
 def test_each_table_runs_through_every_phase_on_its_contract_alone(kind, tmp_path: Path):
     table = TABLES[kind]
     settings = quick_settings(load_settings({"CHURN_HOME": str(tmp_path / "home")}))
-    files = table.files(tmp_path / "sources")
+    files = table.files(settings.sources_dir)  # where ingest may read files
     validated = run_validate(ingest_table(settings, files, table.contract))
     features = run_feature(validated)
     trained = run_train(features, settings)
