@@ -45,6 +45,10 @@ class RunContext(Handoff):
     # Monitoring's drift event started the run (Airflow's run type asset_triggered): a retraining
     # run, which may promote for a date already scored and then scores it again.
     drift_triggered: bool = False
+    # The run's parameters that lift a guard, recorded in every manifest: a score date outside
+    # the configured window (ingest), a scoring snapshot much smaller than the date's scores (validate).
+    allow_any_score_date: bool = False
+    allow_shrink: bool = False
 
 
 class PhaseResult(Handoff):

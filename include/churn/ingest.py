@@ -7,6 +7,7 @@ be read at all, is validation's job: every input problem is reported in one plac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
-from churn.run_parameters import read_run_parameters
+from churn.run_parameters import check_score_date, read_run_parameters
 from churn.settings import DatabaseTimeouts, Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, confined, parse_source
 from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
@@ -26,6 +27,8 @@ from churn.warehouse import warehouse_engine
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+
+logger = logging.getLogger(__name__)
 
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
@@ -138,12 +141,23 @@ def run_ingest(
     settings = settings or load_settings()
     parameters = read_run_parameters(params)
     score_date = resolve_score_date(parameters.score_date, logical_date, run_after)
+    # Refused before any run folder is made; "today" is the day the run was queued for.
+    overridden = check_score_date(
+        score_date,
+        run_after.date(),
+        settings.config.score_date_window,
+        allow_any=parameters.allow_any_score_date,
+    )
+    if overridden:
+        logger.warning("ingest: %s", overridden)
     run = RunContext(
         airflow_run_id=airflow_run_id,
         score_date=score_date,
         run_dir=settings.run_dir(score_date.isoformat(), airflow_run_id),
         contract=parameters.contract,
         drift_triggered=drift_triggered,
+        allow_any_score_date=parameters.allow_any_score_date,
+        allow_shrink=parameters.allow_shrink,
     )
 
     def land_both() -> IngestResult:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from churn.documents import Strict, validation_message
 from churn.errors import PermanentError
-from churn.settings import load_settings
+from churn.settings import ScoreDateWindow, load_settings
 from churn.sources import SOURCE_FORMS, SourceError, parse_source
 
 
@@ -76,6 +76,28 @@ class RunParameters(Strict):
             description="The date the scores are for (YYYY-MM-DD). Empty: the run's logical date.",
         ),
     ] = None
+    allow_any_score_date: Annotated[
+        bool,
+        Field(
+            title="Allow any score date",
+            description=(
+                "Score a date outside the window around the day the run is queued for (score_date_window "
+                "in pipeline.yaml; by default 400 days back to 7 days ahead). Runs for dates before a scored "
+                "date never promote, so a mistyped future date would freeze promotion."
+            ),
+        ),
+    ] = False
+    allow_shrink: Annotated[
+        bool,
+        Field(
+            title="Allow a much smaller scoring snapshot",
+            description=(
+                "Let validate accept a scoring snapshot with far fewer rows than the date's scores in the "
+                "warehouse, or else the previous scored date's (shrink_guard in pipeline.yaml; by default "
+                "more than 20% fewer). The run's manifest records the override and the counts."
+            ),
+        ),
+    ] = False
 
     @field_validator("score_date", mode="before")
     @classmethod
@@ -108,6 +130,27 @@ def read_run_parameters(params: Mapping[str, Any]) -> RunParameters:
         raise RunParameterError(message) from None
 
 
+def check_score_date(score_date: date, today: date, window: ScoreDateWindow, *, allow_any: bool) -> str | None:
+    """None when ``score_date`` lies in ``window`` around ``today`` (the day the run was queued
+    for, never the worker's clock). Outside it, refused unless ``allow_any``; then what the
+    override let through, for the log."""
+    earliest, latest = today - timedelta(days=window.days_back), today + timedelta(days=window.days_ahead)
+    if earliest <= score_date <= latest:
+        return None
+    outside = (
+        f"score_date {score_date} is outside the window of score dates, {earliest} to {latest} "
+        f"({window.days_back} days before to {window.days_ahead} days after {today}, the day this run was "
+        "queued for; score_date_window in pipeline.yaml)"
+    )
+    if allow_any:
+        return f"{outside}; allowed by the run parameter allow_any_score_date"
+    raise RunParameterError(
+        f"run parameters: {outside}. A mistyped date would be scored, and runs for every date before it could "
+        "never promote. If the date is right, trigger the run again with the run parameter "
+        "allow_any_score_date set to true"
+    )
+
+
 def trigger_form() -> dict[str, dict[str, Any]]:
     """Each parameter's default and JSON schema for Airflow's trigger form, from :class:`RunParameters`."""
     settings = load_settings()
@@ -116,6 +159,8 @@ def trigger_form() -> dict[str, dict[str, Any]]:
         "scoring_source": str(settings.default_scoring_source),
         "contract": settings.config.default_contract,
         "score_date": None,
+        "allow_any_score_date": False,
+        "allow_shrink": False,
     }
     form = {}
     for name, schema in RunParameters.model_json_schema()["properties"].items():

@@ -39,7 +39,16 @@ from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import Discriminator, Field, PositiveInt, Tag, create_model, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from churn.documents import ConfigurationError, Strict, parse_document
 from churn.locations import location
@@ -333,6 +342,24 @@ class ScoringConfig(Strict):
     partition_rows: PositiveInt = 1_000_000
 
 
+class ScoreDateWindow(Strict):
+    """The score dates a run may be for, around the day Airflow queued it for (its run_after);
+    the run parameter allow_any_score_date lifts it. A mistyped year (2999-12-31) would
+    otherwise be scored, and no run for a date before it could promote again."""
+
+    days_back: NonNegativeInt = 400
+    days_ahead: NonNegativeInt = 7
+
+
+class ShrinkGuardConfig(Strict):
+    """How much smaller than the warehouse's scores a scoring snapshot may be before validate
+    refuses it (the run parameter allow_shrink lets it through): a truncated export would
+    otherwise replace a whole day of scores without a word."""
+
+    # A drop of more than this fraction is refused; 1.0 refuses nothing.
+    max_drop_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+
 class ValidationConfig(Strict):
     # Rows validated at a time: memory holds one chunk (and the id column), not the snapshot.
     chunk_rows: PositiveInt = 200_000
@@ -482,6 +509,8 @@ class PipelineConfig(Strict):
     training: TrainingConfig
     quality_gates: QualityGates
     scoring: ScoringConfig = ScoringConfig()
+    score_date_window: ScoreDateWindow = ScoreDateWindow()
+    shrink_guard: ShrinkGuardConfig = ShrinkGuardConfig()
     validation: ValidationConfig = ValidationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     alerts: AlertsConfig = AlertsConfig()

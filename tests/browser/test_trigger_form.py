@@ -123,7 +123,8 @@ def test_a_misspelt_parameter_is_refused_by_name(airflow: Airflow, offline_page)
         read_run_parameters(params)
     assert str(refused.value) == (
         "run parameters: unknown key 'scoring_sourc'. The known parameters are training_source, "
-        "scoring_source, contract, score_date; did you mean 'scoring_source' for 'scoring_sourc'?"
+        "scoring_source, contract, score_date, allow_any_score_date, allow_shrink; did you mean "
+        "'scoring_source' for 'scoring_sourc'?"
     )
 
 

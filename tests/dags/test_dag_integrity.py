@@ -220,7 +220,14 @@ def test_monitor_runs_after_publishing_even_when_training_was_skipped(dag):
 
 
 def test_every_param_explains_itself_in_the_trigger_form(dag):
-    for name in ("training_source", "scoring_source", "contract", "score_date"):
+    for name in (
+        "training_source",
+        "scoring_source",
+        "contract",
+        "score_date",
+        "allow_any_score_date",
+        "allow_shrink",
+    ):
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.schema.get("type") and param.description, name
 
@@ -241,6 +248,8 @@ def test_the_score_date_is_typed_as_text_and_checked_as_a_date(dag):
         ("score_date", "yesterday"),
         ("score_date", "29/11/2026"),
         ("contract", ""),
+        ("allow_shrink", "yes"),
+        ("allow_any_score_date", None),
     ],
 )
 def test_bad_trigger_values_are_rejected_before_any_task_runs(dag, name, value):

@@ -372,3 +372,42 @@ def test_a_table_through_a_connection_not_configured_for_sources_is_refused_unre
     assert str(error) == f"source {described}: {rule}"
     assert "churn_probability" not in str(error)
     assert_nothing_landed(run_dir)
+
+
+def test_a_score_date_outside_the_window_is_refused_before_any_run_folder(settings, source_files):
+    params = run_parameters(source_files["training"], source_files["scoring"], date(2999, 12, 31))
+    with pytest.raises(RunParameterError) as refused:
+        ingest_for(settings, params)
+    assert "score_date 2999-12-31 is outside the window of score dates, 2025-10-25 to 2026-12-06" in str(
+        refused.value
+    )
+    assert "allow_any_score_date" in str(refused.value)
+    assert not settings.runs_dir.exists()
+
+
+def test_allow_any_score_date_lands_the_run_and_records_the_override(settings, source_files, caplog):
+    params = run_parameters(source_files["training"], source_files["scoring"], date(2999, 12, 31))
+    with caplog.at_level("WARNING", logger="churn"):
+        landed = ingest_for(settings, params | {"allow_any_score_date": True})
+    assert landed.run.score_date == date(2999, 12, 31) and landed.run.allow_any_score_date
+    assert read_manifests(landed.run.run_dir)["ingest"].run.allow_any_score_date
+    assert "2999-12-31 is outside the window" in caplog.text and "allow_any_score_date" in caplog.text
+
+
+def test_the_window_is_around_the_day_the_run_was_queued_for_not_the_workers_clock(settings, source_files):
+    from churn.ingest import run_ingest
+
+    queued = datetime(2020, 3, 1, 2, tzinfo=UTC)
+    params = run_parameters(source_files["training"], source_files["scoring"], date(2020, 2, 29))
+    landed = run_ingest(
+        params, airflow_run_id="backfill__2020-03-01", logical_date=None, run_after=queued, settings=settings
+    )
+    assert landed.run.score_date == date(2020, 2, 29)
+    with pytest.raises(RunParameterError, match="2019-01-26 to 2020-03-08"):
+        run_ingest(
+            params | {"score_date": SCORE_DATE.isoformat()},
+            airflow_run_id="backfill__2020-03-01",
+            logical_date=None,
+            run_after=queued,
+            settings=settings,
+        )
