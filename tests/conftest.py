@@ -211,7 +211,7 @@ def train_a_run(home: Path, snapshots) -> TrainedRun:
     settings = quick_settings(load_settings({"CHURN_HOME": str(home)}))
     files = write_snapshots(snapshots, home / "sources")
     landed = ingest_for(settings, run_parameters(files["training"], files["scoring"]))
-    validated = run_validate(landed)
+    validated = run_validate(landed, settings)
     features = run_feature(validated)
     return TrainedRun(landed, validated, features, run_train(features, settings), settings)
 

@@ -85,18 +85,39 @@ class ValidatedSnapshot(Handoff):
     path: Location
 
 
+class ShrinkAllowed(Handoff):
+    """A scoring snapshot much smaller than the warehouse's scores for ``compared_date`` (the
+    run's date, or the latest scored before it), let through by the run parameter allow_shrink."""
+
+    scoring_rows: int
+    compared_date: date
+    compared_rows: int
+    max_drop_fraction: float
+
+    def describe(self) -> str:
+        drop = 1 - self.scoring_rows / self.compared_rows
+        return (
+            f"a scoring snapshot of {_rows(self.scoring_rows)}, {drop:.1%} fewer than the "
+            f"{self.compared_rows:,} scores of {self.compared_date} (more than {self.max_drop_fraction:.0%} "
+            "fewer is refused); allowed by the run parameter allow_shrink"
+        )
+
+
 class ValidateResult(PhaseResult):
     contract_name: str
     contract_sha256: str
     report: Location
     training: ValidatedSnapshot
     scoring: ValidatedSnapshot
+    # None: the shrink guard had nothing to allow.
+    shrink_allowed: ShrinkAllowed | None = None
 
     def summary(self) -> str:
+        allowed = f"; {self.shrink_allowed.describe()}" if self.shrink_allowed else ""
         return (
             f"validate: training snapshot ({_rows(self.training.rows)}) passed {self.training.expectations} "
             f"expectations, scoring snapshot ({_rows(self.scoring.rows)}) passed {self.scoring.expectations}, "
-            f"of contract {self.contract_name}; report {self.report}"
+            f"of contract {self.contract_name}; report {self.report}{allowed}"
         )
 
 

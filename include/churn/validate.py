@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,15 +52,24 @@ from churn.expectations import (
     unreadable_file_expectation,
     whole_snapshot_result,
 )
-from churn.handoffs import IngestResult, ValidatedSnapshot, ValidateResult, accepts_handoffs
+from churn.handoffs import (
+    IngestResult,
+    RunContext,
+    ShrinkAllowed,
+    ValidatedSnapshot,
+    ValidateResult,
+    accepts_handoffs,
+)
 from churn.manifest import run_phase
-from churn.settings import load_settings
+from churn.settings import Settings, ShrinkGuardConfig, load_settings
 from churn.sources import SourceError
 from churn.storage import copy_atomically, copy_folder, read_snapshot_chunks, write_parquet_batches_atomically
+from churn.warehouse import open_scores_table, rows_to_compare
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+logger = logging.getLogger(__name__)
 EXAMPLES_PER_FAILURE = 5
 # A customer id is quoted at most this long in a message, however long the cell.
 ID_SHOWN_LENGTH = 80
@@ -79,6 +89,54 @@ class ContractViolation(PermanentError):
     def __init__(self, message: str, report: ObjectStoragePath) -> None:
         super().__init__(message)
         self.report = report
+
+
+class SnapshotShrank(PermanentError):
+    """The scoring snapshot is much smaller than the warehouse's scores of the date (or of the
+    latest date scored before it): likely a truncated export, which would replace a day's scores."""
+
+
+def check_shrink(
+    scoring_rows: int,
+    compared: tuple[date, int] | None,
+    run: RunContext,
+    guard: ShrinkGuardConfig,
+    *,
+    source: str,
+    table: str,
+) -> ShrinkAllowed | None:
+    """None when ``scoring_rows`` are no more than ``guard.max_drop_fraction`` fewer than the
+    ``compared`` (date, rows) of the warehouse, or there is nothing to compare with. A larger
+    drop is refused with both counts and the override, unless the run allows it
+    (``run.allow_shrink``): then what was allowed, for the manifest and the log."""
+    if compared is None:
+        return None
+    compared_date, compared_rows = compared
+    drop = 1 - scoring_rows / compared_rows
+    if drop <= guard.max_drop_fraction:
+        return None
+    if run.allow_shrink:
+        allowed = ShrinkAllowed(
+            scoring_rows=scoring_rows,
+            compared_date=compared_date,
+            compared_rows=compared_rows,
+            max_drop_fraction=guard.max_drop_fraction,
+        )
+        logger.warning("validate: %s", allowed.describe())
+        return allowed
+    which = (
+        "the scores this run would replace"
+        if compared_date == run.score_date
+        else f"the latest date scored before {run.score_date}"
+    )
+    raise SnapshotShrank(
+        f"{source} has {scoring_rows:,} {'row' if scoring_rows == 1 else 'rows'}, {drop:.1%} fewer "
+        f"than the {compared_rows:,} rows {table} holds for {compared_date} ({which}); a drop of more than "
+        f"{guard.max_drop_fraction:.0%} is refused "
+        "(shrink_guard.max_drop_fraction in pipeline.yaml): a truncated export would replace a day's scores. "
+        "The warehouse is unchanged. If the snapshot is complete, trigger the run again with the run parameter "
+        "allow_shrink set to true"
+    )
 
 
 @dataclass(frozen=True)
@@ -550,22 +608,38 @@ def check_chunk(
 
 
 @accepts_handoffs
-def run_validate(landed: IngestResult) -> ValidateResult:
-    """Validate the run's landed snapshots against its contract; record rows, checks and the report."""
+def run_validate(landed: IngestResult, settings: Settings | None = None) -> ValidateResult:
+    """Validate the run's landed snapshots against its contract, and the scoring snapshot's size
+    against the warehouse's scores (:func:`check_shrink`); record rows, checks and the report."""
     run = landed.run
 
     def validate() -> ValidateResult:
+        from churn.airflow_connections import task_settings
+
+        used = settings or task_settings(warehouse=True)
         contract = load_contract(run.contract)
+        # Read first: an unreachable warehouse fails (and is retried) before minutes of validation.
+        with open_scores_table(used) as (engine, table):
+            compared = rows_to_compare(engine, table, run.score_date)
         snapshots = [
             Snapshot(name, snapshot.path, snapshot.format, labelled=name == "training", source=snapshot.source)
             for name, snapshot in (("training", landed.training), ("scoring", landed.scoring))
         ]
         checked = validate_snapshots(snapshots, contract, run.run_dir, airflow_run_id=run.airflow_run_id)
+        shrink_allowed = check_shrink(
+            checked["scoring"].rows,
+            compared,
+            run,
+            used.config.shrink_guard,
+            source=f"scoring snapshot ({landed.scoring.source})",
+            table=table.fullname,
+        )
         return ValidateResult(
             run=run,
             contract_name=contract.name,
             contract_sha256=contract.fingerprint,
             report=run.run_dir / "data_docs" / "index.html",
+            shrink_allowed=shrink_allowed,
             **checked,
         )
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -529,6 +530,48 @@ def scored_dates(engine: sa.Engine, table: sa.Table, since: date, before: date) 
     )
     with engine.connect() as connection:
         return list(connection.execute(query).scalars())
+
+
+def _no_database_file(engine: sa.Engine) -> bool:
+    """Whether the warehouse is a SQLite file that does not exist yet: it holds nothing, and
+    connecting would create it, or fail where its folder does not exist yet."""
+    database = engine.url.database
+    return (
+        engine.dialect.name == "sqlite"
+        and bool(database)
+        and database != ":memory:"
+        and not Path(database).exists()
+    )
+
+
+def rows_to_compare(engine: sa.Engine, table: sa.Table, score_date: date) -> tuple[date, int] | None:
+    """The rows the scores table holds for ``score_date``, else for the latest date scored before
+    it, with that date; None when there are none (the first date ever scored). Counted by the
+    database per date (on PostgreSQL, in the date's partition), never read."""
+    try:
+        if _no_database_file(engine) or not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            return None
+        with engine.connect() as connection:
+            for_date = connection.execute(
+                sa.select(sa.func.count()).where(table.c.score_date == score_date)
+            ).scalar()
+            if for_date:
+                return score_date, for_date
+            previous = connection.execute(
+                sa.select(sa.func.max(table.c.score_date)).where(table.c.score_date < score_date)
+            ).scalar()
+            if previous is None:
+                return None
+            # SQLite hands back max() of a date column as text.
+            previous = date.fromisoformat(previous) if isinstance(previous, str) else previous
+            return previous, connection.execute(
+                sa.select(sa.func.count()).where(table.c.score_date == previous)
+            ).scalar()
+    except sa.exc.SQLAlchemyError as error:
+        raise WarehouseError(
+            f"counting the scores in {table.fullname} at {redact_url(engine.url)} failed; nothing was written: "
+            f"{error}"
+        ) from error
 
 
 def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:

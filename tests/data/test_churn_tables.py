@@ -40,7 +40,7 @@ def test_each_table_runs_through_every_phase_on_its_contract_alone(kind, tmp_pat
     table = TABLES[kind]
     settings = quick_settings(load_settings({"CHURN_HOME": str(tmp_path / "home")}))
     files = table.files(settings.sources_dir)  # where ingest may read files
-    validated = run_validate(ingest_table(settings, files, table.contract))
+    validated = run_validate(ingest_table(settings, files, table.contract), settings)
     features = run_feature(validated)
     trained = run_train(features, settings)
     evaluated = run_evaluate(trained, settings)
@@ -72,7 +72,7 @@ def validate_table(settings, kind: str, tmp_path: Path, *, training: pd.DataFram
     files = table.files(tmp_path / "sources")
     if training is not None:
         table.write(training, files["training"])
-    return run_validate(ingest_table(settings, files, contract or table.contract))
+    return run_validate(ingest_table(settings, files, contract or table.contract), settings)
 
 
 def test_a_duplicate_composite_id_is_refused_with_its_key(settings, tmp_path: Path):
@@ -140,7 +140,7 @@ def test_booleans_in_parquet_validate_under_a_contract_spelling_them_otherwise(s
     parquet = tmp_path / "sources" / "training.parquet"
     telecom_lines(1500, seed=11).to_parquet(parquet)
     assert pd.read_parquet(parquet)["Churn?"].dtype == bool
-    validated = run_validate(ingest_table(settings, {**files, "training": parquet}, table.contract))
+    validated = run_validate(ingest_table(settings, {**files, "training": parquet}, table.contract), settings)
     assert validated.training.rows == 1500
 
 

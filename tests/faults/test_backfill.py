@@ -53,7 +53,7 @@ def run_pipeline(settings, score_date: date, run_type: str) -> PipelineRun:
         settings.sources_dir / "{score_date}" / "scoring.csv",
         score_date,
     )
-    validated = run_validate(ingest_for(settings, params, run_type))
+    validated = run_validate(ingest_for(settings, params, run_type), settings)
     features = run_feature(validated)
     try:
         trained = run_train(features, settings)

@@ -169,8 +169,8 @@ from tests.conftest import ingest_for, run_parameters
 
 home = Path(sys.argv[1])
 files = write_snapshots(make_snapshots(3000, 600, seed=7), home / "sources")
-landed = ingest_for(load_settings({"CHURN_HOME": str(home)}), run_parameters(files["training"], files["scoring"]))
-run_validate(landed)
+settings = load_settings({"CHURN_HOME": str(home)})
+run_validate(ingest_for(settings, run_parameters(files["training"], files["scoring"])), settings)
 for name in sys.argv[2:]:
     gx = logging.getLogger(name)
     print("level", name, logging.getLevelName(gx.getEffectiveLevel()), gx.disabled)
