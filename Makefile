@@ -24,7 +24,7 @@ SCORE_DATE ?= $(shell date -u +%F)
 TRAINING_ROWS ?= 20000
 SCORING_ROWS ?= 5000
 
-.PHONY: install lock data airflow-db demo scores raci test test-fast lint airflow mlflow bench-score bench-phases bench-dag bench-stages clean
+.PHONY: install lock data airflow-db demo scores forget-date raci test test-fast lint airflow mlflow bench-score bench-phases bench-dag bench-stages clean
 
 # pyproject.toml declares the dependencies (the `dev` extra adds the test tools); constraints.txt
 # locks every transitive version. Airflow's own constraints file is used first when reachable.
@@ -140,6 +140,13 @@ demo: install data airflow-db
 # What the warehouse holds for SCORE_DATE, read with the project's own Python.
 scores: install
 	$(BIN)/python scripts/run_report.py --score-date $(SCORE_DATE)
+
+# Removes one mistaken score date: its rows of churn_scores and churn_monitoring (one
+# transaction) and the champion's record of a promotion for it, which froze promotion for
+# every earlier date; prints what it removed and what changes for promotion (README).
+forget-date: install
+	@test -n "$(DATE)" || { echo "forget-date: name the date, e.g. make forget-date DATE=2999-12-31"; exit 2; }
+	$(BIN)/python scripts/forget_date.py --score-date $(DATE)
 
 # The RACI matrix, the tasks and paths each role owns, from include/churn/raci.yaml; writes
 # CODEOWNERS from it (tests/dags fails while CODEOWNERS is stale).

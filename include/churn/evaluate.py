@@ -71,6 +71,12 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
+def promotion_frozen_before(champion_promoted_for: date | None, record: ScoringRecord) -> date | None:
+    """The latest date scored (``record.latest_date``) or promoted for: runs for dates before it
+    never promote. None before the first."""
+    return max((day for day in (champion_promoted_for, record.latest_date) if day is not None), default=None)
+
+
 def why_held_back(
     score_date: date, champion_promoted_for: date | None, record: ScoringRecord, *, drift_triggered: bool = False
 ) -> str | None:
@@ -85,7 +91,7 @@ def why_held_back(
             f"{score_date} was scored before by version {record.version_for_date}: reruns and backfills of a "
             "scored date keep its model and never move the champion"
         )
-    later = max((day for day in (champion_promoted_for, record.latest_date) if day is not None), default=None)
+    later = promotion_frozen_before(champion_promoted_for, record)
     if later is not None and score_date < later:
         return (
             f"this run is for {score_date}, before {later}, which has already been scored or promoted for: "
@@ -280,19 +286,20 @@ def evaluate_challenger(
     )
 
 
-def champion_and_record(run: RunContext, settings: Settings) -> tuple[Any | None, ScoringRecord]:
+def champion_and_record(score_date: date, settings: Settings) -> tuple[Any | None, ScoringRecord]:
     """The registry's champion version (None before the first promotion) and the warehouse's
-    record of the dates its model scored: what tells whether ``run`` is a rerun or backfill."""
+    record of the dates its model scored: what tells whether a run for ``score_date`` is a
+    rerun or backfill."""
     use_mlflow(settings)
     champion = champion_version(settings)
     with open_scores_table(settings) as (engine, table):
-        return champion, scoring_record(engine, table, run.score_date, settings.config.registered_model)
+        return champion, scoring_record(engine, table, score_date, settings.config.registered_model)
 
 
 def skip_unless_promotable(run: RunContext, settings: Settings) -> None:
     """Raise :class:`~churn.errors.PhaseSkipped` if ``run`` cannot promote (see
     :func:`phases_to_skip`), before any work it has no use for."""
-    champion, record = champion_and_record(run, settings)
+    champion, record = champion_and_record(run.score_date, settings)
     skipped = phases_to_skip(run, promoted_for(champion), record)
     if skipped is not None:
         raise PhaseSkipped(skipped)
@@ -335,7 +342,7 @@ def decide_for_run(
     rerun or backfill (which the warehouse's record of scored dates tells), and say whether
     its promotion waits for approval."""
     run = trained.run
-    champion, record = champion_and_record(run, settings)
+    champion, record = champion_and_record(run.score_date, settings)
     with sized_thread_pools():
         evaluated = evaluate_challenger(
             trained,

@@ -16,6 +16,9 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 # of the run that last made it champion (runs for earlier dates must not move the alias).
 CONTRACT_TAG = "contract_sha256"
 PROMOTED_FOR_TAG = "promoted_for_score_date"
+# Replaces PROMOTED_FOR_TAG on a version once its date is forgotten (scripts/forget_date.py):
+# the record stays, but no longer holds runs for earlier dates back.
+FORGOTTEN_PROMOTION_TAG = "forgotten_promoted_for_score_date"
 # The experiment tag that records an experiment's kind (MLflow's UI sets and reads it);
 # "custom_model_development" is its "Machine learning" kind (runs, metrics, models), not the
 # GenAI one (traces, prompts). MLflow 3.17's UI shows the view its link or its sidebar toggle
@@ -105,6 +108,24 @@ def promoted_for(version: Any | None) -> date | None:
     if version is None or PROMOTED_FOR_TAG not in version.tags:
         return None
     return date.fromisoformat(version.tags[PROMOTED_FOR_TAG])
+
+
+def forget_promotions_for(model_name: str, score_date: date) -> list[str]:
+    """Every version of ``model_name`` recorded as promoted for ``score_date``, now recorded as
+    such under :data:`FORGOTTEN_PROMOTION_TAG` instead, so the date no longer holds runs for
+    earlier dates back; returns those versions."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    forgotten = []
+    for version in client.search_model_versions(f"name = '{model_name}'"):
+        if version.tags.get(PROMOTED_FOR_TAG) == score_date.isoformat():
+            client.set_model_version_tag(
+                model_name, version.version, FORGOTTEN_PROMOTION_TAG, score_date.isoformat()
+            )
+            client.delete_model_version_tag(model_name, version.version, PROMOTED_FOR_TAG)
+            forgotten.append(str(version.version))
+    return forgotten
 
 
 def champion_version(settings: Settings) -> Any | None:

@@ -435,15 +435,28 @@ def _swap_partition(connection: sa.Connection, table: sa.Table, staging: sa.Tabl
     Both are catalogue changes: the staging table's check on the date spares PostgreSQL a scan,
     and its primary key becomes the partition's index.
     """
-    bound = f"FOR VALUES IN ('{score_date.isoformat()}')"
-    old = _partitions(connection, table).get(bound)
     connection.exec_driver_sql(f"ALTER TABLE {_qualified(staging)} DROP COLUMN {STAGED_BY}")
-    if old is not None:
-        connection.exec_driver_sql(
-            f"ALTER TABLE {_qualified(table)} DETACH PARTITION {_quoted(table.schema, old)}"
-        )
-        connection.exec_driver_sql(f"DROP TABLE {_quoted(table.schema, old)}")
-    connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} ATTACH PARTITION {_qualified(staging)} {bound}")
+    _drop_date_partition(connection, table, score_date)
+    connection.exec_driver_sql(
+        f"ALTER TABLE {_qualified(table)} ATTACH PARTITION {_qualified(staging)} {_date_bound(score_date)}"
+    )
+
+
+def _date_bound(score_date: date) -> str:
+    """A date partition's bound, as PostgreSQL renders it in the session's ISO date style."""
+    return f"FOR VALUES IN ('{score_date.isoformat()}')"
+
+
+def _drop_date_partition(connection: sa.Connection, table: sa.Table, score_date: date) -> bool:
+    """Detach and drop ``score_date``'s partition of the scores table; whether it had one."""
+    partition = _partitions(connection, table).get(_date_bound(score_date))
+    if partition is None:
+        return False
+    connection.exec_driver_sql(
+        f"ALTER TABLE {_qualified(table)} DETACH PARTITION {_quoted(table.schema, partition)}"
+    )
+    connection.exec_driver_sql(f"DROP TABLE {_quoted(table.schema, partition)}")
+    return True
 
 
 def _version_for_date(connection: sa.Connection, table: sa.Table, score_date: date, model_name: str) -> str | None:
@@ -486,6 +499,28 @@ def replace_monitoring(engine: sa.Engine, table: sa.Table, score_date: date, row
         connection.execute(sa.delete(table).where(table.c.score_date == score_date))
         _insert_rows(connection, table, rows.assign(score_date=score_date))
     return len(rows)
+
+
+def forget_date(engine: sa.Engine, scores: sa.Table, monitoring: sa.Table, score_date: date) -> dict[str, int]:
+    """Remove every row of ``score_date`` from the scores and the monitoring table in one
+    transaction (on PostgreSQL, a partitioned scores table's partition of the date is detached
+    and dropped, as publishing swaps it); returns the rows removed per table. A table that does
+    not exist holds none. Publishers of the date wait for it, and it for them."""
+    removed = {}
+    with _writing(engine, scores, score_date, "forgetting", rows="scores and monitoring rows") as connection:
+        for table in (scores, monitoring):
+            _lock(connection, table.fullname)
+            if not sa.inspect(connection).has_table(table.name, schema=table.schema):
+                removed[table.fullname] = 0
+                continue
+            for_date = table.c.score_date == score_date
+            removed[table.fullname] = connection.execute(sa.select(sa.func.count()).where(for_date)).scalar()
+            if table is scores and _is_partitioned(connection, table):
+                connection.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")  # the bound is compared as ISO text
+                _drop_date_partition(connection, table, score_date)
+            else:
+                connection.execute(sa.delete(table).where(for_date))
+    return removed
 
 
 @contextmanager
@@ -544,53 +579,60 @@ def _no_database_file(engine: sa.Engine) -> bool:
     )
 
 
-def rows_to_compare(engine: sa.Engine, table: sa.Table, score_date: date) -> tuple[date, int] | None:
-    """The rows the scores table holds for ``score_date``, else for the latest date scored before
-    it, with that date; None when there are none (the first date ever scored). Counted by the
-    database per date (on PostgreSQL, in the date's partition), never read."""
+@contextmanager
+def _reading(engine: sa.Engine, table: sa.Table) -> Iterator[sa.Connection | None]:
+    """A connection to read ``table``, or None when the table does not exist (nor is created);
+    a failure is a :class:`WarehouseError` saying that nothing was written."""
     try:
         if _no_database_file(engine) or not sa.inspect(engine).has_table(table.name, schema=table.schema):
-            return None
+            yield None
+            return
         with engine.connect() as connection:
-            for_date = connection.execute(
-                sa.select(sa.func.count()).where(table.c.score_date == score_date)
-            ).scalar()
-            if for_date:
-                return score_date, for_date
-            previous = connection.execute(
-                sa.select(sa.func.max(table.c.score_date)).where(table.c.score_date < score_date)
-            ).scalar()
-            if previous is None:
-                return None
-            # SQLite hands back max() of a date column as text.
-            previous = date.fromisoformat(previous) if isinstance(previous, str) else previous
-            return previous, connection.execute(
-                sa.select(sa.func.count()).where(table.c.score_date == previous)
-            ).scalar()
-    except sa.exc.SQLAlchemyError as error:
-        raise WarehouseError(
-            f"counting the scores in {table.fullname} at {redact_url(engine.url)} failed; nothing was written: "
-            f"{error}"
-        ) from error
-
-
-def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:
-    """Which version of ``model_name`` scored ``score_date``, and the latest date it scored."""
-    try:
-        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
-            return ScoringRecord(None, None)
-        with engine.connect() as connection:
-            version = _version_for_date(connection, table, score_date, model_name)
-            latest = connection.execute(
-                sa.select(sa.func.max(table.c.score_date)).where(table.c.model_name == model_name)
-            ).scalar()
+            yield connection
     except sa.exc.SQLAlchemyError as error:
         raise WarehouseError(
             f"reading {table.fullname} at {redact_url(engine.url)} failed before anything was written; the "
             f"date's earlier rows are unchanged: {error}"
         ) from error
-    # SQLite hands back max() of a date column as text.
-    return ScoringRecord(version, date.fromisoformat(latest) if isinstance(latest, str) else latest)
+
+
+def _as_date(value: date | str | None) -> date | None:
+    """A date the database returned: SQLite hands back max() of a date column as text."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def rows_to_compare(engine: sa.Engine, table: sa.Table, score_date: date) -> tuple[date, int] | None:
+    """The rows the scores table holds for ``score_date``, else for the latest date scored before
+    it, with that date; None when there are none (the first date ever scored). Counted by the
+    database per date (on PostgreSQL, in the date's partition), never read."""
+    with _reading(engine, table) as connection:
+        if connection is None:
+            return None
+        for_date = connection.execute(sa.select(sa.func.count()).where(table.c.score_date == score_date)).scalar()
+        if for_date:
+            return score_date, for_date
+        previous = _as_date(
+            connection.execute(
+                sa.select(sa.func.max(table.c.score_date)).where(table.c.score_date < score_date)
+            ).scalar()
+        )
+        if previous is None:
+            return None
+        return previous, connection.execute(
+            sa.select(sa.func.count()).where(table.c.score_date == previous)
+        ).scalar()
+
+
+def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:
+    """Which version of ``model_name`` scored ``score_date``, and the latest date it scored."""
+    with _reading(engine, table) as connection:
+        if connection is None:
+            return ScoringRecord(None, None)
+        version = _version_for_date(connection, table, score_date, model_name)
+        latest = connection.execute(
+            sa.select(sa.func.max(table.c.score_date)).where(table.c.model_name == model_name)
+        ).scalar()
+    return ScoringRecord(version, _as_date(latest))
 
 
 @dataclass(frozen=True)
