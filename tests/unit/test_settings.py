@@ -157,3 +157,23 @@ def test_credentials_in_free_text_are_masked():
         redact_text(text)
         == "API request to https://bob:***@mlflow:5000/api failed; db postgresql+psycopg://u:***@h/db?sslpassword=***"
     )
+
+
+@pytest.mark.parametrize(
+    ("hostile", "masked_alone"),
+    [
+        # A 1 MB cell quoted in a message once kept validate over 75 minutes in here.
+        ("a" * 1_000_000, "a" * 1_000_000),
+        ("x://u:" * 200_000, "x://u:" * 200_000),  # a login every few characters, no password's "@"
+        ("-a" * 500_000, "-a" * 500_000),
+        ("password=" * 100_000, "password=***"),
+    ],
+)
+def test_masking_a_huge_or_pathological_message_keeps_it_and_still_masks(hostile, masked_alone):
+    assert redact_text(hostile) == masked_alone
+    masked = redact_text(f"{hostile} https://bob:t0ken@mlflow:5000/api {hostile}")
+    assert masked == f"{masked_alone} https://bob:***@mlflow:5000/api {masked_alone}"
+
+
+def test_a_password_running_over_further_logins_is_masked_whole():
+    assert redact_text("a://u:x://v:p@h b://w:q") == "a://u:***@h b://w:q"
