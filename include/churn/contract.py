@@ -268,6 +268,9 @@ class Contract(Strict):
     name: str
     extra_columns: Literal["reject", "allow"] = "reject"
     min_training_rows: PositiveInt = 100
+    # Rows each label class needs at least in a training snapshot. Never fewer than training's
+    # cross-validation needs (see churn.validate.label_class_minimum), which is the default.
+    min_label_class_rows: PositiveInt | None = None
     label_leakage_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.99
     csv: CsvDialect = CsvDialect()
     columns: dict[str, ColumnSpec]

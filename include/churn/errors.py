@@ -37,6 +37,16 @@ if TYPE_CHECKING:
     from churn.handoffs import SkippedPhases
 
 
+# How much of a value from the data a message or report quotes: a cell may hold a megabyte.
+SHOWN_CHARACTERS = 80
+
+
+def shortened(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """``text`` as a message or report quotes it: whole, or its first ``limit`` characters, an
+    ellipsis and its full length."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class PermanentError(AirflowFailException):
     """A problem that a retry cannot fix (bad data, a broken contract, configuration or
     Connection, an unusable model): the task fails at once instead of waiting through retries."""

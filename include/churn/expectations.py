@@ -34,6 +34,7 @@ from great_expectations.core import ExpectationValidationResult
 from great_expectations.expectations.expectation import ColumnMapExpectation
 
 from churn.contract import ColumnSpec, Contract
+from churn.errors import shortened
 
 # Offending values (and their rows) a result keeps, as many as Great Expectations' SUMMARY keeps.
 RESULT_EXAMPLES = 20
@@ -228,7 +229,10 @@ def column_map_result(
             "unexpected_count": unexpected_count,
             "unexpected_percent": unexpected_count / considered * 100 if considered else None,
             **missing,
-            "partial_unexpected_list": examples[:RESULT_EXAMPLES],
+            # Cut to a readable length: the message and the Data Docs quote them.
+            "partial_unexpected_list": [
+                shortened(value) if isinstance(value, str) else value for value in examples[:RESULT_EXAMPLES]
+            ],
             "partial_unexpected_index_list": rows[:RESULT_EXAMPLES],
         },
     )

@@ -17,12 +17,19 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from churn.errors import shortened
 from churn.handoffs import IngestResult, LandedSnapshot, RunContext
 from churn.manifest import run_phase
 from churn.run_parameters import check_score_date, read_run_parameters
 from churn.settings import DatabaseTimeouts, Settings, load_settings
 from churn.sources import FileSource, SourceError, TableSource, confined, parse_source
-from churn.storage import PARQUET_ROW_GROUP_ROWS, copy_atomically, file_sha256, write_parquet_batches_atomically
+from churn.storage import (
+    PARQUET_ROW_GROUP_ROWS,
+    ROWS_SHOWN,
+    copy_atomically,
+    file_sha256,
+    write_parquet_batches_atomically,
+)
 from churn.warehouse import warehouse_engine
 
 if TYPE_CHECKING:
@@ -68,22 +75,51 @@ def read_table_batches(
         if isinstance(error, sa.exc.NoSuchTableError):
             raise SourceError(f"{source.describe()}: table not found") from error
         raise
-    return _exported(engine, table, batch_rows)
+    return _exported(engine, table, batch_rows, source.describe())
 
 
-def _exported(engine: sa.Engine, table: sa.Table, batch_rows: int) -> Iterator[pa.Table]:
+def _exported(engine: sa.Engine, table: sa.Table, batch_rows: int, described: str) -> Iterator[pa.Table]:
     schema = arrow_schema(table)
     try:
         with engine.connect().execution_options(stream_results=True) as connection:
+            chunks = pd.read_sql(sa.select(table), connection, chunksize=batch_rows)
             batches = (
-                pa.Table.from_pandas(chunk, schema=schema, preserve_index=False).replace_schema_metadata()
-                for chunk in pd.read_sql(sa.select(table), connection, chunksize=batch_rows)
+                as_declared(chunk, schema, described, number * batch_rows) for number, chunk in enumerate(chunks)
             )
             # A table with no rows still lands, as an empty file of its columns.
             yield next(batches, schema.empty_table())
             yield from batches
     finally:
         engine.dispose()
+
+
+def as_declared(chunk: pd.DataFrame, schema: pa.Schema, described: str, first: int) -> pa.Table:
+    """``chunk`` of an export (its first row the export's row ``first``, from 0) as Arrow in its
+    columns' declared types. A database that lets a column hold values of another type (SQLite
+    stores any value in any column: a word in an INTEGER column, an integer too large for 64
+    bits as REAL) is refused with the column, the first such rows of the export and their
+    values, never converted into other values."""
+    try:
+        return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False).replace_schema_metadata()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        for field in schema:
+            values = chunk[field.name].tolist()
+            misfits = [row for row, value in enumerate(values) if not _fits(value, field.type)][:ROWS_SHOWN]
+            if misfits:
+                shown = ", ".join(f"{first + row + 1:,} ({shortened(repr(values[row]))})" for row in misfits)
+                raise SourceError(
+                    f"{described}: column {field.name!r} is declared {field.type} but holds values that "
+                    f"are not, at rows {shown} of the export: fix the values or the column's type"
+                ) from None
+        raise
+
+
+def _fits(value: Any, arrow_type: pa.DataType) -> bool:
+    try:
+        pa.array([value], type=arrow_type, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+    return True
 
 
 def land_snapshot(

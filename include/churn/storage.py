@@ -12,15 +12,17 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, BinaryIO, get_args
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churn.contract import CsvDelimiter, CsvDialect
@@ -31,7 +33,21 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CSV_SNIFF_BYTES = 8192
+# Offending rows of an unreadable file a message names (it counts them all).
+ROWS_SHOWN = 5
 CSV_DELIMITERS = get_args(CsvDelimiter)
+# Parquet's integers as pandas' nullable integers: a column with blanks would otherwise become
+# float64, which writes 7 as "7.0" and rounds integers past 2**53.
+EXACT_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
 # Rows per Parquet row group: a reader going batch by batch decompresses one group at a time,
 # so this bounds its memory however long the table is.
 PARQUET_ROW_GROUP_ROWS = 100_000
@@ -193,7 +209,10 @@ def detect_delimiter(head: str) -> str:
     complete = head[: head.rfind("\n") + 1] or head
     best, most_fields = ",", 1
     for delimiter in CSV_DELIMITERS:
-        widths = {len(row) for row in csv.reader(io.StringIO(complete), delimiter=delimiter) if row}
+        try:
+            widths = {len(row) for row in csv.reader(io.StringIO(complete), delimiter=delimiter) if row}
+        except csv.Error:  # not CSV read this way (a lone carriage return, binary data): not this one
+            continue
         if len(widths) == 1 and (fields := widths.pop()) > most_fields:
             best, most_fields = delimiter, fields
     return best
@@ -202,13 +221,12 @@ def detect_delimiter(head: str) -> str:
 def _csv_text_chunks(path: ObjectStoragePath, chunk_rows: int, dialect: CsvDialect) -> Iterator[pd.DataFrame]:
     with path.open("rb") as handle:
         head = handle.read(CSV_SNIFF_BYTES)
-    if b"\x00" in head:
-        raise SourceError("not a text CSV: it holds binary data (NUL bytes) in its first bytes")
     # utf-8-sig reads UTF-8 with or without the byte order mark spreadsheet programs write.
     utf8 = codecs.lookup(dialect.encoding).name == "utf-8"
     encoding = "utf-8-sig" if utf8 else dialect.encoding
+    delimiter = dialect.delimiter or detect_delimiter(head.decode(encoding, errors="ignore"))
     try:
-        delimiter = dialect.delimiter or detect_delimiter(head.decode(encoding, errors="ignore"))
+        check_csv_records(path, delimiter, encoding)
         with (
             path.open("rb") as handle,
             pd.read_csv(
@@ -221,27 +239,104 @@ def _csv_text_chunks(path: ObjectStoragePath, chunk_rows: int, dialect: CsvDiale
             ) as reader,
         ):
             yield from reader
-    except UnicodeDecodeError as error:
-        byte = error.object[error.start : error.start + 1]
-        raise SourceError(
-            f"not {'UTF-8' if utf8 else dialect.encoding} text (byte {byte!r} at offset {error.start}); "
-            "save it as UTF-8 or declare its encoding in the contract (csv: {encoding: ...})"
-        ) from error
     except pd.errors.EmptyDataError as error:
         raise SourceError("it holds no header row: the file has only blank lines") from error
-    except pd.errors.ParserError as error:
+    except (pd.errors.ParserError, csv.Error) as error:
         raise SourceError(f"not well-formed CSV (read with delimiter {delimiter!r}): {error}") from error
+
+
+def check_csv_records(path: ObjectStoragePath, delimiter: str, encoding: str) -> None:
+    """Read a CSV file through once, a line at a time, and raise :class:`SourceError` at a NUL
+    byte anywhere (text never holds one) or when any record's number of fields differs from
+    the header's: pandas would read a row cut short with blanks, as if the customer had them,
+    and take a first row with a field too many as holding an index. Blank lines are skipped,
+    as pandas skips them; rows are numbered as in messages (1: the first under the header),
+    with their line in the file. Text not in ``encoding`` is refused too, saying where."""
+    # A cell may be longer than the csv module's default limit (128 KiB); pandas has none.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    with path.open("rb") as handle:
+        records = csv.reader(_decoded_lines(handle, encoding), delimiter=delimiter)
+        width, row, wrong, shown = None, 0, 0, []
+        for record in records:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if width is None:
+                width = len(record)
+                continue
+            row += 1
+            if len(record) != width:
+                wrong += 1
+                if len(shown) < ROWS_SHOWN:
+                    shown.append(f"row {row:,} (line {records.line_num:,}) has {len(record)}")
+    if wrong:
+        more = ", ..." if wrong > len(shown) else ""
+        raise SourceError(
+            f"not well-formed CSV (read with delimiter {delimiter!r}): {wrong:,} "
+            f"{'row has' if wrong == 1 else 'rows have'} a number of fields other than the header's {width}: "
+            f"{', '.join(shown)}{more}; a row cut short or run on would be read with its values "
+            "missing or shifted, so the file is refused rather than guessed at"
+        )
+
+
+def _decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
+    """The lines of a binary file as text, refused at the first NUL byte or byte that is not
+    ``encoding``, wherever it is."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    for line in itertools.chain(handle, [None]):  # None: the end, where a character may be cut short
+        nul = -1 if line is None else line.find(b"\x00")
+        if nul >= 0:
+            raise SourceError(
+                f"not a text CSV: it holds binary data (NUL bytes), the first at byte {offset + nul:,}"
+            )
+        try:
+            yield decoder.decode(line or b"", final=line is None)
+        except UnicodeDecodeError as error:
+            byte = error.object[error.start : error.start + 1]
+            raise SourceError(
+                f"not {'UTF-8' if encoding == 'utf-8-sig' else encoding} text (byte {byte!r} at offset "
+                f"{offset + error.start:,}); save it as UTF-8 or declare its encoding in the contract "
+                "(csv: {encoding: ...})"
+            ) from error
+        offset += len(line or b"")
 
 
 def _parquet_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:
     try:
         with path.open("rb") as handle:
             parquet = pq.ParquetFile(handle)
-            empty = True
+            first = 0
             for batch in parquet.iter_batches(batch_size=chunk_rows):
-                empty = False
-                yield batch.to_pandas()
-            if empty:
-                yield parquet.schema_arrow.empty_table().to_pandas()
+                refuse_nul_bytes(batch, first)
+                first += batch.num_rows
+                yield batch.to_pandas(types_mapper=EXACT_INTEGERS.get)
+            if not first:
+                yield parquet.schema_arrow.empty_table().to_pandas(types_mapper=EXACT_INTEGERS.get)
     except pa.ArrowException as error:  # not an outage reading it: those must stay retryable
         raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
+
+
+def parquet_schema(path: ObjectStoragePath) -> pa.Schema:
+    """The Arrow schema of a Parquet file, read from its footer alone."""
+    try:
+        with path.open("rb") as handle:
+            return pq.read_schema(handle)
+    except pa.ArrowException as error:
+        raise SourceError(f"not a readable Parquet file (damaged or truncated?): {error}") from error
+
+
+def refuse_nul_bytes(batch: pa.RecordBatch, first: int) -> None:
+    """Raise :class:`SourceError` naming the first text column of ``batch`` (whose first row is
+    row ``first`` of the file) that holds a NUL byte, and its first such rows: text never holds
+    one, and the warehouse could not store it in a customer id."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        holding = pc.fill_null(pc.match_substring(column, "\x00"), False)
+        rows = pc.indices_nonzero(holding)
+        if len(rows):
+            shown = ", ".join(f"{first + row + 1:,}" for row in rows[:ROWS_SHOWN].to_pylist())
+            raise SourceError(
+                f"column {name!r} holds binary data (NUL bytes) at rows {shown}"
+                f"{', ...' if len(rows) > ROWS_SHOWN else ''}: text never holds one"
+            )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 
 from churn.contract import CUSTOMER_ID_LENGTH, Contract, joined_text, load_contract
 from churn.data_docs import CheckedSnapshot, make_offline
-from churn.errors import PermanentError
+from churn.errors import PermanentError, shortened
 from churn.expectations import (
     RESULT_EXAMPLES,
     UNIQUENESS,
@@ -61,9 +62,15 @@ from churn.handoffs import (
     accepts_handoffs,
 )
 from churn.manifest import run_phase
-from churn.settings import Settings, ShrinkGuardConfig, load_settings
+from churn.settings import PipelineConfig, Settings, ShrinkGuardConfig, load_settings
 from churn.sources import SourceError
-from churn.storage import copy_atomically, copy_folder, read_snapshot_chunks, write_parquet_batches_atomically
+from churn.storage import (
+    copy_atomically,
+    copy_folder,
+    parquet_schema,
+    read_snapshot_chunks,
+    write_parquet_batches_atomically,
+)
 from churn.warehouse import open_scores_table, rows_to_compare
 
 if TYPE_CHECKING:
@@ -71,8 +78,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 EXAMPLES_PER_FAILURE = 5
-# A customer id is quoted at most this long in a message, however long the cell.
-ID_SHOWN_LENGTH = 80
 # Integers at or beyond 2**63 do not fit the typed copy's 64-bit integers (the text stage
 # refuses more than 18 digits, so none reaches here unreported).
 LARGEST_INTEGER = 2.0**63
@@ -183,9 +188,19 @@ def conform(text: pd.DataFrame, contract: Contract, decimal: str = ".") -> pd.Da
     return typed
 
 
-def label_problems(typed: pd.DataFrame, contract: Contract) -> list[str]:
-    """A training snapshot's label problems the suites cannot see: a class with no rows, and
-    features that on their own separate the classes (near) perfectly, likely leakage.
+def label_class_minimum(contract: Contract, config: PipelineConfig) -> int:
+    """Rows each label class needs in a training snapshot: enough for training's
+    ``training.cv_folds`` stratified folds in the training split, which keeps
+    1 - ``split.test_fraction`` of each class, with one more for the test split; or the
+    contract's ``min_label_class_rows`` when that asks for more."""
+    folds_need = math.ceil(config.training.cv_folds / (1 - config.split.test_fraction)) + 1
+    return max(folds_need, contract.min_label_class_rows or 0)
+
+
+def label_problems(typed: pd.DataFrame, contract: Contract, class_minimum: int) -> list[str]:
+    """A training snapshot's label problems the suites cannot see: a class with fewer than
+    ``class_minimum`` rows (see :func:`label_class_minimum`), and features that on their own
+    separate the classes (near) perfectly, likely leakage.
 
     Categories are scored by their in-sample churn rate, so columns with nearly one value
     per row (free text, ids) are skipped rather than flagged for memorising the rows.
@@ -199,6 +214,13 @@ def label_problems(typed: pd.DataFrame, contract: Contract) -> list[str]:
         return [
             f"column {label.column!r}: no row has a {missing} label ({label.describe()}): a model needs "
             "customers of both classes to learn from"
+        ]
+    rare = min(("positive", int(labels.sum())), ("negative", int((~labels).sum())), key=lambda c: c[1])
+    if rare[1] < class_minimum:
+        return [
+            f"column {label.column!r}: only {rare[1]:,} rows have a {rare[0]} label ({label.describe()}); "
+            f"each class needs at least {class_minimum:,}, enough for training's cross-validation folds "
+            "(training.cv_folds in pipeline.yaml, on the training split) or the contract's min_label_class_rows"
         ]
     leaks = []
     for column in contract.feature_columns:
@@ -224,6 +246,26 @@ def label_problems(typed: pd.DataFrame, contract: Contract) -> list[str]:
     return leaks
 
 
+def stored_id_type_problems(snapshot: Snapshot, contract: Contract) -> list[str]:
+    """A Parquet snapshot's id columns stored as numbers with fractions (floating-point or
+    decimal with places): as text they would read "1.0", not the id "1", and floats round
+    integers past 2**53, so one customer's scores would land on another's id."""
+    if snapshot.file_format != "parquet":
+        return []
+    schema = parquet_schema(snapshot.path)
+    return [
+        f"customer id column {column!r} is stored as {schema.field(column).type} numbers: an id must be text "
+        "or an integer, never a number with a fraction (1.0 would become the id '1.0', and large ones are "
+        "rounded); export it as text or an integer"
+        for column in contract.id_columns
+        if column in schema.names
+        and (
+            pa.types.is_floating(schema.field(column).type)
+            or (pa.types.is_decimal(schema.field(column).type) and schema.field(column).type.scale > 0)
+        )
+    ]
+
+
 def overlong_ids(ids: pa.ChunkedArray, contract: Contract) -> list[str]:
     """The problem, if any, of customer ids longer than the warehouse's key holds."""
     too_long = pc.fill_null(pc.greater(pc.utf8_length(ids), CUSTOMER_ID_LENGTH), False).combine_chunks()
@@ -231,7 +273,7 @@ def overlong_ids(ids: pa.ChunkedArray, contract: Contract) -> list[str]:
     if not count:
         return []
     rows = pc.indices_nonzero(too_long)[:EXAMPLES_PER_FAILURE].to_pylist()
-    shown = ", ".join(repr(value[:ID_SHOWN_LENGTH]) for value in ids.take(rows).to_pylist())
+    shown = ", ".join(repr(shortened(value)) for value in ids.take(rows).to_pylist())
     where = _at_rows({"partial_unexpected_index_list": rows, "unexpected_count": count})
     return [
         f"customer id {' + '.join(contract.id_columns)!r}: {count} ids are longer than the warehouse's "
@@ -399,7 +441,8 @@ def describe_failure(result: Any, ids: pa.ChunkedArray | None = None) -> str:
     technical = f"[{config.type}]"
     details = result.result or {}
     if result.exception_info and result.exception_info.get("raised_exception"):
-        return f"{subject}: the check could not run: {result.exception_info.get('exception_message')} {technical}"
+        why = shortened(str(result.exception_info.get("exception_message")), 500)
+        return f"{subject}: the check could not run: {why} {technical}"
     mismatched = (details.get("details") or {}).get("mismatched")
     if mismatched:
         unexpected = sorted(mismatched.get("unexpected") or [])
@@ -414,7 +457,7 @@ def describe_failure(result: Any, ids: pa.ChunkedArray | None = None) -> str:
         )
         return (
             f"{subject}: columns differ from the contract: missing {sorted(mismatched.get('missing') or [])}, "
-            f"unexpected {unexpected}{delimiter_hint} {technical}"
+            f"unexpected {[shortened(name) for name in unexpected]}{delimiter_hint} {technical}"
         )
     rule = rule_in_words(config)
     if config.type == "expect_column_values_to_not_be_null":
@@ -471,9 +514,7 @@ def _at_rows(details: dict[str, Any], ids: pa.ChunkedArray | None = None) -> str
     where = f" (at rows {', '.join(str(row + 1) for row in rows)}{more}"
     if ids is None:
         return where + ")"
-    named = ", ".join(
-        "blank" if value is None else repr(value[:ID_SHOWN_LENGTH]) for value in ids.take(rows).to_pylist()
-    )
+    named = ", ".join("blank" if value is None else repr(shortened(value)) for value in ids.take(rows).to_pylist())
     return f"{where}; customer ids {named}{more})"
 
 
@@ -548,6 +589,7 @@ def validate_snapshot(
     ``training.max_rows``); the scoring snapshot, the big one, is never held whole.
     """
     name, labelled = snapshot.name, snapshot.labelled
+    id_problems = stored_id_type_problems(snapshot, contract)
     # The contract's decimal mark is its CSV files'; Parquet holds numbers, rendered with a point.
     decimal = contract.csv.decimal if snapshot.file_format == "csv" else "."
     chunks = snapshot_text_chunks(snapshot, contract, chunk_rows)
@@ -579,10 +621,12 @@ def validate_snapshot(
         if not result.success
     ]
     problems += overlong_ids(ids, contract) if ids is not None else []
+    problems += id_problems
     if problems:
         return problems, None
     if labelled:
-        problems += label_problems(pd.read_parquet(staged), contract)
+        minimum = label_class_minimum(contract, load_settings().config)
+        problems += label_problems(pd.read_parquet(staged), contract, minimum)
     expectations = sum(len(stage.results) for stage in stages)
     return problems, ValidatedSnapshot(rows=text.rows, expectations=expectations, path=staged)
 

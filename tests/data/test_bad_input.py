@@ -155,7 +155,7 @@ def test_label_leakage_is_flagged_with_the_column_named(snapshots, contract, tmp
 def test_honest_features_are_not_flagged_as_leaks(snapshots, contract):
     from churn.validate import conform, text_view
 
-    assert label_problems(conform(text_view(snapshots.training), contract), contract) == []
+    assert label_problems(conform(text_view(snapshots.training), contract), contract, 7) == []
 
 
 def test_scoring_categories_unseen_in_training_are_reported_not_refused():
