@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import itertools
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,8 @@ CSV_SNIFF_BYTES = 8192
 # Offending rows of an unreadable file a message names (it counts them all).
 ROWS_SHOWN = 5
 CSV_DELIMITERS = get_args(CsvDelimiter)
+# Where a line ends at a carriage return not followed by a line feed.
+BARE_CARRIAGE_RETURN = re.compile(rb"(?<=\r)(?!\n)")
 # Parquet's integers as pandas' nullable integers: a column with blanks would otherwise become
 # float64, which writes 7 as "7.0" and rounds integers past 2**53.
 EXACT_INTEGERS = {
@@ -283,7 +286,7 @@ def _decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
     ``encoding``, wherever it is."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
-    for line in itertools.chain(handle, [None]):  # None: the end, where a character may be cut short
+    for line in itertools.chain(_lines(handle), [None]):  # None: the end, where a character may be cut short
         nul = -1 if line is None else line.find(b"\x00")
         if nul >= 0:
             raise SourceError(
@@ -299,6 +302,16 @@ def _decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
                 "(csv: {encoding: ...})"
             ) from error
         offset += len(line or b"")
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes]:
+    """A binary file's lines, each with its ending: a line feed, a carriage return and line
+    feed, or a carriage return alone (old Mac files; pandas ends a line at each of them too)."""
+    for line in handle:
+        if b"\r" in line.rstrip(b"\r\n"):
+            yield from (part for part in BARE_CARRIAGE_RETURN.split(line) if part)
+        else:
+            yield line
 
 
 def _parquet_chunks(path: ObjectStoragePath, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -189,3 +189,10 @@ def test_good_values_still_land_exactly(training, contract, tmp_path):
     typed = read_parquet(result["training"].path)
     assert typed["customerID"].tolist() == training["customerID"].tolist()
     assert typed["tenure"].tolist() == training["tenure"].tolist()
+
+
+def test_lines_ended_by_carriage_returns_alone_are_read_as_rows(tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_bytes(b'id,note\r1,"two\rlines"\r2,b\r')
+    (chunk,) = read_snapshot_chunks(path, "csv", 100)
+    assert chunk.to_dict("list") == {"id": ["1", "2"], "note": ["two\rlines", "b"]}
