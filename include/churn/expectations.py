@@ -25,6 +25,7 @@ said here, beside the suites, so a new kind of expectation cannot join a suite u
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import great_expectations as gx
@@ -38,6 +39,9 @@ from churn.errors import shortened
 
 # Offending values (and their rows) a result keeps, as many as Great Expectations' SUMMARY keeps.
 RESULT_EXAMPLES = 20
+# The largest float: a number column's typed values stay within it even where the contract sets
+# no bound, as text such as "1e400" reads as infinity, which no model (nor leakage check) takes.
+LARGEST_FLOAT = sys.float_info.max
 
 
 def number_patterns(decimal: str) -> dict[str, str]:
@@ -112,9 +116,11 @@ def typed_stage_expectations(contract: Contract, columns: list[str], *, labelled
         spec = contract.columns[name]
         if name not in columns or not spec.is_numeric or spec.role == "id":  # ids stay text: see validate.conform
             continue
-        if spec.min is not None or spec.max is not None:
+        if spec.type == "number" or spec.min is not None or spec.max is not None:
+            low = -LARGEST_FLOAT if spec.min is None and spec.type == "number" else spec.min
+            high = LARGEST_FLOAT if spec.max is None and spec.type == "number" else spec.max
             expectations.append(
-                gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
+                gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high)
             )
         allowed = contract.allowed_values(name)
         if allowed is not None:

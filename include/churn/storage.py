@@ -188,8 +188,10 @@ def read_snapshot_chunks(
     reader holds one chunk, never the table. CSV cells stay text, so nothing is silently
     coerced; they are read in the contract's ``dialect``, the delimiter detected unless it is
     declared. A file that is not readable raises :class:`SourceError` saying why (without
-    its path: the caller names the snapshot), when the unreadable part is reached. A file
-    without rows still yields one empty frame, so its columns are seen.
+    its path: the caller names the snapshot): a CSV file before its first chunk, as it is
+    read through once first (see :func:`check_csv_records`), a Parquet file when the
+    unreadable part is reached. Parquet integers keep their exact values, blanks or not. A
+    file without rows still yields one empty frame, so its columns are seen.
     """
     if path.stat().st_size == 0:
         raise SourceError("the file is empty (0 bytes)")

@@ -42,6 +42,7 @@ from churn.contract import CUSTOMER_ID_LENGTH, Contract, joined_text, load_contr
 from churn.data_docs import CheckedSnapshot, make_offline
 from churn.errors import PermanentError, shortened
 from churn.expectations import (
+    LARGEST_FLOAT,
     RESULT_EXAMPLES,
     UNIQUENESS,
     chunk_failure_is_final,
@@ -253,16 +254,13 @@ def stored_id_type_problems(snapshot: Snapshot, contract: Contract) -> list[str]
     if snapshot.file_format != "parquet":
         return []
     schema = parquet_schema(snapshot.path)
+    stored = {column: schema.field(column).type for column in contract.id_columns if column in schema.names}
     return [
-        f"customer id column {column!r} is stored as {schema.field(column).type} numbers: an id must be text "
-        "or an integer, never a number with a fraction (1.0 would become the id '1.0', and large ones are "
-        "rounded); export it as text or an integer"
-        for column in contract.id_columns
-        if column in schema.names
-        and (
-            pa.types.is_floating(schema.field(column).type)
-            or (pa.types.is_decimal(schema.field(column).type) and schema.field(column).type.scale > 0)
-        )
+        f"customer id column {column!r} is stored as {kind} numbers: an id must be text or an integer, never "
+        "a number with a fraction (1.0 would become the id '1.0', and large ones are rounded); export it as "
+        "text or an integer"
+        for column, kind in stored.items()
+        if pa.types.is_floating(kind) or (pa.types.is_decimal(kind) and kind.scale > 0)
     ]
 
 
@@ -486,9 +484,15 @@ def rule_in_words(config: Any) -> str:
             return f"must be one of {shown}{', ...' if len(allowed) > 12 else ''}"
         case "expect_column_values_to_be_between":
             low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            # A number column's unbounded side is held to the largest float (see LARGEST_FLOAT).
+            finite = " and finite" if LARGEST_FLOAT in (abs(low or 0), abs(high or 0)) else ""
+            low = None if low == -LARGEST_FLOAT else low
+            high = None if high == LARGEST_FLOAT else high
             if low is not None and high is not None:
                 return f"must be between {low:g} and {high:g}"
-            return f"must be at least {low:g}" if low is not None else f"must be at most {high:g}"
+            if low is None and high is None:
+                return "must be a finite number"
+            return f"must be at least {low:g}{finite}" if low is not None else f"must be at most {high:g}{finite}"
         case "expect_column_values_to_not_be_null":
             mostly = kwargs.get("mostly", 1.0)
             return "must not be blank" if mostly >= 1.0 else f"may be blank in at most {1 - mostly:.1%} of rows"

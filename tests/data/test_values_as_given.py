@@ -12,11 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from churn.contract import load_contract
 from churn.ingest import land_snapshot
 from churn.sources import SourceError, parse_source
 from churn.storage import read_parquet, read_snapshot_chunks
 from churn.validate import ContractViolation, validate_snapshots
 from tests.conftest import land, write_csv
+from tests.data.churn_tables import bank_customers
 
 ROWS = 600  # above the contract's 500 training rows, small enough to check quickly
 
@@ -196,3 +198,14 @@ def test_lines_ended_by_carriage_returns_alone_are_read_as_rows(tmp_path):
     path.write_bytes(b'id,note\r1,"two\rlines"\r2,b\r')
     (chunk,) = read_snapshot_chunks(path, "csv", 100)
     assert chunk.to_dict("list") == {"id": ["1", "2"], "note": ["two\rlines", "b"]}
+
+
+def test_a_number_too_large_for_a_float_is_named_where_the_contract_sets_no_bound(tmp_path):
+    # The bank's Balance has a minimum only: "1e400" reads as infinity, which crashed the leakage check.
+    bank = load_contract("bank_customer_churn")
+    customers = bank_customers(600, seed=3).astype({"Balance": object})
+    customers.loc[customers.index[3], "Balance"] = "1e400"
+    path = tmp_path / "customers.csv"
+    customers.to_csv(path, index=False)
+    message = refused(path, bank, tmp_path)
+    assert "column 'Balance' must be at least 0 and finite: 1 row breaks it, e.g. 'inf' (at rows 4;" in message
