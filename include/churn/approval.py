@@ -167,9 +167,14 @@ def request_body(
     champion = f"champion version {evaluated.champion_version}" if evaluated.champion_version else "no champion"
     reasons = "\n".join(f"- {need.reason} ({need.phase})" for need in needs)
     rows = "\n".join(
-        f"| {METRIC_NAMES.get(name, name)} | {_number(value)} "
-        f"| {_number(evaluated.champion_test_roc_auc) if name == 'test_roc_auc' else '—'} |"
-        for name, value in evaluated.metrics.items()
+        f"| {METRIC_NAMES.get(name, name)} | {_number(value)} | — |" for name, value in evaluated.metrics.items()
+    )
+    compared = (
+        f"\n\nOn the {evaluated.comparison_rows} test rows ({evaluated.comparison_positives} churned) the "
+        f"champion was never trained on: ROC AUC {_number(evaluated.challenger_comparison_roc_auc)} for the "
+        f"challenger, {_number(evaluated.champion_test_roc_auc)} for {champion}."
+        if evaluated.challenger_comparison_roc_auc is not None
+        else ""
     )
     drift = f"\n\n### What drifted\n{drift_section(drift_events)}" if drift_events is not None else ""
     champion_link = (
@@ -183,10 +188,10 @@ It waits for approval because:
 **Approve** moves the champion alias to the challenger once it is packaged. **Reject**, or no
 answer within {approvals.response_timeout_hours:g} h, keeps {champion}, and the date is scored with it.
 
-### Held-out test metrics (the same rows for both)
+### Held-out test metrics
 | metric | challenger | {champion} |
 |---|---|---|
-{rows}
+{rows}{compared}
 
 A change of test ROC AUC up to {approvals.max_unapproved_auc_change:.4f} needs no approval.{drift}
 
@@ -194,6 +199,13 @@ A change of test ROC AUC up to {approvals.max_unapproved_auc_change:.4f} needs n
 - [the challenger's MLflow run: metrics, plots, its model card once packaged]({challenger_run_url}){champion_link}
 - Airflow run `{evaluated.run.airflow_run_id}`
 """
+
+
+def compared_challenger_auc(evaluated: EvaluateResult) -> float:
+    """The challenger's ROC AUC on the rows it was compared with the champion on, else on all its test rows."""
+    if evaluated.challenger_comparison_roc_auc is not None:
+        return evaluated.challenger_comparison_roc_auc
+    return evaluated.metrics["test_roc_auc"]
 
 
 def approval_request(
@@ -209,7 +221,7 @@ def approval_request(
     """The request a promotion waits on, or None when it needs no approval (see :func:`approval_needs`)."""
     needs = approval_needs(
         promote=evaluated.promote,
-        challenger_auc=evaluated.metrics["test_roc_auc"],
+        challenger_auc=compared_challenger_auc(evaluated),
         champion_auc=evaluated.champion_test_roc_auc,
         max_unapproved_auc_change=approvals.max_unapproved_auc_change,
         drift_triggered=drift_triggered,
@@ -221,7 +233,7 @@ def approval_request(
     champion_auc = evaluated.champion_test_roc_auc
     subject = (
         f"Promote the churn model of {evaluated.run.score_date}? Test ROC AUC "
-        f"{evaluated.metrics['test_roc_auc']:.3f}, champion's "
+        f"{compared_challenger_auc(evaluated):.3f}, champion's "
         + ("not measured" if champion_auc is None else f"{champion_auc:.3f}")
         + ("; a drift-triggered run" if drift_triggered else "")
     )

@@ -1,9 +1,12 @@
 """Model Evaluation: test metrics and plots for the challenger, and the promotion decision.
 
-The champion is scored on the same held-out rows as the challenger, so the decision
-compares like with like. A rerun or backfill (a date scored before, or earlier than one
-scored or promoted for) never promotes: it must not move the alias back to an older model.
-Such a run skips training, evaluation and packaging altogether (:func:`phases_to_skip`).
+Both models are compared on the same rows, and only on rows neither was trained on: the
+challenger's test split minus every customer the champion was fitted on (its MLflow run's
+"training rows", as monitoring finds them). A comparison on too few churned (or retained)
+customers to trust, or one that cannot be made fair, keeps the champion. A rerun or
+backfill (a date scored before, or earlier than one scored or promoted for) never promotes:
+it must not move the alias back to an older model. Such a run skips training, evaluation
+and packaging altogether (:func:`phases_to_skip`).
 A promotion that changes the measured quality by more than the configured margin, or comes
 from a drift-triggered run, waits for a person's approval (:mod:`churn.approval`).
 """
@@ -46,6 +49,42 @@ PROMOTION_PHASES = ("train", "evaluate", "package")
 class PromotionDecision:
     promote: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Both models' ROC AUC on the comparison rows: test rows the champion never trained on."""
+
+    challenger_auc: float
+    champion_auc: float
+    rows: int
+    positives: int
+
+    def describe(self) -> str:
+        return f"{self.rows} test rows ({self.positives} churned) neither model was trained on"
+
+
+def unseen_by_champion(test_ids: pd.Series, champion_training_ids: pd.Series) -> np.ndarray:
+    """Which test rows (by customer id) the champion was not trained on."""
+    return ~test_ids.isin(set(champion_training_ids.dropna())).to_numpy()
+
+
+def too_few_to_compare(labels: np.ndarray, excluded: int, min_positives: int, min_negatives: int) -> str | None:
+    """Why the comparison rows' ``labels`` are too few to trust a comparison on, or None.
+
+    ``excluded`` test rows were left out because the champion was trained on them.
+    """
+    positives = int(np.sum(labels))
+    negatives = len(labels) - positives
+    if positives >= min_positives and negatives >= min_negatives:
+        return None
+    return (
+        f"only {len(labels)} test rows ({positives} churned, {negatives} not) were unseen by the champion "
+        f"({excluded} of the test rows were among its training customers); comparing the models needs at least "
+        f"{min_positives} churned and {min_negatives} retained customers "
+        "(quality_gates.min_comparison_positives / min_comparison_negatives): the champion is kept. "
+        "Train on a later snapshot with new customers, or a larger one"
+    )
 
 
 def top_decile_lift(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -127,11 +166,15 @@ def decide_promotion(
     *,
     held_back: str | None = None,
     champion_incomparable: str | None = None,
+    comparison: Comparison | None = None,
+    unfair: str | None = None,
 ) -> PromotionDecision:
-    """Promote a challenger that clears the quality floor and is at least as good as the champion.
+    """Promote a challenger that clears the quality floor (its ``challenger_auc`` on all its
+    test rows) and is at least as good as the champion on the ``comparison`` rows.
 
-    Never from a run that is held back (see :func:`why_held_back`). A champion that cannot
-    score these rows (``champion_incomparable`` says why) leaves the floor to decide.
+    Never from a run that is held back (see :func:`why_held_back`), nor when the comparison
+    cannot be made fair or trusted (``unfair`` says why). A champion that cannot score these
+    rows (``champion_incomparable`` says why) leaves the floor to decide.
     """
     if held_back:
         return PromotionDecision(False, held_back)
@@ -141,14 +184,21 @@ def decide_promotion(
         )
     if champion_incomparable:
         return PromotionDecision(True, f"{champion_incomparable}; challenger clears the floor {min_auc:.4f}")
-    if champion_auc is None:
-        return PromotionDecision(True, f"no champion yet; challenger clears the floor {min_auc:.4f}")
-    if challenger_auc >= champion_auc:
+    if unfair:
+        return PromotionDecision(False, unfair)
+    if comparison is None:
+        if champion_auc is None:
+            return PromotionDecision(True, f"no champion yet; challenger clears the floor {min_auc:.4f}")
+        comparison = Comparison(challenger_auc, champion_auc, 0, 0)
+        on = "the same test rows"
+    else:
+        on = comparison.describe()
+    if comparison.challenger_auc >= comparison.champion_auc:
         return PromotionDecision(
-            True, f"challenger {challenger_auc:.4f} >= champion {champion_auc:.4f} on the same test rows"
+            True, f"challenger {comparison.challenger_auc:.4f} >= champion {comparison.champion_auc:.4f} on {on}"
         )
     return PromotionDecision(
-        False, f"challenger {challenger_auc:.4f} < champion {champion_auc:.4f} on the same test rows"
+        False, f"challenger {comparison.challenger_auc:.4f} < champion {comparison.champion_auc:.4f} on {on}"
     )
 
 
@@ -229,6 +279,50 @@ def evaluation_plots(model: Any, inputs: pd.DataFrame, labels: np.ndarray, proba
     return figures
 
 
+def champion_training_ids(champion: Any, contract: Contract) -> pd.Series:
+    """The customer ids of every labelled row the champion's training run had: the rows its
+    registered refit was fitted on, or a superset of them (its MLflow run's "training rows",
+    which monitoring compares with too)."""
+    from churn.monitor import find_reference, labelled_customers, readable_reference
+
+    reference = find_reference(champion.name, str(champion.version))
+    return labelled_customers(readable_reference(reference), contract)["customer_id"]
+
+
+def compare_with_champion(
+    champion: Any,
+    test: pd.DataFrame,
+    challenger_probabilities: np.ndarray,
+    contract: Contract,
+    quality_gates: QualityGates,
+) -> tuple[Comparison | None, str | None]:
+    """Both models' ROC AUC on the test rows the champion never trained on; or None and why
+    no fair, trustworthy comparison can be made (then the champion is kept)."""
+    from churn.monitor import MonitoringError
+
+    try:
+        trained_on = champion_training_ids(champion, contract)
+    except MonitoringError as error:
+        return None, (
+            f"the customers champion version {champion.version} was trained on cannot be found ({error}), so "
+            "no comparison on rows it never saw can be made: the champion is kept"
+        )
+    unseen = unseen_by_champion(contract.customer_ids(test), trained_on)
+    labels = label_vector(test, contract)[unseen]
+    refused = too_few_to_compare(
+        labels,
+        len(test) - int(unseen.sum()),
+        quality_gates.min_comparison_positives,
+        quality_gates.min_comparison_negatives,
+    )
+    if refused:
+        return None, refused
+    inputs = model_inputs(test, contract)[unseen]
+    champion_auc = champion_auc_on(champion, inputs, labels, contract)
+    challenger_auc = float(roc_auc_score(labels, challenger_probabilities[unseen]))
+    return Comparison(challenger_auc, champion_auc, len(labels), int(labels.sum())), None
+
+
 def evaluate_challenger(
     trained: TrainResult,
     contract: Contract,
@@ -238,7 +332,8 @@ def evaluate_challenger(
     held_back: str | None,
     seed: int,
 ) -> EvaluateResult:
-    """Score the challenger (and the champion, if any) on the test rows; log and decide."""
+    """Score the challenger on the test rows, and both it and the champion (if any) on the
+    test rows the champion never trained on; log and decide."""
     import matplotlib.pyplot as plt
     import mlflow
     import mlflow.sklearn
@@ -248,25 +343,35 @@ def evaluate_challenger(
     challenger = mlflow.sklearn.load_model(trained.model_uri)
     probabilities = challenger.predict_proba(inputs)[:, 1]
     metrics = classification_metrics(labels, probabilities, quality_gates.operating_threshold)
-    champion_auc = champion_incomparable = None
+    comparison = unfair = champion_incomparable = None
     if champion is not None:
-        champion_auc = champion_auc_on(champion, inputs, labels, contract)
-        if champion_auc is None:
+        if champion.tags.get(CONTRACT_TAG, contract.fingerprint) != contract.fingerprint:
             champion_incomparable = (
                 f"champion version {champion.version} was trained under another data contract and cannot score "
                 "these rows"
             )
+        else:
+            comparison, unfair = compare_with_champion(champion, test, probabilities, contract, quality_gates)
     decision = decide_promotion(
         metrics["test_roc_auc"],
-        champion_auc,
+        None,
         quality_gates.min_test_roc_auc,
         held_back=held_back,
         champion_incomparable=champion_incomparable,
+        comparison=comparison,
+        unfair=unfair,
     )
     with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(metrics)
-        if champion_auc is not None:
-            mlflow.log_metric("champion_test_roc_auc", champion_auc)
+        if comparison is not None:
+            mlflow.log_metrics(
+                {
+                    "champion_test_roc_auc": comparison.champion_auc,
+                    "challenger_comparison_roc_auc": comparison.challenger_auc,
+                    "comparison_rows": comparison.rows,
+                    "comparison_positives": comparison.positives,
+                }
+            )
         mlflow.set_tags(
             {
                 "promotion_decision": "promote" if decision.promote else "keep_champion",
@@ -280,7 +385,10 @@ def evaluate_challenger(
         run=trained.run,
         metrics=metrics,
         champion_version=str(champion.version) if champion is not None else None,
-        champion_test_roc_auc=champion_auc,
+        champion_test_roc_auc=comparison.champion_auc if comparison else None,
+        challenger_comparison_roc_auc=comparison.challenger_auc if comparison else None,
+        comparison_rows=comparison.rows if comparison else None,
+        comparison_positives=comparison.positives if comparison else None,
         promote=decision.promote,
         reason=decision.reason,
     )

@@ -249,7 +249,11 @@ class ApprovalOutcome(Handoff):
 class EvaluateResult(PhaseResult):
     metrics: dict[str, float]
     champion_version: str | None
+    # Both models' ROC AUC on the comparison rows: test rows the champion never trained on.
     champion_test_roc_auc: float | None
+    challenger_comparison_roc_auc: float | None = None
+    comparison_rows: int | None = None
+    comparison_positives: int | None = None
     promote: bool
     reason: str
     # None: the promotion (if any) needs nobody's approval.
@@ -258,10 +262,13 @@ class EvaluateResult(PhaseResult):
     def summary(self) -> str:
         if self.champion_version is None:
             champion = "no champion to compare"
-        elif self.champion_test_roc_auc is None:
+        elif self.champion_test_roc_auc is None or self.challenger_comparison_roc_auc is None:
             champion = f"champion version {self.champion_version} not compared"
         else:
-            champion = f"champion version {self.champion_version} {self.champion_test_roc_auc:.3f}"
+            champion = (
+                f"on {self.comparison_rows} rows unseen by champion version {self.champion_version}: challenger "
+                f"{self.challenger_comparison_roc_auc:.3f}, champion {self.champion_test_roc_auc:.3f}"
+            )
         auc = self.metrics.get("test_roc_auc")
         challenger = f"test ROC AUC {auc:.3f}" if auc is not None else "no test ROC AUC"
         decision = "promote" if self.promote else "keep_champion"

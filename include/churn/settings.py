@@ -332,6 +332,10 @@ class TrainingConfig(Strict):
 class QualityGates(Strict):
     min_test_roc_auc: Probability
     operating_threshold: Probability
+    # A comparison with the champion counts only on test rows it never trained on, and only
+    # with this many churned and retained customers among them: fewer, and the champion stays.
+    min_comparison_positives: PositiveInt = 30
+    min_comparison_negatives: PositiveInt = 30
 
 
 class ScoringConfig(Strict):

@@ -56,8 +56,12 @@ def _evaluated(challenger=0.85, champion=0.80, *, promote=True, version="3") -> 
         metrics={"test_roc_auc": challenger, "test_brier": 0.1357},
         champion_version=version,
         champion_test_roc_auc=champion,
+        challenger_comparison_roc_auc=challenger if champion is not None else None,
+        comparison_rows=400,
+        comparison_positives=100,
         promote=promote,
-        reason=f"challenger {challenger:.4f} >= champion {champion:.4f} on the same test rows",
+        reason=f"challenger {challenger:.4f} >= champion {champion:.4f} on 400 test rows (100 churned) neither "
+        "model was trained on",
     )
 
 
@@ -136,7 +140,9 @@ def test_the_request_shows_both_models_metrics_the_margin_what_drifted_and_links
     body = request.body
     for shown in (
         "| metric | challenger | champion version 3 |",
-        "| ROC AUC | 0.8500 | 0.8000 |",
+        "| ROC AUC | 0.8500 | — |",
+        "On the 400 test rows (100 churned) the champion was never trained on: ROC AUC 0.8500 for the "
+        "challenger, 0.8000 for champion version 3.",
         "| Brier score (lower is better) | 0.1357 | — |",
         "test ROC AUC changes by +0.0500 from the champion's, more than the 0.0200 allowed",
         "(Model Evaluation)",
