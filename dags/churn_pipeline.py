@@ -18,7 +18,11 @@ measures the date's drift from the model's training data into `churn_monitoring`
   cannot be reached or is busy) are retried; every other error (data, contract,
   configuration, Connection, model) fails its task at once.
 * The `champion` alias in the MLflow registry moves only when the challenger is at
-  least as good as the champion on the same test rows and clears the quality floor.
+  least as good as the champion on the test rows the champion never trained on (with enough
+  churners among them) and clears the quality floor; `package` registers it, and the alias
+  moves in `score.publish`, once the date's scores with it are written: a failure before
+  leaves the champion where it was. A rerun refuses to score a date with its earlier version
+  number if the registry now gives that number to another model (a lost MLflow store).
   A promotion that changes test ROC AUC by more than `approvals.max_unapproved_auc_change`,
   or comes from a drift-triggered run, waits in `approve` (Browse → Required Actions) for
   the Accountable role's users; rejected or unanswered in time, the champion scores the date.

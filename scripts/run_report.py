@@ -72,8 +72,8 @@ def summarize_run(run_dir: ObjectStoragePath, settings: Settings) -> tuple[str, 
         lines.append(
             f"  packaged   {packaged.model_name} version {packaged.model_version}"
             f"{' (reused: same training fingerprint)' if packaged.reused_existing_version else ''}; "
-            f"promoted: {'yes' if packaged.promoted else 'no'}; champion is now version "
-            f"{champion.version if champion else 'none'}"
+            f"promoted: {'yes (the alias moves once score publishes)' if packaged.promoted else 'no'}; "
+            f"champion is now version {champion.version if champion else 'none'}"
         )
     if "score" in manifests:
         scored = manifests["score"]

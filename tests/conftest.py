@@ -254,6 +254,8 @@ def score_rows(ids, *, probability=0.5, version="1", band="medium"):
             "model_version": version,
             "run_id": f"run-{version}",
             "scored_at": datetime(2026, 11, 29, 2, tzinfo=UTC),
+            "model_run_id": f"mlflow-run-of-version-{version}",
+            "training_fingerprint": f"fingerprint-of-version-{version}",
         }
     )
 

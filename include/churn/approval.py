@@ -118,7 +118,8 @@ def approval_task_doc(approvals: ApprovalsConfig, matrix: RaciMatrix | None = No
 
 When evaluation promotes a challenger and one of these holds, packaging waits here for the
 phase's Accountable role to answer in **Required Actions** (or through the REST API);
-otherwise this task passes at once. **Approve** lets packaging move the champion alias;
+otherwise this task passes at once. **Approve** lets packaging promote the challenger (the
+champion alias moves once `score` has published the date with it);
 **Reject**, or no answer within {approvals.response_timeout_hours:g} h, keeps the champion,
 which then scores the date.
 
@@ -185,7 +186,7 @@ def request_body(
 It waits for approval because:
 {reasons}
 
-**Approve** moves the champion alias to the challenger once it is packaged. **Reject**, or no
+**Approve** moves the champion alias to the challenger once it has scored the date. **Reject**, or no
 answer within {approvals.response_timeout_hours:g} h, keeps {champion}, and the date is scored with it.
 
 ### Held-out test metrics
@@ -272,7 +273,7 @@ def approval_outcome(
 
 
 def promotes(evaluated: EvaluateResult, approval: ApprovalOutcome | None) -> bool:
-    """Whether packaging moves the champion alias: evaluation said promote and, when it asked
+    """Whether the run promotes its challenger: evaluation said promote and, when it asked
     for approval, a person approved."""
     if not evaluated.promote:
         return False

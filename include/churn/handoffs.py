@@ -280,18 +280,26 @@ class PackageResult(PhaseResult):
     model_name: str
     model_version: str
     reused_existing_version: bool
+    # This run promotes the version: score scores the date with it, and its publish step
+    # moves the champion alias to it once the date's scores are written.
     promoted: bool
+    # The champion when packaged (the alias has not moved yet), and the one evaluation compared with.
     champion_version: str | None
+    compared_champion: str | None = None
     # None: evaluation asked for no approval.
     approval: ApprovalOutcome | None = None
 
     def summary(self) -> str:
         how = "reused: the same refit was registered before" if self.reused_existing_version else "a new refit"
-        if self.champion_version is None:
-            champion = "no version is champion"
+        champion = (
+            f"champion is version {self.champion_version}" if self.champion_version else "no version is champion"
+        )
+        if self.promoted:
+            champion += (
+                f"; version {self.model_version} is promoted: it becomes champion once score publishes the date"
+            )
         else:
-            moved = "promoted by this run" if self.promoted else "unchanged"
-            champion = f"champion is version {self.champion_version} ({moved})"
+            champion += " (unchanged)"
         approval = f"; promotion {self.approval.describe()}" if self.approval else ""
         return f"package: registered {self.model_name} version {self.model_version} ({how}); {champion}{approval}"
 
@@ -319,10 +327,17 @@ class ScoringPartition(PhaseResult):
     model_name: str
     model_version: str
     model_chosen_because: str
+    # What the version is (see churn.tracking.ModelIdentity), written with every row.
+    model_run_id: str
+    training_fingerprint: str | None
     # The version that had scored the date when the model was chosen (None: not scored yet).
     version_seen_for_date: str | None
     # Names the plan's staging table (see churn.warehouse.staging_table); new to every plan.
     staging_key: str
+    # This run promotes the version: publish moves the champion alias to it from
+    # ``compared_champion`` (None: no champion yet) once the date's rows are written.
+    promotes: bool = False
+    compared_champion: str | None = None
 
     def rows(self) -> str:
         """Its customers as the UI names its task: ``rows 0-1,000,000``."""
@@ -350,11 +365,14 @@ class ScoreResult(PhaseResult):
     model_chosen_because: str
     risk_band_counts: dict[str, int]
     partitions: int
+    # The champion alias was moved to model_version once the rows were written.
+    promoted: bool = False
 
     def summary(self) -> str:
+        promoted = "; the champion alias now names it" if self.promoted else ""
         return (
             f"score.publish: {_rows(self.rows_written)} for {self.run.score_date} in {self.table} at "
-            f"{self.warehouse} ({_counts(self.risk_band_counts)}), model version {self.model_version}, "
+            f"{self.warehouse} ({_counts(self.risk_band_counts)}), model version {self.model_version}{promoted}, "
             f"from {_many(self.partitions, 'partition')}"
         )
 

@@ -25,15 +25,14 @@ from churn.handoffs import (
 from churn.manifest import run_phase
 from churn.model import model_columns
 from churn.settings import Settings, code_version
-from churn.tracking import CONTRACT_TAG, PROMOTED_FOR_TAG, aliased_version, use_mlflow
+from churn.tracking import (
+    CONTRACT_TAG,
+    FINGERPRINT_TAG,
+    aliased_version,
+    check_champion_unchanged,
+    use_mlflow,
+)
 from churn.train import Refit, log_refit, plan_refit, refit_chosen
-
-FINGERPRINT_TAG = "training_fingerprint"
-
-
-class ChampionChangedError(RuntimeError):
-    """Another run moved the champion between this run's evaluation and its packaging."""
-
 
 SELECTION_HEADER = (
     "| family | CV ROC AUC (mean ± std) | configured values' CV ROC AUC | hyperparameters | search "
@@ -193,15 +192,14 @@ def register_challenger(
     champion_alias: str,
     fingerprint: str,
     contract_sha256: str,
-    score_date: str,
     promote: bool,
     model_card: str,
     compared_champion: str | None = None,
 ) -> dict[str, Any]:
-    """Register (or reuse) the challenger's version; point the champion alias at it on promotion.
-
-    The version is tagged with its data contract, and on promotion with the score date it
-    was promoted for, so later evaluations know what they compare with.
+    """Register (or reuse) the challenger's version, tagged with its data contract and its
+    training fingerprint. The champion alias stays: on promotion score moves it once the
+    date's scores are published (see :func:`churn.tracking.move_champion`); a promotion
+    whose compared champion has since been replaced is refused here already.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -225,22 +223,14 @@ def register_challenger(
     client.set_model_version_tag(model_name, version.version, CONTRACT_TAG, contract_sha256)
     client.log_text(mlflow_run_id, model_card, "model_card.md")
     if promote:
-        current = aliased_version(model_name, champion_alias)
-        current_version = str(current.version) if current is not None else None
-        if current_version != compared_champion:
-            raise ChampionChangedError(
-                f"the {champion_alias!r} alias of {model_name!r} moved from version {compared_champion} to "
-                f"{current_version} after this run's evaluation; not promoting a challenger compared with an "
-                "outdated champion. Rerun the date to compare with the new one."
-            )
-        client.set_model_version_tag(model_name, version.version, PROMOTED_FOR_TAG, score_date)
-        client.set_registered_model_alias(model_name, champion_alias, version.version)
+        check_champion_unchanged(model_name, champion_alias, compared_champion, str(version.version))
     champion = aliased_version(model_name, champion_alias)
     return {
         "model_name": model_name,
         "model_version": str(version.version),
         "reused_existing_version": reused,
         "promoted": promote,
+        "compared_champion": compared_champion,
         "champion_version": str(champion.version) if champion is not None else None,
     }
 
@@ -314,8 +304,9 @@ def run_package(
     approval: ApprovalOutcome | None = None,
 ) -> PackageResult:
     """Refit the run's chosen model on every labelled row and register it with its model card;
-    promote it if evaluation said so and, when evaluation asked for approval, ``approval``
-    says a person approved (see :func:`churn.approval.promotes`)."""
+    record its promotion (which score's publish step carries out) if evaluation said so and,
+    when evaluation asked for approval, ``approval`` says a person approved (see
+    :func:`churn.approval.promotes`)."""
 
     def package() -> PackageResult:
         from churn.airflow_connections import task_settings
@@ -331,7 +322,6 @@ def run_package(
             champion_alias=configured.config.champion_alias,
             fingerprint=refit.fingerprint,
             contract_sha256=validated.contract_sha256,
-            score_date=trained.run.score_date.isoformat(),
             promote=promotes(evaluated, approval),
             compared_champion=evaluated.champion_version,
             model_card=model_card(validated, trained, evaluated, configured, refit, contract, approval),

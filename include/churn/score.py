@@ -38,7 +38,16 @@ from churn.manifest import run_phase
 from churn.model import model_inputs, sized_thread_pools
 from churn.settings import Settings, redact_text, redact_url
 from churn.storage import parquet_rows, read_parquet_row_range
-from churn.tracking import ModelUnavailableError, champion_version, load_registered_model, use_mlflow
+from churn.tracking import (
+    ModelIdentity,
+    ModelUnavailableError,
+    champion_version,
+    check_champion_unchanged,
+    load_registered_model,
+    model_identity,
+    move_champion,
+    use_mlflow,
+)
 from churn.warehouse import (
     ScoringRecord,
     open_scores_table,
@@ -55,6 +64,10 @@ if TYPE_CHECKING:
 
 class ScoringError(PermanentError, RuntimeError):
     """Scoring cannot go ahead safely; nothing was written. Retrying will not help."""
+
+
+class RegistryReplacedError(ScoringError):
+    """The version that scored a date now names another model: the registry was lost or rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,27 @@ def choose_model(
             "there is nothing safe to score with"
         )
     return ModelOfRecord(name, champion, f"it is the current {alias!r}")
+
+
+def replaced_model(
+    record: ScoringRecord, chosen: ModelOfRecord, registered: ModelIdentity, score_date: date, table: str
+) -> str | None:
+    """Why ``chosen`` (the version that scored ``score_date`` before) is not the model whose
+    scores ``record`` holds: the registry's ``registered`` identity for that version differs
+    from the one the date's rows recorded. None when they agree, or the rows predate the record."""
+    written = (record.model_run_id_for_date, record.training_fingerprint_for_date)
+    if chosen.version != record.version_for_date or written == (None, None):
+        return None
+    if written == (registered.run_id, registered.training_fingerprint):
+        return None
+    return (
+        f"version {chosen.version} of {chosen.name} is now run {registered.run_id} (training fingerprint "
+        f"{registered.training_fingerprint}), but the scores of {score_date} were written by run {written[0]} "
+        f"(training fingerprint {written[1]}): the registry was replaced, and its version {chosen.version} is "
+        f"another model. Nothing was scored and the date's rows are unchanged. Restore the MLflow store that "
+        f"scored the date to reproduce them, or, to score the date with the current champion instead, delete "
+        f"its rows (DELETE FROM {table} WHERE score_date = '{score_date}') and run the date again"
+    )
 
 
 def load_scoring_model(chosen: ModelOfRecord) -> Any:
@@ -194,6 +228,11 @@ def plan_scoring(
             run.score_date,
         )
         load_scoring_model(chosen)  # refuse an unusable model before any partition starts
+        promoting = packaged is not None and packaged.promoted
+        identity = model_identity(chosen.name, chosen.version)
+        replaced = replaced_model(record, chosen, identity, run.score_date, table.fullname)
+        if replaced:
+            raise RegistryReplacedError(replaced)
         # A key new to every plan: clearing a published run must never reuse (and so drop) its
         # staging table, which on PostgreSQL is now the date's live partition.
         staging_key = uuid.uuid4().hex
@@ -210,8 +249,12 @@ def plan_scoring(
             model_name=chosen.name,
             model_version=chosen.version,
             model_chosen_because=chosen.reason,
+            model_run_id=identity.run_id,
+            training_fingerprint=identity.training_fingerprint,
             version_seen_for_date=record.version_for_date,
             staging_key=staging_key,
+            promotes=promoting,
+            compared_champion=packaged.compared_champion if promoting else None,
         )
         for index, (first, end) in enumerate(bounds)
     ]
@@ -230,6 +273,8 @@ def score_partition(partition: ScoringPartition, settings: Settings) -> ScoredPa
         "model_version": chosen.version,
         "run_id": run.airflow_run_id,
         "scored_at": datetime.now(UTC),
+        "model_run_id": partition.model_run_id,
+        "training_fingerprint": partition.training_fingerprint,
     }
     band_counts: Counter[str] = Counter()
 
@@ -261,7 +306,13 @@ def score_partition(partition: ScoringPartition, settings: Settings) -> ScoredPa
 
 
 def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreResult:
-    """Make every partition's staged rows the date's scores, in one short transaction."""
+    """Make every partition's staged rows the date's scores, in one short transaction; then,
+    if this run promotes the version, move the champion alias to it.
+
+    The alias is checked before the rows are published (another run may have moved it since
+    evaluation) and moved after: a failure in between leaves the date scored and the alias
+    where it was, and a retry publishes nothing twice and moves the alias then.
+    """
     plan = scored[0].partition
     run = plan.run
     indexes = sorted(part.partition.index for part in scored)
@@ -272,6 +323,10 @@ def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreRe
             f"publishing needs each of the {plan.partitions} partitions of one scoring plan exactly once; got "
             f"partitions {indexes}; nothing was published"
         )
+    alias = settings.config.champion_alias
+    if plan.promotes:
+        use_mlflow(settings)
+        check_champion_unchanged(plan.model_name, alias, plan.compared_champion, plan.model_version)
     with open_scores_table(settings) as (engine, table):
         written = publish_staged(
             engine,
@@ -285,6 +340,10 @@ def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreRe
         )
         warehouse = redact_url(engine.url)
         table_name = table.fullname
+    if plan.promotes:
+        move_champion(
+            plan.model_name, alias, plan.model_version, score_date=run.score_date, compared=plan.compared_champion
+        )
     band_counts = sum((Counter(part.risk_band_counts) for part in scored), Counter())
     return ScoreResult(
         run=run,
@@ -295,13 +354,14 @@ def publish_scores(scored: list[ScoredPartition], settings: Settings) -> ScoreRe
         model_chosen_because=plan.model_chosen_because,
         risk_band_counts=settings.config.in_band_order(band_counts),
         partitions=plan.partitions,
+        promoted=plan.promotes,
     )
 
 
-def _task_settings(*, mlflow: bool) -> Settings:
+def _task_settings() -> Settings:
     from churn.airflow_connections import task_settings
 
-    return task_settings(warehouse=True, mlflow=mlflow)
+    return task_settings(warehouse=True, mlflow=True)
 
 
 @accepts_handoffs
@@ -312,7 +372,7 @@ def run_score_plan(
     return run_phase(
         "score",
         features.run,
-        lambda: plan_scoring(features, packaged, settings or _task_settings(mlflow=True)),
+        lambda: plan_scoring(features, packaged, settings or _task_settings()),
         finishes=False,
     )
 
@@ -323,7 +383,7 @@ def run_score_partition(partition: ScoringPartition, settings: Settings | None =
     return run_phase(
         "score",
         partition.run,
-        lambda: score_partition(partition, settings or _task_settings(mlflow=True)),
+        lambda: score_partition(partition, settings or _task_settings()),
         starts=False,
         finishes=False,
     )
@@ -331,11 +391,12 @@ def run_score_partition(partition: ScoringPartition, settings: Settings | None =
 
 @accepts_handoffs
 def run_score_publish(scored: list[ScoredPartition], settings: Settings | None = None) -> ScoreResult:
-    """Finish the score phase: publish the staged partitions as the date's scores."""
+    """Finish the score phase: publish the staged partitions as the date's scores, and move
+    the champion alias to a version this run promoted."""
     return run_phase(
         "score",
         scored[0].partition.run,
-        lambda: publish_scores(scored, settings or _task_settings(mlflow=False)),
+        lambda: publish_scores(scored, settings or _task_settings()),
         starts=False,
     )
 

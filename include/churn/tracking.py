@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,28 @@ PROMOTED_FOR_TAG = "promoted_for_score_date"
 # Replaces PROMOTED_FOR_TAG on a version once its date is forgotten (scripts/forget_date.py):
 # the record stays, but no longer holds runs for earlier dates back.
 FORGOTTEN_PROMOTION_TAG = "forgotten_promoted_for_score_date"
+# The tag naming what a version's model was made of (rows, contract, configuration, code; see
+# churn.train.training_fingerprint): with its MLflow run, what the version is, whatever its number.
+FINGERPRINT_TAG = "training_fingerprint"
 # The experiment tag that records an experiment's kind (MLflow's UI sets and reads it);
 # "custom_model_development" is its "Machine learning" kind (runs, metrics, models), not the
 # GenAI one (traces, prompts). MLflow 3.17's UI shows the view its link or its sidebar toggle
 # names (GenAI at first), so the links the project prints name the machine learning view.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MACHINE_LEARNING_KIND = "custom_model_development"
+
+
+class ChampionChangedError(RuntimeError):
+    """Another run moved the champion between this run's evaluation and its promotion."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a registered version is, whatever number a registry gives it: the MLflow run that
+    logged its model and the fingerprint of what that model was made of."""
+
+    run_id: str
+    training_fingerprint: str | None
 
 
 class ModelUnavailableError(RuntimeError):
@@ -131,6 +148,39 @@ def forget_promotions_for(model_name: str, score_date: date) -> list[str]:
 def champion_version(settings: Settings) -> Any | None:
     """The champion's model version, or None before the first promotion."""
     return aliased_version(settings.config.registered_model, settings.config.champion_alias)
+
+
+def model_identity(model_name: str, version: str) -> ModelIdentity:
+    """The identity of ``model_name``'s ``version`` as the registry records it now."""
+    from mlflow import MlflowClient
+
+    registered = MlflowClient().get_model_version(model_name, version)
+    return ModelIdentity(registered.run_id, registered.tags.get(FINGERPRINT_TAG))
+
+
+def check_champion_unchanged(model_name: str, alias: str, compared: str | None, promoting: str) -> None:
+    """Raise :class:`ChampionChangedError` unless ``alias`` still names the version the
+    challenger was compared with (``compared``; None: no version), or already names the
+    challenger (``promoting``: a retry after the move)."""
+    current = aliased_version(model_name, alias)
+    current_version = str(current.version) if current is not None else None
+    if current_version not in {compared, promoting}:
+        raise ChampionChangedError(
+            f"the {alias!r} alias of {model_name!r} moved from version {compared} to {current_version} after "
+            "this run's evaluation; not promoting a challenger compared with an outdated champion. Rerun the "
+            "date to compare with the new one."
+        )
+
+
+def move_champion(model_name: str, alias: str, version: str, *, score_date: date, compared: str | None) -> None:
+    """Point ``alias`` at ``version``, promoted for ``score_date``, unless another run moved it
+    since evaluation (see :func:`check_champion_unchanged`); moving it again changes nothing."""
+    from mlflow import MlflowClient
+
+    check_champion_unchanged(model_name, alias, compared, version)
+    client = MlflowClient()
+    client.set_model_version_tag(model_name, version, PROMOTED_FOR_TAG, score_date.isoformat())
+    client.set_registered_model_alias(model_name, alias, version)
 
 
 def load_registered_model(model_name: str, version: str) -> Any:

@@ -7,7 +7,8 @@ transaction, so readers see the whole date or the previous one. On PostgreSQL th
 table is partitioned by date and the staging table becomes the date's partition (a
 catalogue change, however many rows); elsewhere the staged rows are copied over. Reads
 tell the other phases what has been scored already, so reruns and backfills keep a
-date's model.
+date's model; each row names the model that wrote it by what cannot be renumbered (its MLflow
+run and training fingerprint), so a rerun can tell when a version number now names another model.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ class PublishRefused(PermanentError, RuntimeError):
 
 @dataclass(frozen=True)
 class ScoringRecord:
-    """What the warehouse holds of a model's scores: the version that scored a date, and the latest date."""
+    """What the warehouse holds of a model's scores: the version that scored a date, and the
+    latest date; with what that version was when it scored the date (its MLflow run and
+    training fingerprint), if the rows say (rows written before they did not)."""
 
     version_for_date: str | None
     latest_date: date | None
+    model_run_id_for_date: str | None = None
+    training_fingerprint_for_date: str | None = None
 
 
 def warehouse_engine(
@@ -122,7 +127,29 @@ def _score_columns() -> list[sa.Column]:
         sa.Column("model_version", sa.String(32), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        # The model's identity, which a lost and rebuilt registry cannot give another model:
+        # the MLflow run that logged it and the fingerprint of what it was made of. Empty only
+        # in rows written before these columns existed (see add_missing_columns).
+        sa.Column("model_run_id", sa.String(64)),
+        sa.Column("training_fingerprint", sa.String(64)),
     ]
+
+
+def _column_names(connection: sa.Connection, table: sa.Table) -> set[str]:
+    """The columns the database's ``table`` has, whatever its definition here says."""
+    return {column["name"] for column in sa.inspect(connection).get_columns(table.name, schema=table.schema)}
+
+
+def add_missing_columns(connection: sa.Connection, table: sa.Table) -> list[str]:
+    """Add to the existing ``table`` the columns its definition has and it lacks (a table
+    created by an earlier release); returns their names. On PostgreSQL a partitioned table's
+    partitions gain them with it. The columns added allow empty values: older rows have none."""
+    present = _column_names(connection, table)
+    missing = [column for column in table.columns if column.name not in present]
+    for column in missing:
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f"ALTER TABLE {_qualified(table)} ADD COLUMN {_quoted(column.name)} {kind}")
+    return [column.name for column in missing]
 
 
 def scores_table(metadata: sa.MetaData, name: str, schema: str | None, *, partitioned: bool = True) -> sa.Table:
@@ -234,6 +261,7 @@ def prepare_staging(engine: sa.Engine, table: sa.Table, score_date: date, stage_
         if table.schema and not sa.inspect(connection).has_schema(table.schema):
             connection.execute(sa.schema.CreateSchema(table.schema))
         table.metadata.create_all(connection, tables=[table], checkfirst=True)
+        add_missing_columns(connection, table)
         staging.create(connection)
     return staging
 
@@ -567,6 +595,22 @@ def scored_dates(engine: sa.Engine, table: sa.Table, since: date, before: date) 
         return list(connection.execute(query).scalars())
 
 
+def _identity_for_date(
+    connection: sa.Connection, table: sa.Table, score_date: date, model_name: str
+) -> tuple[str | None, str | None]:
+    """The MLflow run and training fingerprint of the model that scored ``score_date``, as its
+    rows recorded them; (None, None) when they did not (rows or a table older than the columns)."""
+    if not {"model_run_id", "training_fingerprint"} <= _column_names(connection, table):
+        return None, None
+    found = connection.execute(
+        sa.select(table.c.model_run_id, table.c.training_fingerprint)
+        .where(table.c.model_name == model_name, table.c.score_date == score_date)
+        .order_by(table.c.scored_at.desc())
+        .limit(1)
+    ).one_or_none()
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
 def _no_database_file(engine: sa.Engine) -> bool:
     """Whether the warehouse is a SQLite file that does not exist yet: it holds nothing, and
     connecting would create it, or fail where its folder does not exist yet."""
@@ -624,15 +668,17 @@ def rows_to_compare(engine: sa.Engine, table: sa.Table, score_date: date) -> tup
 
 
 def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_name: str) -> ScoringRecord:
-    """Which version of ``model_name`` scored ``score_date``, and the latest date it scored."""
+    """Which version of ``model_name`` scored ``score_date`` (and what it was then), and the
+    latest date it scored."""
     with _reading(engine, table) as connection:
         if connection is None:
             return ScoringRecord(None, None)
         version = _version_for_date(connection, table, score_date, model_name)
+        run_id, fingerprint = _identity_for_date(connection, table, score_date, model_name)
         latest = connection.execute(
             sa.select(sa.func.max(table.c.score_date)).where(table.c.model_name == model_name)
         ).scalar()
-    return ScoringRecord(version, _as_date(latest))
+    return ScoringRecord(version, _as_date(latest), run_id, fingerprint)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ first champion, and manual reruns of today bring the drifted scoring snapshot (a
 the date's model, so its monitor compares the drifted customers with that model's training data).
 
 The default training snapshot, which a drift-triggered run reads, is rewritten before each
-drift so its challenger differs from the champion and beats it on its own test rows: first the
-drifted bills with every label flipped (customers now churn the other way), a new version;
-then the original snapshot again, whose refit is the first champion's version.
+drift so its challenger differs from the champion and beats it on test rows the champion never
+trained on: first new customers' drifted bills with every label flipped (customers now churn
+the other way), a new version; then the original snapshot again, whose refit is the first
+champion's version.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def today() -> date:
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory) -> dict[str, Path]:
     """The generated snapshots, the same customers' drifted scoring snapshot, and the first
-    retraining's training snapshot: the drifted bills, every label flipped."""
+    retraining's training snapshot: new customers' drifted bills, every label flipped."""
     from churn.generate import as_public_csv_text, make_snapshots, shift_features, write_snapshots
 
     root = tmp_path_factory.mktemp("drift_retraining_sources")
@@ -77,8 +78,10 @@ def snapshots(tmp_path_factory) -> dict[str, Path]:
     drifted = write_snapshots(
         make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=SEED, shifts=SHIFTS), root / "drifted"
     )
+    # New customers: the challenger is compared with the champion only on rows it never trained on.
+    later = make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=SEED + 1)
     training = shift_features(
-        generated.training, {"MonthlyCharges": SHIFTS["MonthlyCharges"]}, np.random.default_rng(SEED)
+        later.training, {"MonthlyCharges": SHIFTS["MonthlyCharges"]}, np.random.default_rng(SEED)
     )
     training["Churn"] = training["Churn"].map({"Yes": "No", "No": "Yes"})
     retraining = root / "retraining_training.csv"

@@ -4,9 +4,10 @@ waits in the ``awaiting_input`` state for the Accountable role's users, who answ
 REST API, as the UI's Required Actions page does. A rejection keeps the champion, which scores
 the date; an approval moves the alias; a user the role does not map cannot answer.
 
-The champion's run uses the generated snapshot; the later dates' training snapshot has every
-label flipped, so the challenger learns the new outcome and the champion ranks customers
-backwards: the challenger is promoted, with a change of test ROC AUC far beyond the margin.
+The champion's run uses the generated snapshot; the later dates' training snapshot, of new
+customers, has every label flipped, so the challenger learns the new outcome and the champion
+ranks customers backwards: the challenger is promoted, with a change of test ROC AUC far beyond
+the margin. The alias moves only once score has published the approved version's scores.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from churn.generate import make_snapshots, write_snapshots
 from churn.handoffs import PackageResult
 from churn.manifest import read_manifests
 from churn.settings import Settings, load_settings
@@ -58,8 +60,6 @@ def login(base_url: str, user: str) -> httpx.Client:
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """Airflow standalone on its own SQLite metadata database, with the pipeline's SQLite
     warehouse and MLflow store under the test's CHURN_HOME."""
-    from churn.generate import make_snapshots, write_snapshots
-
     root = tmp_path_factory.mktemp("approval")
     sources = write_snapshots(make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=7), root / "churn" / "sources")
     (root / "passwords.json").write_text(json.dumps(PASSWORDS))
@@ -105,8 +105,12 @@ def champion_run(stack: Stack) -> str:
 
 @pytest.fixture(scope="module")
 def relabelled_training(stack: Stack) -> str:
-    """The training snapshot with every label flipped: a new outcome the champion gets backwards."""
-    training = pd.read_csv(stack.sources["training"], dtype="string", keep_default_na=False)
+    """A later training snapshot of new customers with every label flipped: a new outcome the
+    champion gets backwards. New customers, because the challenger is compared with the
+    champion only on test rows the champion never trained on."""
+    later = make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=8)
+    written = write_snapshots(later, stack.root / "later")
+    training = pd.read_csv(written["training"], dtype="string", keep_default_na=False)
     training["Churn"] = training["Churn"].map({"Yes": "No", "No": "Yes"})
     path = stack.root / "relabelled_training.csv"
     training.to_csv(path, index=False)

@@ -87,7 +87,8 @@ WRITER = textwrap.dedent(
     from datetime import UTC, datetime
     rows = pd.DataFrame({"customer_id": [f"new-{i}" for i in range(1_500_000)], "churn_probability": 0.9,
                          "risk_band": "high", "model_name": "churn-classifier", "model_version": "2",
-                         "run_id": "run-2", "scored_at": datetime(2026, 11, 29, 3, tzinfo=UTC)})
+                         "run_id": "run-2", "scored_at": datetime(2026, 11, 29, 3, tzinfo=UTC),
+                         "model_run_id": "mlflow-run-2", "training_fingerprint": "fingerprint-2"})
     print("writing", flush=True)
     replace_scores(warehouse_engine(sys.argv[1]), scores_table(sa.MetaData(), "churn_scores", None),
                    date(2026, 11, 29), rows)

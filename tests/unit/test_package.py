@@ -1,5 +1,5 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import mlflow
@@ -12,14 +12,13 @@ from churn.contract import load_contract
 from churn.handoffs import ApprovalOutcome, ApprovalRequest, EvaluateResult, PackageResult
 from churn.manifest import read_manifests
 from churn.package import (
-    ChampionChangedError,
     inputs_section,
     model_card,
     register_challenger,
     render_model_card,
     run_package,
 )
-from churn.tracking import aliased_version, use_mlflow
+from churn.tracking import ChampionChangedError, aliased_version, move_champion, use_mlflow
 from churn.train import plan_refit
 
 SELECTION = {
@@ -199,14 +198,13 @@ def _register(trained, model_name, *, fingerprint, promote, compared=None):
         champion_alias="champion",
         fingerprint=fingerprint,
         contract_sha256="contract-sha",
-        score_date="2026-11-29",
         promote=promote,
         model_card="card",
         compared_champion=compared,
     )
 
 
-def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(trained_run):
+def test_registration_is_idempotent_and_never_moves_the_alias_which_moves_once_promoted(trained_run):
     trained = trained_run.trained
     use_mlflow(trained_run.settings)
     # A model of its own: other tests promote the shared run's model under the real name.
@@ -217,11 +215,17 @@ def test_registration_is_idempotent_and_the_alias_moves_only_on_promotion(traine
 
     again = _register(trained, model_name, fingerprint="fp-1", promote=True)
     assert again["model_version"] == first["model_version"]
-    assert again["reused_existing_version"] is True
+    assert again["reused_existing_version"] is True and again["promoted"] is True
+    # Registering a promotion does not move the alias: score's publish step does, once.
+    assert aliased_version(model_name, "champion") is None
+    for _ in range(2):  # a retry of publish finds the alias moved already
+        move_champion(model_name, "champion", first["model_version"], score_date=date(2026, 11, 29), compared=None)
     assert str(aliased_version(model_name, "champion").version) == first["model_version"]
 
     with pytest.raises(ChampionChangedError, match="moved from version None"):
         _register(trained, model_name, fingerprint="fp-3", promote=True, compared=None)
+    with pytest.raises(ChampionChangedError, match="moved from version None"):
+        move_champion(model_name, "champion", "999", score_date=date(2026, 11, 30), compared=None)
     assert str(aliased_version(model_name, "champion").version) == first["model_version"]
 
     rejected = _register(trained, model_name, fingerprint="fp-2", promote=False)
@@ -258,7 +262,8 @@ def test_run_package_registers_the_refit_with_its_card_and_promotes_it(trained_r
     assert isinstance(packaged, PackageResult)
     assert packaged.model_name == model_name and packaged.promoted is True
     assert packaged.reused_existing_version is False
-    assert packaged.champion_version == packaged.model_version
+    # The alias moves once score publishes the date (see tests/faults/test_model_identity.py).
+    assert packaged.champion_version is None and aliased_version(model_name, "champion") is None
     assert read_manifests(tmp_path)["package"] == packaged
     client = MlflowClient()
     version = client.get_model_version(model_name, packaged.model_version)
@@ -292,10 +297,10 @@ def test_run_package_registers_the_refit_with_its_card_and_promotes_it(trained_r
         True,
         False,
     )
-    assert again.champion_version == packaged.model_version
+    assert again.champion_version is None
 
 
-def test_a_promotion_waiting_for_approval_moves_the_alias_only_once_approved(trained_run, tmp_path: Path):
+def test_a_promotion_waiting_for_approval_is_recorded_only_once_approved(trained_run, tmp_path: Path):
     run = trained_run.trained.run.model_copy(update={"run_dir": tmp_path})
     validated = trained_run.validated.model_copy(update={"run": run})
     trained = trained_run.trained.model_copy(update={"run": run})
@@ -331,7 +336,7 @@ def test_a_promotion_waiting_for_approval_moves_the_alias_only_once_approved(tra
     approved = run_package(
         validated, trained, asked, settings, approval=ApprovalOutcome(decision="approved", responded_by="admin")
     )
-    assert approved.promoted is True and approved.champion_version == rejected.model_version
+    assert approved.promoted is True and approved.model_version == rejected.model_version
     assert read_manifests(tmp_path)["package"].approval.responded_by == "admin"
 
 

@@ -279,10 +279,10 @@ def test_the_scoring_record_names_the_dates_version_and_the_latest_date(warehous
     replace_scores(engine, table, date(2026, 11, 28), score_rows(["a"], version="1"))
     replace_scores(engine, table, date(2026, 11, 29), score_rows(["a", "b"], version="4"))
     assert scoring_record(engine, table, date(2026, 11, 29), "churn-classifier") == ScoringRecord(
-        "4", date(2026, 11, 29)
+        "4", date(2026, 11, 29), "mlflow-run-of-version-4", "fingerprint-of-version-4"
     )
     assert scoring_record(engine, table, date(2026, 11, 28), "churn-classifier") == ScoringRecord(
-        "1", date(2026, 11, 29)
+        "1", date(2026, 11, 29), "mlflow-run-of-version-1", "fingerprint-of-version-1"
     )
     assert scoring_record(engine, table, date(2026, 11, 30), "churn-classifier") == ScoringRecord(
         None, date(2026, 11, 29)

@@ -39,12 +39,16 @@ def _partition(records: dict, first_row: int = 0, end_row: int = 5000) -> Scorin
         model_name="churn-classifier",
         model_version="3",
         model_chosen_because="this run promoted it to 'champion'",
+        model_run_id="mlflow-run-3",
+        training_fingerprint="fingerprint-3",
         version_seen_for_date=None,
         staging_key="k1",
     )
 
 
 def test_each_phase_says_what_it_did(records: dict, tmp_path: Path):
+    # The first promotion: package registers it, and the alias moves only once score publishes.
+    records["package"] = records["package"].model_copy(update={"champion_version": None})
     lines = {phase: summary(record) for phase, record in records.items()}
     assert lines["ingest"] == (
         "ingest: landed the training snapshot from /d/training.csv (csv, 10 bytes, sha256 000000000000) and the "
@@ -67,7 +71,7 @@ def test_each_phase_says_what_it_did(records: dict, tmp_path: Path):
     )
     assert lines["package"] == (
         "package: registered churn-classifier version 1 (a new refit); "
-        "champion is version 1 (promoted by this run)"
+        "no version is champion; version 1 is promoted: it becomes champion once score publishes the date"
     )
     assert lines["score"] == (
         "score.publish: 600 rows for 2026-11-29 in churn_scores at sqlite:///warehouse.db "
@@ -88,10 +92,19 @@ def test_the_accounts_follow_what_happened(records: dict):
         "feature: added no derived features to the training and scoring tables"
     )
     kept = records["evaluate"].model_copy(
-        update={"champion_version": "2", "champion_test_roc_auc": 0.85, "promote": False, "reason": "0.83 < 0.85"}
+        update={
+            "champion_version": "2",
+            "champion_test_roc_auc": 0.85,
+            "challenger_comparison_roc_auc": 0.82,
+            "comparison_rows": 480,
+            "comparison_positives": 120,
+            "promote": False,
+            "reason": "0.82 < 0.85",
+        }
     )
     assert summary(kept) == (
-        "evaluate: test ROC AUC 0.830 (champion version 2 0.850); decision: keep_champion (0.83 < 0.85)"
+        "evaluate: test ROC AUC 0.830 (on 480 rows unseen by champion version 2: challenger 0.820, champion "
+        "0.850); decision: keep_champion (0.82 < 0.85)"
     )
     reused = records["package"].model_copy(
         update={"reused_existing_version": True, "promoted": False, "champion_version": "2"}
