@@ -147,8 +147,8 @@ def replaced_model(
         f"{registered.training_fingerprint}), but the scores of {score_date} were written by run {written[0]} "
         f"(training fingerprint {written[1]}): the registry was replaced, and its version {chosen.version} is "
         f"another model. Nothing was scored and the date's rows are unchanged. Restore the MLflow store that "
-        f"scored the date to reproduce them, or, to score the date with the current champion instead, delete "
-        f"its rows (DELETE FROM {table} WHERE score_date = '{score_date}') and run the date again"
+        f"scored the date to reproduce them, or, to score the date with the current champion instead, remove "
+        f"its rows of {table} with `make forget-date DATE={score_date}` and run the date again"
     )
 
 

@@ -12,17 +12,18 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from datetime import date
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from churn.errors import PhaseError
-from churn.generate import make_snapshots
 from churn.manifest import read_manifests
-from tests.conftest import SCORE_DATE, free_port, write_csv
+from tests.conftest import SCORE_DATE, free_port
 from tests.e2e.airflow_stack import log_tails, start
-from tests.e2e.deployment import BIN, Deployment, deploy
+from tests.e2e.deployment import BIN, Deployment, deploy, e2e_pipeline_config
 
 RETRY_DELAY_SECONDS = 120  # the DAG's first retry waits at least this long
 
@@ -32,12 +33,15 @@ def deployment(tmp_path_factory) -> Deployment:
     return deploy(tmp_path_factory.mktemp("fail_fast"), 1000, 200)
 
 
-def one_churner_training(deployment: Deployment):
-    """A training snapshot that passes validation (both classes, enough rows) with a single
-    churner, too few for a stratified hold-out split: training fails the same way every time."""
-    training = make_snapshots(1000, 200, seed=7).training.assign(Churn="No")
-    training.loc[training.index[0], "Churn"] = "Yes"
-    return write_csv(training, deployment.root / "one_churner" / "training.csv")
+def sampling_too_few_rows_for_the_folds(deployment: Deployment) -> Deployment:
+    """The deployment with ``training.max_rows`` at 10: train samples 10 rows of a valid
+    snapshot, too few of each class for cross-validation's folds, and scikit-learn refuses the
+    same way every time. (Validation refuses such a snapshot itself, so only a sample can be.)"""
+    path = e2e_pipeline_config(deployment.root / "pipeline_ten_rows.yaml")
+    config = yaml.safe_load(path.read_text())
+    config["training"]["max_rows"] = 10
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return replace(deployment, env={**deployment.env, "CHURN_PIPELINE_CONFIG": str(path)})
 
 
 def metadata_rows(deployment: Deployment, sql: str, *parameters: str) -> list[tuple]:
@@ -82,9 +86,7 @@ def seconds_to_run_end(deployment: Deployment, run_id: str, task_id: str) -> flo
 def test_a_deterministic_error_in_train_fails_the_task_at_once(deployment: Deployment):
     earlier_runs = run_ids(deployment)
     started = time.monotonic()
-    result = deployment.trigger(
-        score_date=SCORE_DATE.isoformat(), training_source=str(one_churner_training(deployment))
-    )
+    result = sampling_too_few_rows_for_the_folds(deployment).trigger(score_date=SCORE_DATE.isoformat())
     took = time.monotonic() - started
 
     output = result.stdout + result.stderr
@@ -104,7 +106,7 @@ def test_a_deterministic_error_in_train_fails_the_task_at_once(deployment: Deplo
     assert "train failed with ValueError, which a retry cannot fix" in output
     failure = read_manifests(deployment.settings.run_dir(SCORE_DATE.isoformat(), run_id))["failed"]
     assert (failure.phase, failure.error_type) == ("train", "ValueError")
-    assert "least populated class" in failure.error
+    assert "Requesting 5-fold cross-validation but provided less than 5 examples" in failure.error
     assert PhaseError.__name__ in output
 
 

@@ -159,7 +159,7 @@ def test_a_rerun_of_a_date_whose_version_now_names_another_model_is_refused(tmp_
     assert f"version 1 of churn-classifier is now run {now}" in message
     assert f"the scores of {FIRST} were written by run {written_by}" in message
     assert "the registry was replaced" in message and "Restore the MLflow store" in message
-    assert f"DELETE FROM churn_scores WHERE score_date = '{FIRST}'" in message
+    assert f"remove its rows of churn_scores with `make forget-date DATE={FIRST}`" in message
     pd.testing.assert_frame_equal(stored_scores(settings.warehouse_url, FIRST), before)
 
 

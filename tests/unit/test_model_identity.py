@@ -26,7 +26,7 @@ def test_another_model_under_the_dates_number_is_refused_saying_what_to_do():
         "were written by run def (training fingerprint fp-def): the registry was replaced"
     )
     assert "Restore the MLflow store" in refused
-    assert "DELETE FROM churn_scores WHERE score_date = '2026-11-29'" in refused
+    assert "remove its rows of churn_scores with `make forget-date DATE=2026-11-29`" in refused
 
 
 def test_the_same_run_with_another_fingerprint_is_refused():
