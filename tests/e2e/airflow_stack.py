@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,6 +44,13 @@ def scratch_databases(postgres_url: str, *names: str) -> Iterator[list[str]]:
             for name in names:
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def days_before_today(days: int) -> date:
+    """A score date ``days`` before today (UTC). Runs triggered through the API are queued for
+    now, and ingest refuses a score date more than 400 days before that: a fixed date in a
+    test would start failing a year on."""
+    return datetime.now(UTC).date() - timedelta(days=days)
 
 
 def airflow_environment(

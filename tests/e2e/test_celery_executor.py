@@ -30,7 +30,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +42,7 @@ from tests.e2e.airflow_stack import (
     BIN,
     Stack,
     connect,
+    days_before_today,
     log_tails,
     stack_setting,
     start,
@@ -52,7 +52,7 @@ from tests.e2e.deployment import E2E_SELECTION_BUDGET_SECONDS
 
 pytestmark = pytest.mark.e2e
 
-SCORE_DATE = date(2026, 11, 21)
+SCORE_DATE = days_before_today(9)
 SCORING_ROWS = 1_000
 PARTITION_ROWS = 200
 PARTITIONS = SCORING_ROWS // PARTITION_ROWS

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import date
 from urllib.parse import quote
 
 import pytest
@@ -22,14 +21,14 @@ import yaml
 from churn.alerts import ALERTS_FILE, alerts_table, read_alerts
 from churn.generate import make_snapshots
 from tests.conftest import write_csv
-from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
+from tests.e2e.airflow_stack import BIN, Stack, connect, days_before_today, stack_setting, start, stop
 from tests.e2e.deployment import e2e_pipeline_config
 from tests.unit.test_incident_response import WebhookReceiver, receiving_webhooks
 
 pytestmark = pytest.mark.e2e
 
 # A past date: its scores were due at 06:00 UTC that day, long before the run is even created.
-LATE_DATE = date(2026, 11, 20)
+LATE_DATE = days_before_today(10)
 ALERT_WAIT_SECONDS = 300
 
 

@@ -33,6 +33,7 @@ from tests.e2e.airflow_stack import (
     airflow_environment,
     answer_request,
     connect,
+    days_before_today,
     start,
     stop,
     waiting_request,
@@ -42,7 +43,7 @@ from tests.e2e.deployment import e2e_pipeline_config
 pytestmark = pytest.mark.e2e
 
 TRAINING_ROWS, SCORING_ROWS = 5_000, 1_000
-CHAMPION_DATE, REJECTED_DATE, APPROVED_DATE = date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29)
+CHAMPION_DATE, REJECTED_DATE, APPROVED_DATE = days_before_today(3), days_before_today(2), days_before_today(1)
 # Airflow's simple auth manager: admin is mapped to the Accountable roles in pipeline.yaml;
 # analyst is an admin too, but not mapped, so Airflow refuses its answer.
 PASSWORDS = {"admin": f"pw-{uuid.uuid4().hex}", "analyst": f"pw-{uuid.uuid4().hex}"}

@@ -8,7 +8,6 @@ The test starts and stops its own processes and databases.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 
 import httpx
 import pandas as pd
@@ -16,12 +15,12 @@ import pytest
 
 from churn.raci import phase_task_id
 from tests.conftest import EXPECTED_OWNERS
-from tests.e2e.airflow_stack import BIN, Stack, connect, stack_setting, start, stop
+from tests.e2e.airflow_stack import BIN, Stack, connect, days_before_today, stack_setting, start, stop
 from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
-SCORE_DATE = date(2026, 11, 20)
+SCORE_DATE = days_before_today(10)
 SCORING_ROWS = 1_000
 
 
