@@ -69,6 +69,21 @@ def unseen_by_champion(test_ids: pd.Series, champion_training_ids: pd.Series) ->
     return ~test_ids.isin(set(champion_training_ids.dropna())).to_numpy()
 
 
+def too_few_to_trust(labels: np.ndarray, min_positives: int, min_negatives: int) -> str | None:
+    """Why the test split's ``labels`` are too few to trust any ROC AUC measured on them (the
+    quality floor's included), or None: with no champion, the floor alone decides a promotion."""
+    positives = int(np.sum(labels))
+    negatives = len(labels) - positives
+    if positives >= min_positives and negatives >= min_negatives:
+        return None
+    return (
+        f"the test split holds only {positives} churned and {negatives} retained customers, too few to trust "
+        f"its ROC AUC: a promotion needs at least {min_positives} and {min_negatives} "
+        "(quality_gates.min_comparison_positives / min_comparison_negatives), so nothing is promoted. Train on "
+        "a larger snapshot"
+    )
+
+
 def too_few_to_compare(labels: np.ndarray, excluded: int, min_positives: int, min_negatives: int) -> str | None:
     """Why the comparison rows' ``labels`` are too few to trust a comparison on, or None.
 
@@ -168,16 +183,20 @@ def decide_promotion(
     champion_incomparable: str | None = None,
     comparison: Comparison | None = None,
     unfair: str | None = None,
+    untrusted: str | None = None,
 ) -> PromotionDecision:
     """Promote a challenger that clears the quality floor (its ``challenger_auc`` on all its
     test rows) and is at least as good as the champion on the ``comparison`` rows.
 
-    Never from a run that is held back (see :func:`why_held_back`), nor when the comparison
-    cannot be made fair or trusted (``unfair`` says why). A champion that cannot score these
+    Never from a run that is held back (see :func:`why_held_back`), nor when the test split
+    holds too few of either class to trust its figure (``untrusted`` says why), nor when the
+    comparison cannot be made fair or trusted (``unfair`` says why). A champion that cannot score these
     rows (``champion_incomparable`` says why) leaves the floor to decide.
     """
     if held_back:
         return PromotionDecision(False, held_back)
+    if untrusted:
+        return PromotionDecision(False, untrusted)
     if challenger_auc < min_auc:
         return PromotionDecision(
             False, f"challenger test ROC AUC {challenger_auc:.4f} is below the quality floor {min_auc:.4f}"
@@ -360,6 +379,9 @@ def evaluate_challenger(
         champion_incomparable=champion_incomparable,
         comparison=comparison,
         unfair=unfair,
+        untrusted=too_few_to_trust(
+            labels, quality_gates.min_comparison_positives, quality_gates.min_comparison_negatives
+        ),
     )
     with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(metrics)

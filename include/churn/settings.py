@@ -333,7 +333,8 @@ class QualityGates(Strict):
     min_test_roc_auc: Probability
     operating_threshold: Probability
     # A comparison with the champion counts only on test rows it never trained on, and only
-    # with this many churned and retained customers among them: fewer, and the champion stays.
+    # with this many churned and retained customers among them: fewer, and the champion stays
+    # (a test split with fewer promotes nothing, a first model included).
     min_comparison_positives: PositiveInt = 30
     min_comparison_negatives: PositiveInt = 30
 

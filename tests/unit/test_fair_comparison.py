@@ -23,6 +23,7 @@ from churn.evaluate import (
     decide_promotion,
     evaluate_challenger,
     too_few_to_compare,
+    too_few_to_trust,
     unseen_by_champion,
 )
 from churn.model import family_pipeline, label_vector, model_inputs
@@ -58,6 +59,19 @@ def test_a_refused_comparison_keeps_the_champion_however_good_the_challenger():
     # The floor still comes first, and a held-back run says why it is held back.
     assert "below the quality floor" in decide_promotion(0.6, None, min_auc=0.7, unfair="x").reason
     assert decide_promotion(0.95, None, min_auc=0.7, held_back="rerun", unfair="x").reason == "rerun"
+
+
+def test_a_test_split_with_too_few_of_a_class_promotes_nothing_not_even_a_first_model():
+    two_churners = np.array([1, 1] + [0] * 198)
+    untrusted = too_few_to_trust(two_churners, min_positives=30, min_negatives=30)
+    assert untrusted is not None
+    assert "only 2 churned and 198 retained customers" in untrusted and "at least 30 and 30" in untrusted
+    # No champion: the floor alone would have promoted this challenger.
+    assert decide_promotion(0.95, None, min_auc=0.7).promote
+    decision = decide_promotion(0.95, None, min_auc=0.7, untrusted=untrusted)
+    assert (decision.promote, decision.reason) == (False, untrusted)
+    assert too_few_to_trust(np.array([0] * 29 + [1] * 100), 30, 30) is not None
+    assert too_few_to_trust(np.array([1] * 30 + [0] * 30), 30, 30) is None
 
 
 def test_the_decision_names_the_comparison_rows_and_both_aucs():
