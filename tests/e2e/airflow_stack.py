@@ -191,6 +191,21 @@ class Stack:
         return log_tails(self.logs)
 
 
+@contextlib.contextmanager
+def running_standalone(
+    env: Mapping[str, str], root: Path, password: str
+) -> Iterator[tuple[httpx.Client, list[Path]]]:
+    """``airflow standalone`` (scheduler, DAG processor, triggerer, API server) with ``env``, its
+    output in ``root/standalone.log``: an API client signed in as ``admin``, and the logs a
+    failure should show; stopped when the block ends."""
+    logs = [root / "standalone.log"]
+    process = start([str(BIN / "airflow"), "standalone"], env, logs[0])
+    try:
+        yield connect(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", password, [process], logs), logs
+    finally:
+        stop(process)
+
+
 def connect(base_url: str, password: str, processes: list[subprocess.Popen], logs: list[Path]) -> httpx.Client:
     """Log in as ``admin`` once the API server answers, and wait until it lists the DAG; fails
     early, with the components' logs, if one of them exits meanwhile."""

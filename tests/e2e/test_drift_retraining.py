@@ -41,13 +41,10 @@ from churn.tracking import champion_version, use_mlflow
 from churn.warehouse import monitoring_table, warehouse_engine
 from tests.conftest import free_port
 from tests.e2e.airflow_stack import (
-    BIN,
     Stack,
     airflow_environment,
     answer_request,
-    connect,
-    start,
-    stop,
+    running_standalone,
     waiting_request,
 )
 from tests.e2e.deployment import e2e_pipeline_config
@@ -114,17 +111,12 @@ def stack(tmp_path_factory, snapshots) -> Iterator[Stack]:
     )
     env.pop("AIRFLOW_CONN_CHURN_WAREHOUSE")  # the embedded default: CHURN_HOME/warehouse.db
     env["CHURN_PIPELINE_CONFIG"] = str(e2e_pipeline_config(root / "pipeline.yaml"))
-    logs = [root / "standalone.log"]
-    process = start([str(BIN / "airflow"), "standalone"], env, logs[0])
-    try:
-        api = connect(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", PASSWORD, [process], logs)
+    with running_standalone(env, root, PASSWORD) as (api, logs):
         assert api.patch("/api/v2/dags/churn_pipeline", json={"is_paused": False}).status_code == 200
         default_sources = {"training": sources / "training.csv", "scoring": sources / "scoring.csv"}
         yield Stack(
             api=api, warehouse_url=load_settings(env).warehouse_url, sources=default_sources, root=root, logs=logs
         )
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,12 @@ import yaml
 from churn.alerts import ALERTS_FILE, alerts_table, read_alerts
 from churn.generate import make_snapshots
 from tests.conftest import write_csv
-from tests.e2e.airflow_stack import BIN, Stack, connect, days_before_today, stack_setting, start, stop
+from tests.e2e.airflow_stack import (
+    Stack,
+    days_before_today,
+    running_standalone,
+    stack_setting,
+)
 from tests.e2e.deployment import e2e_pipeline_config
 from tests.unit.test_incident_response import WebhookReceiver, receiving_webhooks
 
@@ -58,15 +63,10 @@ def stack(postgres_url: str, tmp_path_factory, webhook: WebhookReceiver) -> Iter
                 ),
             }
         )
-        logs = [root / "standalone.log"]
-        process = start([str(BIN / "airflow"), "standalone"], setting.env, logs[0])
-        try:
-            api = connect(f"http://127.0.0.1:{setting.api_port}", setting.password, [process], logs)
+        with running_standalone(setting.env, root, setting.password) as (api, logs):
             yield Stack(
                 api=api, warehouse_url=setting.warehouse_url, sources=setting.sources, root=root, logs=logs
             )
-        finally:
-            stop(process)
 
 
 def stored_alerts(stack: Stack, run_id: str) -> list[dict]:

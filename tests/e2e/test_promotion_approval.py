@@ -28,14 +28,11 @@ from churn.settings import Settings, load_settings
 from churn.tracking import champion_version, use_mlflow
 from tests.conftest import free_port
 from tests.e2e.airflow_stack import (
-    BIN,
     Stack,
     airflow_environment,
     answer_request,
-    connect,
     days_before_today,
-    start,
-    stop,
+    running_standalone,
     waiting_request,
 )
 from tests.e2e.deployment import e2e_pipeline_config
@@ -77,14 +74,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     # Only the test's runs: unpausing would otherwise start the latest nightly run, for today,
     # after which the test's earlier dates would be backfills that never promote.
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
-    logs = [root / "standalone.log"]
-    process = start([str(BIN / "airflow"), "standalone"], env, logs[0])
-    try:
-        api = connect(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", PASSWORDS["admin"], [process], logs)
+    with running_standalone(env, root, PASSWORDS["admin"]) as (api, logs):
         assert api.patch("/api/v2/dags/churn_pipeline", json={"is_paused": False}).status_code == 200
         yield Stack(api=api, warehouse_url=load_settings(env).warehouse_url, sources=sources, root=root, logs=logs)
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

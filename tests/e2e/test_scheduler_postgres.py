@@ -15,7 +15,12 @@ import pytest
 
 from churn.raci import phase_task_id
 from tests.conftest import EXPECTED_OWNERS
-from tests.e2e.airflow_stack import BIN, Stack, connect, days_before_today, stack_setting, start, stop
+from tests.e2e.airflow_stack import (
+    Stack,
+    days_before_today,
+    running_standalone,
+    stack_setting,
+)
 from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
@@ -30,15 +35,10 @@ def stack(postgres_url: str, tmp_path_factory) -> Iterator[Stack]:
     with stack_setting(postgres_url, root, training_rows=5_000, scoring_rows=SCORING_ROWS, seed=11) as setting:
         setting.env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
         setting.env["CHURN_PIPELINE_CONFIG"] = str(e2e_pipeline_config(root / "pipeline.yaml"))
-        logs = [root / "standalone.log"]
-        process = start([str(BIN / "airflow"), "standalone"], setting.env, logs[0])
-        try:
-            api = connect(f"http://127.0.0.1:{setting.api_port}", setting.password, [process], logs)
+        with running_standalone(setting.env, root, setting.password) as (api, logs):
             yield Stack(
                 api=api, warehouse_url=setting.warehouse_url, sources=setting.sources, root=root, logs=logs
             )
-        finally:
-            stop(process)
 
 
 def test_anonymous_requests_are_refused(stack: Stack):
