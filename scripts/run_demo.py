@@ -25,8 +25,15 @@ DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 TASK_STARTS = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
 TASK_ENDS = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
-# The one line each phase logs about what it did (see churn.handoffs), e.g. "validate: ...".
-PHASE_SUMMARY = re.compile(r"\] (?P<summary>(?P<task>[a-z]+(?:\.[a-z]+)?)(?: rows [0-9,-]+)?: .*?)\s+\[churn")
+# The one line each phase logs about what it did (see churn.handoffs), e.g. "validate: ...",
+# by a logger of the churn package, or, for the approval operator, Airflow's logger of it.
+PHASE_SUMMARY = re.compile(
+    r"\] (?P<summary>(?P<task>[a-z]+(?:\.[a-z]+)?)(?: rows [0-9,-]+)?: .*?)"
+    r"\s+\[(?:airflow\.task\.operators\.)?churn"
+)
+# The last line of a task's traceback, e.g. "churn.run_parameters.RunParameterError: ...": a
+# task refused before its run folder exists (its parameters) records its reason nowhere else.
+RAISED = re.compile(r"^(?:\w+\.)+(?P<error>\w+: .+)$")
 
 
 class Progress:
@@ -40,18 +47,23 @@ class Progress:
         self.write, self.raci = write, load_raci()
         self.started: dict[tuple[str, str], float] = {}
         self.said: dict[str, str] = {}
+        self.raised: str | None = None
 
     def read(self, line: str) -> None:
         if started := TASK_STARTS.search(line):
             self.started[(started["task"], started["index"])] = time.monotonic()
+            self.raised = None
         elif said := PHASE_SUMMARY.search(line):
             self.said[said["task"]] = said["summary"].split(": ", 1)[1]
         elif ended := TASK_ENDS.search(line):
             task = ended["task"]
             seconds = time.monotonic() - self.started.pop((task, ended["index"]), time.monotonic())
             owner = self.raci[self.phase_of(task)].responsible
-            what = self.said.pop(task, "did not finish: see the summary below")
+            failed = f"failed: {self.raised}" if self.raised else "did not finish: see the summary below"
+            what = self.said.pop(task, failed)
             self.write(f"  {task:<16} {owner:<15} {seconds:6.1f} s  {what}\n")
+        elif raised := RAISED.match(line):
+            self.raised = raised["error"]
 
 
 @contextmanager
