@@ -7,6 +7,7 @@ defaults, then reads the warehouse table and the MLflow registry to report the r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -130,6 +131,16 @@ def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
     return links
 
 
+def conf_item(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` as a run parameter: the value read as JSON (``true``, ``5``), else as text
+    (a path, a date), as ``airflow dags trigger --conf`` would have it."""
+    key, value = item.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--score-date", required=True, help="YYYY-MM-DD")
@@ -138,7 +149,8 @@ def main() -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra trigger parameters, e.g. training_source=/data/train.csv",
+        help="extra trigger parameters, e.g. training_source=/data/train.csv or allow_shrink=true (a JSON value, "
+        "else text)",
     )
     args = parser.parse_args()
 
@@ -148,7 +160,7 @@ def main() -> int:
     from churn.airflow_connections import task_settings
     from churn.storage import copy_atomically
 
-    conf = {"score_date": args.score_date, **dict(item.split("=", 1) for item in args.conf)}
+    conf = {"score_date": args.score_date, **dict(conf_item(item) for item in args.conf)}
     settings = task_settings(warehouse=True, mlflow=True)
     print(f"Running churn_pipeline for {args.score_date}; one line per task as it finishes:", flush=True)
     with tempfile.TemporaryDirectory(prefix="churn-demo-") as scratch:
