@@ -69,13 +69,19 @@ def unseen_by_champion(test_ids: pd.Series, champion_training_ids: pd.Series) ->
     return ~test_ids.isin(set(champion_training_ids.dropna())).to_numpy()
 
 
+def _short_of(labels: np.ndarray, min_positives: int, min_negatives: int) -> tuple[int, int] | None:
+    """The churned and retained counts of ``labels`` when either is below its minimum, else None."""
+    positives = int(np.sum(labels))
+    negatives = len(labels) - positives
+    return None if positives >= min_positives and negatives >= min_negatives else (positives, negatives)
+
+
 def too_few_to_trust(labels: np.ndarray, min_positives: int, min_negatives: int) -> str | None:
     """Why the test split's ``labels`` are too few to trust any ROC AUC measured on them (the
     quality floor's included), or None: with no champion, the floor alone decides a promotion."""
-    positives = int(np.sum(labels))
-    negatives = len(labels) - positives
-    if positives >= min_positives and negatives >= min_negatives:
+    if (counts := _short_of(labels, min_positives, min_negatives)) is None:
         return None
+    positives, negatives = counts
     return (
         f"the test split holds only {positives} churned and {negatives} retained customers, too few to trust "
         f"its ROC AUC: a promotion needs at least {min_positives} and {min_negatives} "
@@ -89,10 +95,9 @@ def too_few_to_compare(labels: np.ndarray, excluded: int, min_positives: int, mi
 
     ``excluded`` test rows were left out because the champion was trained on them.
     """
-    positives = int(np.sum(labels))
-    negatives = len(labels) - positives
-    if positives >= min_positives and negatives >= min_negatives:
+    if (counts := _short_of(labels, min_positives, min_negatives)) is None:
         return None
+    positives, negatives = counts
     return (
         f"only {len(labels)} test rows ({positives} churned, {negatives} not) were unseen by the champion "
         f"({excluded} of the test rows were among its training customers); comparing the models needs at least "
