@@ -21,7 +21,14 @@ import sqlalchemy as sa
 from churn.links import mlflow_run_url, model_version_url
 from churn.raci import RaciMatrix
 from churn.settings import Settings, safe_path_part
-from churn.warehouse import WarehouseState, configured_warehouse_engine, open_scores_table, warehouse_state
+from churn.warehouse import (
+    WarehouseState,
+    configured_warehouse_engine,
+    database_date,
+    open_scores_table,
+    sqlite_file_missing,
+    warehouse_state,
+)
 
 # Rows of each of those tables the page shows at most, newest first.
 RECENT_ROWS = 40
@@ -209,15 +216,6 @@ def recent_rows(
     return TableExcerpt(table_name, [column.name for column in table.columns], rows)
 
 
-def sqlite_file_missing(url: str) -> bool:
-    """Whether ``url`` is a SQLite database whose file does not exist yet (nothing has been
-    written): reading it would create an empty one."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database).exists()
-
-
 def scores_of_day(settings: Settings, today: date) -> ScoresOfDay:
     """The scores of ``today`` by risk band, or of the latest date scored when today has none."""
     if sqlite_file_missing(settings.warehouse_url):
@@ -231,7 +229,7 @@ def scores_of_day(settings: Settings, today: date) -> ScoresOfDay:
         latest = today if scored_today else connection.execute(sa.select(sa.func.max(table.c.score_date))).scalar()
     if latest is None:
         return ScoresOfDay(None, WarehouseState(0, [], None, {}))
-    latest = date.fromisoformat(latest) if isinstance(latest, str) else latest  # SQLite: max() as text
+    latest = database_date(latest)
     return ScoresOfDay(latest, warehouse_state(settings, latest))
 
 

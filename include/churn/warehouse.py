@@ -611,15 +611,15 @@ def _identity_for_date(
     return (found[0], found[1]) if found is not None else (None, None)
 
 
-def _no_database_file(engine: sa.Engine) -> bool:
-    """Whether the warehouse is a SQLite file that does not exist yet: it holds nothing, and
+def sqlite_file_missing(url: str | sa.URL) -> bool:
+    """Whether ``url`` is a SQLite database whose file does not exist yet: it holds nothing, and
     connecting would create it, or fail where its folder does not exist yet."""
-    database = engine.url.database
+    parsed = sa.make_url(url)
     return (
-        engine.dialect.name == "sqlite"
-        and bool(database)
-        and database != ":memory:"
-        and not Path(database).exists()
+        parsed.get_backend_name() == "sqlite"
+        and bool(parsed.database)
+        and parsed.database != ":memory:"
+        and not Path(parsed.database).exists()
     )
 
 
@@ -628,7 +628,7 @@ def _reading(engine: sa.Engine, table: sa.Table) -> Iterator[sa.Connection | Non
     """A connection to read ``table``, or None when the table does not exist (nor is created);
     a failure is a :class:`WarehouseError` saying that nothing was written."""
     try:
-        if _no_database_file(engine) or not sa.inspect(engine).has_table(table.name, schema=table.schema):
+        if sqlite_file_missing(engine.url) or not sa.inspect(engine).has_table(table.name, schema=table.schema):
             yield None
             return
         with engine.connect() as connection:
@@ -640,7 +640,7 @@ def _reading(engine: sa.Engine, table: sa.Table) -> Iterator[sa.Connection | Non
         ) from error
 
 
-def _as_date(value: date | str | None) -> date | None:
+def database_date(value: date | str | None) -> date | None:
     """A date the database returned: SQLite hands back max() of a date column as text."""
     return date.fromisoformat(value) if isinstance(value, str) else value
 
@@ -655,7 +655,7 @@ def rows_to_compare(engine: sa.Engine, table: sa.Table, score_date: date) -> tup
         for_date = connection.execute(sa.select(sa.func.count()).where(table.c.score_date == score_date)).scalar()
         if for_date:
             return score_date, for_date
-        previous = _as_date(
+        previous = database_date(
             connection.execute(
                 sa.select(sa.func.max(table.c.score_date)).where(table.c.score_date < score_date)
             ).scalar()
@@ -678,7 +678,7 @@ def scoring_record(engine: sa.Engine, table: sa.Table, score_date: date, model_n
         latest = connection.execute(
             sa.select(sa.func.max(table.c.score_date)).where(table.c.model_name == model_name)
         ).scalar()
-    return ScoringRecord(version, _as_date(latest), run_id, fingerprint)
+    return ScoringRecord(version, database_date(latest), run_id, fingerprint)
 
 
 @dataclass(frozen=True)
