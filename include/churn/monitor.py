@@ -503,11 +503,13 @@ def retraining_decision(
     prediction_psi: float | None,
     config: MonitoringConfig,
     triggered_by_drift: bool,
+    scored_rows: int,
 ) -> tuple[bool, str]:
     """Whether the date's drift asks for a retraining run, and why in words.
 
     A run that drift itself triggered never asks again: its own data is the drifted data, so
-    asking would start retraining runs one after the other until the data came back.
+    asking would start retraining runs one after the other until the data came back. Nor does
+    a date with fewer than ``config.min_rows_to_judge`` scored customers, whose PSI is noise.
     """
     thresholds = config.drift_thresholds
     reasons = [f"{name} PSI {psi:.3f} > {thresholds.feature_psi}" for name, psi in drifted_features.items()]
@@ -515,6 +517,11 @@ def retraining_decision(
         reasons.append(f"prediction PSI {prediction_psi:.3f} > {thresholds.prediction_psi}")
     if not reasons:
         return False, "no retraining requested: no drift above the thresholds"
+    if scored_rows < config.min_rows_to_judge:
+        return False, (
+            f"no retraining requested: too few scored customers to judge drift ({scored_rows:,}, "
+            f"fewer than monitoring.min_rows_to_judge {config.min_rows_to_judge:,}): {'; '.join(reasons)}"
+        )
     if triggered_by_drift:
         return False, f"no retraining requested: this run was itself started by drift ({'; '.join(reasons)})"
     return True, f"retraining requested: {'; '.join(reasons)}"
@@ -531,7 +538,9 @@ def monitor_date(features: FeatureResult, scored: ScoreResult, settings: Setting
         if metric.metric == "feature_psi" and metric.drifted and metric.feature
     }
     prediction_psi = next(metric.value for metric in metrics if metric.metric == "prediction_psi")
-    requested, reason = retraining_decision(drifted_features, prediction_psi, config, run.drift_triggered)
+    requested, reason = retraining_decision(
+        drifted_features, prediction_psi, config, run.drift_triggered, scored.rows_written
+    )
     rows = metric_rows(metrics, run.airflow_run_id, scored.model_version, datetime.now(UTC))
     with open_scores_table(settings) as (engine, _scores):
         table = monitoring_table(sa.MetaData(), config.table, settings.config.warehouse.schema_name)

@@ -491,6 +491,9 @@ class MonitoringConfig(Strict):
     # How far back a labelled customer's earlier score may be, for the realised ROC AUC.
     realised_auc_lookback_days: PositiveInt = 90
     drift_thresholds: DriftThresholds = DriftThresholds()
+    # Fewer scored customers than this are measured and reported but never request retraining:
+    # PSI's sampling noise grows as rows shrink (a 1-row rerun read above 8 on most inputs).
+    min_rows_to_judge: PositiveInt = 500
 
     @field_validator("table")
     @classmethod

@@ -51,7 +51,7 @@ from tests.e2e.deployment import e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
-TRAINING_ROWS, SCORING_ROWS, SEED = 2_000, 400, 7
+TRAINING_ROWS, SCORING_ROWS, SEED = 2_000, 600, 7
 # Higher bills for every customer and 90% on month-to-month contracts: both PSI far above 0.25.
 SHIFTS = {"MonthlyCharges": "+40", "Contract": "Month-to-month@0.9"}
 PASSWORD = f"pw-{uuid.uuid4().hex}"

@@ -226,17 +226,29 @@ def test_the_report_is_one_self_contained_page_with_drifted_rows_highlighted(tmp
 
 def test_drift_asks_for_retraining_unless_drift_started_the_run():
     config = MonitoringConfig()
-    assert retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, False) == (
+    assert retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, False, 5_000) == (
         True,
         "retraining requested: MonthlyCharges PSI 0.410 > 0.25",
     )
-    assert retraining_decision({}, 0.12, config, False)[0] is True
-    requested, reason = retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, True)
+    assert retraining_decision({}, 0.12, config, False, 5_000)[0] is True
+    requested, reason = retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, True, 5_000)
     assert not requested and "this run was itself started by drift" in reason
-    assert retraining_decision({}, 0.1, config, False) == (
+    assert retraining_decision({}, 0.1, config, False, 5_000) == (
         False,
         "no retraining requested: no drift above the thresholds",
     )
+
+
+def test_too_few_scored_customers_never_ask_for_retraining():
+    config = MonitoringConfig(min_rows_to_judge=500)
+    requested, reason = retraining_decision({"MonthlyCharges": 8.7}, 9.1, config, False, 1)
+    assert not requested
+    assert reason == (
+        "no retraining requested: too few scored customers to judge drift (1, fewer than "
+        "monitoring.min_rows_to_judge 500): MonthlyCharges PSI 8.700 > 0.25; prediction PSI 9.100 > 0.1"
+    )
+    assert retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, False, 499)[0] is False
+    assert retraining_decision({"MonthlyCharges": 0.41}, 0.02, config, False, 500)[0] is True
 
 
 def test_the_drift_event_names_the_drifted_features_and_their_psi(tmp_path):
