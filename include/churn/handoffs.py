@@ -9,6 +9,7 @@ object storage, see :mod:`churn.locations`), written as URLs.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -28,6 +29,12 @@ def _many(count: int, noun: str, plural: str | None = None) -> str:
 
 def _rows(count: int) -> str:
     return _many(count, "row")
+
+
+def shrinkage(rows: int, compared_rows: int) -> str:
+    """How much smaller ``rows`` is than ``compared_rows``, as a percentage rounded down: 1 row
+    against 5,000 reads "99.9% fewer", never "100.0% fewer" while a row is left."""
+    return f"{math.floor(1000 * (1 - rows / compared_rows)) / 10:.1f}% fewer"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -95,9 +102,9 @@ class ShrinkAllowed(Handoff):
     max_drop_fraction: float
 
     def describe(self) -> str:
-        drop = 1 - self.scoring_rows / self.compared_rows
         return (
-            f"a scoring snapshot of {_rows(self.scoring_rows)}, {drop:.1%} fewer than the "
+            f"a scoring snapshot of {_rows(self.scoring_rows)}, "
+            f"{shrinkage(self.scoring_rows, self.compared_rows)} than the "
             f"{self.compared_rows:,} scores of {self.compared_date} (more than {self.max_drop_fraction:.0%} "
             "fewer is refused); allowed by the run parameter allow_shrink"
         )

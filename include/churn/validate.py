@@ -61,6 +61,7 @@ from churn.handoffs import (
     ValidatedSnapshot,
     ValidateResult,
     accepts_handoffs,
+    shrinkage,
 )
 from churn.manifest import run_phase
 from churn.settings import PipelineConfig, Settings, ShrinkGuardConfig, load_settings
@@ -136,9 +137,9 @@ def check_shrink(
         else f"the latest date scored before {run.score_date}"
     )
     raise SnapshotShrank(
-        f"{source} has {scoring_rows:,} {'row' if scoring_rows == 1 else 'rows'}, {drop:.1%} fewer "
-        f"than the {compared_rows:,} rows {table} holds for {compared_date} ({which}); a drop of more than "
-        f"{guard.max_drop_fraction:.0%} is refused "
+        f"{source} has {scoring_rows:,} {'row' if scoring_rows == 1 else 'rows'}, "
+        f"{shrinkage(scoring_rows, compared_rows)} than the {compared_rows:,} rows {table} holds for "
+        f"{compared_date} ({which}); a drop of more than {guard.max_drop_fraction:.0%} is refused "
         "(shrink_guard.max_drop_fraction in pipeline.yaml): a truncated export would replace a day's scores. "
         "The warehouse is unchanged. If the snapshot is complete, trigger the run again with the run parameter "
         "allow_shrink set to true"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from churn.handoffs import LandedSnapshot, ScoredPartition, ScoringPartition, summary
+from churn.handoffs import LandedSnapshot, ScoredPartition, ScoringPartition, shrinkage, summary
 from churn.logs import QUIETED_LOGGERS
 from churn.manifest import run_phase
 from tests.conftest import PROJECT_DIR, run_context
@@ -211,3 +211,10 @@ def test_great_expectations_says_nothing_at_info_in_a_real_phase(tmp_path: Path)
         assert f"level {name} WARNING False" in output  # quieted, not disabled
         assert [line for line in lines if name in line and "a warning from Great Expectations still shows" in line]
     assert "validate: training snapshot (3,000 rows) passed" in output  # the phase's own INFO line shows
+
+
+def test_a_shrinkage_rounds_down_so_only_nothing_left_reads_as_all_of_it():
+    assert shrinkage(1, 5_000) == "99.9% fewer"
+    assert shrinkage(0, 5_000) == "100.0% fewer"
+    assert shrinkage(300, 500) == "40.0% fewer"
+    assert shrinkage(1, 500) == "99.8% fewer"
