@@ -243,11 +243,39 @@ def test_a_path_missing_from_the_repository_is_refused_naming_it_and_its_role(tm
 
 def test_the_dags_tasks_are_read_from_its_phase_task_calls_in_order():
     source = '@phase_task("ingest")\ndef a(): ...\n@phase_task("score", "plan", trigger_rule=x)\ndef b(): ...\n'
-    assert raci_command.dag_task_phases(source) == {"ingest": "ingest", "score.plan": "score"}
+    assert raci_command.dag_task_phases(source, load_matrix()) == {
+        "ingest": "Data Collection",
+        "score.plan": "Deployment",
+    }
+
+
+def test_a_task_owned_by_a_matrix_rows_responsible_role_is_read_with_that_rows_phase():
+    source = (
+        "ROW = incident_response()\nOTHER = something_else()\n"
+        '@task(owner=ROW.responsible, task_id="checked")\ndef check(): ...\n'
+        "@task(owner=ROW.responsible)\ndef named_by_its_function(): ...\n"
+        "@task(owner=OTHER.responsible)\ndef not_a_row(): ...\n"
+        '@task(owner="someone")\ndef owned_by_name(): ...\n'
+    )
+    assert raci_command.dag_task_phases(source, load_matrix()) == {
+        "checked": "Incident Response",
+        "named_by_its_function": "Incident Response",
+    }
+
+
+def test_make_raci_lists_the_tasks_of_every_dag_per_role():
+    sources = {dag_id: path.read_text() for dag_id, path in raci_command.DAG_FILES.items()}
+    assert set(sources) == {"churn_pipeline", "churn_scores_due"}
+    report = raci_command.render_report(load_matrix(), sources)
+    assert "monitor,\n                 churn_scores_due.check_scores_written\n" in report
+    alone = raci_command.render_report(load_matrix(), {"churn_pipeline": sources["churn_pipeline"]})
+    assert "check_scores_written" not in alone
 
 
 def test_make_raci_prints_the_matrix_within_100_columns_then_tasks_and_paths_per_role():
-    report = raci_command.render_report(load_matrix(), raci_command.DAG_FILE.read_text())
+    report = raci_command.render_report(
+        load_matrix(), {dag_id: path.read_text() for dag_id, path in raci_command.DAG_FILES.items()}
+    )
     assert max(len(line) for line in report.splitlines()) <= 100
     table = report.split("\n\n")[1].splitlines()
     assert table[0].split() == ["data", "data", "ml", "mlops", "devops", "product"]
@@ -263,7 +291,7 @@ def test_make_raci_prints_the_matrix_within_100_columns_then_tasks_and_paths_per
     ]
     assert table[2].split() == ["Data", "Collection", "ingest", "R", "A", "C", "I", "I", "I", "C"]
     assert table[-2].split() == ["Retraining", "-", "C", "C", "R", "A", "I", "I"]
-    assert "\nmlops_engineer   score.plan, score.partition, score.publish, monitor\n" in report
+    assert "\nmlops_engineer   score.plan, score.partition, score.publish, monitor,\n" in report
     assert "\ndevops_engineer  nothing\n" in report
     assert "\ndevops_engineer  .ci/, constraints.txt, pyproject.toml\n" in report
 
