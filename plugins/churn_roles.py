@@ -5,6 +5,8 @@ Wiring only: the page's data and HTML come from :mod:`churn.roles_page`. The API
 view, shown inside the UI). Every address of the app needs a signed-in Airflow user, the same
 check as Airflow's own REST API: a browser without one is sent to Airflow's login page.
 
+The page serves each run's Great Expectations report (``/runs/<run>/report/``) and monitoring
+report (``/runs/<run>/monitoring/``) from the run folder, nothing outside the report's folder.
 Extra links on the task pages: ``validate`` opens its run's Great Expectations report (served
 by the page, so it renders offline; also after a failed validation), ``train``, ``evaluate``
 and ``package`` their run's MLflow run and registered model version, ``score`` the roles page.
@@ -49,13 +51,14 @@ def _settings():
 
 
 def _task_records() -> list:
-    """The DAG's task instances, from Airflow's metadata database (the API server's own)."""
+    """The pipeline's and the scores-due check's task instances, from Airflow's metadata
+    database (the API server's own)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from churn.roles_page import TaskRecord
+    from churn.roles_page import SCORES_DUE_DAG, TaskRecord
 
     query = (
         select(
@@ -65,14 +68,34 @@ def _task_records() -> list:
             TaskInstance.state,
             TaskInstance.start_date,
             TaskInstance.end_date,
+            TaskInstance.dag_id,
         )
         .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
-        .where(TaskInstance.dag_id == DAG_ID)
+        .where(TaskInstance.dag_id.in_([DAG_ID, SCORES_DUE_DAG]))
     )
     with create_session() as session:
         return [
-            TaskRecord(task_id, run_id, run_after, str(state) if state else None, start, end)
-            for task_id, run_id, run_after, state, start, end in session.execute(query)
+            TaskRecord(task_id, run_id, run_after, str(state) if state else None, start, end, dag_id)
+            for task_id, run_id, run_after, state, start, end, dag_id in session.execute(query)
+        ]
+
+
+def _drift_runs() -> list:
+    """The pipeline's runs that monitoring's drift event started (run type ``asset_triggered``)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import select
+
+    from churn.roles_page import DagRunRecord
+
+    query = select(DagRun.run_id, DagRun.run_after, DagRun.state, DagRun.start_date, DagRun.end_date).where(
+        DagRun.dag_id == DAG_ID, DagRun.run_type == DagRunType.ASSET_TRIGGERED
+    )
+    with create_session() as session:
+        return [
+            DagRunRecord(run_id, run_after, str(state) if state else None, start, end)
+            for run_id, run_after, state, start, end in session.execute(query)
         ]
 
 
@@ -82,20 +105,34 @@ def roles_page() -> str:
     from churn.raci import load_matrix
     from churn.roles_page import PageLinks, gather_roles_page, render_roles_page
 
-    page = gather_roles_page(load_matrix(), _task_records(), _settings(), datetime.now(UTC).date())
+    page = gather_roles_page(load_matrix(), _task_records(), _settings(), datetime.now(UTC).date(), _drift_runs())
     return render_roles_page(page, PageLinks(page_prefix=PAGE_PREFIX, mlflow_ui=mlflow_ui_url()))
 
 
 @roles_app.get("/runs/{airflow_run_id}/report/{relative_path:path}")
 def run_report(airflow_run_id: str, relative_path: str) -> FileResponse:
     """A file of the run's Great Expectations report; nothing outside its report folder."""
+    from churn.roles_page import DATA_REPORT
+
+    return _report_file(DATA_REPORT, airflow_run_id, relative_path)
+
+
+@roles_app.get("/runs/{airflow_run_id}/monitoring/{relative_path:path}")
+def monitoring_report(airflow_run_id: str, relative_path: str) -> FileResponse:
+    """A file of the run's monitoring report; nothing outside its monitoring folder."""
+    from churn.roles_page import MONITORING_REPORT
+
+    return _report_file(MONITORING_REPORT, airflow_run_id, relative_path)
+
+
+def _report_file(report, airflow_run_id: str, relative_path: str) -> FileResponse:
     from churn.roles_page import ReportNotFound, local_runs_dir, report_file
 
     runs_dir = local_runs_dir(_settings())
     if runs_dir is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "run folders on object storage are not served here")
     try:
-        return FileResponse(report_file(runs_dir, airflow_run_id, relative_path))
+        return FileResponse(report_file(runs_dir, airflow_run_id, relative_path, report))
     except ReportNotFound as missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
 
