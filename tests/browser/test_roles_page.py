@@ -1,16 +1,20 @@
 """The roles page in Airflow's own UI, used as a person would, against a real Airflow API server.
 
 The module's Airflow (throwaway home, SQLite metadata, warehouse and MLflow store) runs the real
-DAG twice with ``airflow dags test``: a good run for 2026-11-28 (a champion, scores), then a run
-for 2026-11-29 whose training snapshot breaks the contract, so ``validate`` fails. The API server
-started by the test serves the UI, the REST API and the plugin. The browser signs in on Airflow's
-login page, opens the roles page from the UI's navigation and directly, sees the seven phases
-with their owners and the failed one, and opens the failed run's data report through the page
-with every request beyond loopback cut off.
+DAGs with ``airflow dags test``: a good run for 2026-11-28 on a drifted scoring population (a
+champion, scores, and monitoring figures with drifted features), then a run for 2026-11-29 whose
+training snapshot breaks the contract, so ``validate`` fails and alerts its roles, then the
+scores-due check for 2026-11-29, which finds no scores and raises a deadline alert. The API
+server started by the test serves the UI, the REST API and the plugin. The browser signs in on
+Airflow's login page, opens the roles page from the UI's navigation and directly, sees the phases
+with their owners and the failed one, the monitoring figures and the alerts, and opens the
+failed run's data report and the good run's monitoring report through the page with every
+request beyond loopback cut off.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -20,12 +24,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pandas as pd
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 
+from churn.alerts import addressees, phase_for_task
 from churn.links import MLFLOW_VIEW, mlflow_ui_url
 from churn.raci import load_matrix
-from churn.settings import pipeline_config
 from tests.browser.conftest import ADMIN_PASSWORD, api_server_environment, sign_in
 from tests.browser.test_data_docs import assert_styled_and_complete
 from tests.conftest import EXPECTED_OWNERS, PROJECT_DIR
@@ -34,10 +40,13 @@ from tests.e2e.deployment import e2e_pipeline_config
 
 PAGE = "/churn-roles/"
 GOOD_DATE, BAD_DATE = "2026-11-28", "2026-11-29"
+# The features churn-generate's --drift moves (PSI well above 0.25) and one it leaves alone.
+DRIFTED_FEATURE, STEADY_FEATURE = "MonthlyCharges", "gender"
 # The README's picture. A test run writes it there only when asked (CHURN_UPDATE_SCREENSHOTS=1),
 # so running the tests never changes a committed file.
 README_SCREENSHOT = PROJECT_DIR / "docs" / "roles_page.png"
 SCREENSHOT_MAX_BYTES = 300_000
+SCREENSHOT_COLOURS = 64
 
 
 @dataclass
@@ -47,6 +56,7 @@ class Airflow:
     logs: list[Path]
     good_run: str
     failed_run: str
+    scores_due_run: str
     # The MLflow UI the page links to, as the API server's environment sets it.
     mlflow_ui: str
     warehouse: sa.Engine
@@ -73,6 +83,17 @@ def run_dag(env: dict[str, str], score_date: str, sources: Path, log: Path, endi
     return marked[-1][0]
 
 
+def check_scores_due(env: dict[str, str], score_date: str, log: Path) -> str:
+    """Run ``churn_scores_due`` once for ``score_date``'s deadline; return its run id."""
+    command = [str(BIN / "airflow"), "dags", "test", "churn_scores_due", f"{score_date}T06:00:00+00:00"]
+    assert start(command, env, log).wait(timeout=300) == 0, log_tails([log])
+    marked = re.findall(
+        r"Marking run <DagRun churn_scores_due @ .*?: (\w+__\S+), state:\w+.*?> (\w+)", log.read_text()
+    )
+    assert marked and marked[-1][1] == "successful", log_tails([log])
+    return marked[-1][0]
+
+
 def generate(env: dict[str, str], folder: Path, *defect: str) -> Path:
     command = [
         str(BIN / "churn-generate"),
@@ -92,28 +113,36 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
     root = tmp_path_factory.mktemp("roles_page")
     env, base_url = api_server_environment(root)
     env["CHURN_PIPELINE_CONFIG"] = str(e2e_pipeline_config(root / "pipeline.yaml"))
-    logs = [root / name for name in ("db-migrate.log", "api-server.log", "good-run.log", "failed-run.log")]
+    logs = [
+        root / name
+        for name in ("db-migrate.log", "api-server.log", "good-run.log", "failed-run.log", "scores-due.log")
+    ]
     assert start([str(BIN / "airflow"), "db", "migrate"], env, logs[0]).wait(timeout=300) == 0, log_tails(logs)
-    good = generate(env, root / "good")
+    good = generate(env, root / "good", "--drift")
     bad = generate(env, root / "bad", "--defect", "out_of_range")
     process = start([str(BIN / "airflow"), "api-server"], env, logs[1])
     try:
         good_run = run_dag(env, GOOD_DATE, good, logs[2], "successful")
         failed_run = run_dag(env, BAD_DATE, bad, logs[3], "failed")
+        scores_due_run = check_scores_due(env, BAD_DATE, logs[4])
         api = connect(base_url, ADMIN_PASSWORD, [process], logs)
         warehouse = sa.create_engine(f"sqlite:///{root / 'warehouse.db'}")
-        yield Airflow(base_url, api, logs, good_run, failed_run, mlflow_ui_url(env), warehouse)
+        yield Airflow(base_url, api, logs, good_run, failed_run, scores_due_run, mlflow_ui_url(env), warehouse)
         warehouse.dispose()
         api.close()
     finally:
         stop(process)
 
 
+def table_rows(page, selector: str) -> list[list[str]]:
+    """The cells of each body row of the table ``selector``."""
+    rows = page.locator(f"{selector} tbody tr")
+    return [rows.nth(index).locator("td").all_inner_texts() for index in range(rows.count())]
+
+
 def phase_rows(page) -> dict[str, list[str]]:
-    """The phases table: each row's cells by its task id."""
-    rows = page.locator("#phases tbody tr")
-    cells = [rows.nth(index).locator("td").all_inner_texts() for index in range(rows.count())]
-    return {row[1]: row for row in cells}
+    """The phases table: each row's cells by its phase."""
+    return {row[0]: row for row in table_rows(page, "#phases")}
 
 
 def test_anonymous_visitors_are_sent_to_the_login_page(airflow: Airflow):
@@ -137,7 +166,8 @@ def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(
     page.wait_for_url(f"{airflow.base_url}{PAGE}")
     page.locator("#phases").wait_for()
 
-    rows = phase_rows(page)
+    by_phase = phase_rows(page)
+    rows = {row[1]: row for row in by_phase.values()}
     for task_id, owner in EXPECTED_OWNERS.items():
         assert rows[task_id][2] == owner, rows[task_id]
         assert rows[task_id][5] == airflow.failed_run
@@ -145,6 +175,11 @@ def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(
     assert rows["validate"][3] == "failed"
     assert rows["train"][3] == "upstream failed"
     assert rows["validate"][6] == "data report"
+    # Incident Response: the scores-due check's run; Retraining: no drift-started run under `dags test`.
+    incident = by_phase["Incident Response"]
+    assert incident[1:4] == ["check_scores_written in churn_scores_due", "mlops_engineer", "success"], incident
+    assert incident[5] == airflow.scores_due_run and incident[4].endswith(" s")
+    assert by_phase["Retraining"][1:4] == ["drift-started run of churn_pipeline", "ml_engineer", "not run"]
     # The matrix in full, the champion of the good run and its scores.
     assert page.locator("#raci tbody tr").count() == len(load_matrix().phases)
     assert "churn-classifier version 1" in page.inner_text("main")
@@ -152,23 +187,34 @@ def test_the_page_shows_the_seven_phases_their_owners_and_the_failed_one(
     assert page.inner_text("#model-card").startswith("# Model card: churn-classifier")
     assert GOOD_DATE in page.inner_text("main")
     assert page.locator("#risk-bands tbody tr").count() >= 2
-    # Monitoring figures and alerts when their tables exist (the monitoring task's, the failure
-    # alerts'), and saying so when not.
-    for table, element, absent in (
-        (pipeline_config().monitoring.table, "#monitoring", "No monitoring yet"),
-        (pipeline_config().alerts.table, "#alerts", "No alerts"),
-    ):
-        if sa.inspect(airflow.warehouse).has_table(table):
-            assert page.locator(f"{element} tbody tr").count() >= 1
-        else:
-            assert absent in page.inner_text("main")
+    # The good run's monitoring: every feature once, the drifted ones first and highlighted.
+    features = {row[0].split()[0]: row for row in table_rows(page, "#monitoring-features")}
+    stored = pd.read_sql("select feature from churn_monitoring where metric = 'feature_psi'", airflow.warehouse)
+    assert len(features) == len(stored) and set(features) == set(stored["feature"])
+    assert features[DRIFTED_FEATURE][0] == f"{DRIFTED_FEATURE} drifted"
+    assert float(features[DRIFTED_FEATURE][1]) > 0.25
+    assert float(features[STEADY_FEATURE][1]) < 0.25
+    first = page.locator("#monitoring-features tbody tr").first
+    assert first.get_attribute("class") == "drifted" and "drifted" in first.inner_text()
+    steady = page.locator("#monitoring-features tbody tr", has_text=STEADY_FEATURE)
+    assert steady.get_attribute("class") != "drifted"
+    assert "prediction PSI" in page.inner_text("#monitoring-predictions")
+    # Alerts, newest raised first: the scores-due check's deadline alert, then the failed run's
+    # validate alert, addressed to the roles the matrix names.
+    alerts = table_rows(page, "#alerts")
+    assert [row[1] for row in alerts] == ["deadline missed", "task failure of validate (try 1)"]
+    to, informed = addressees(phase_for_task("validate"))
+    assert alerts[1][2:5] == ["Data Validation", ", ".join(to), ", ".join(informed)]
+    assert alerts[1][5].startswith(airflow.failed_run)
     # Readable at 1280 pixels: nothing wider than the window.
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert offline_page.blocked == [] and offline_page.console_errors == []
 
-    # The README's picture: the window's view, the phases table; the full page is too large a PNG.
+    # The README's picture: the whole page, in a palette of SCREENSHOT_COLOURS (flat colours and
+    # text stay sharp; the PNG is a third of the size).
     screenshot = README_SCREENSHOT if os.environ.get("CHURN_UPDATE_SCREENSHOTS") else tmp_path / "roles_page.png"
-    page.screenshot(path=screenshot)
+    picture = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+    picture.convert("RGB").quantize(colors=SCREENSHOT_COLOURS).save(screenshot, optimize=True)
     assert screenshot.stat().st_size <= SCREENSHOT_MAX_BYTES
 
 
@@ -196,6 +242,29 @@ def test_the_failed_runs_data_report_opens_offline_through_the_page(airflow: Air
     text = assert_styled_and_complete(offline_page, page.url)
     assert page.locator("table.table tbody tr").count() >= 2
     assert airflow.failed_run in text
+
+
+def test_the_good_runs_monitoring_report_opens_offline_through_the_page(airflow: Airflow, offline_page):
+    page = offline_page.page
+    sign_in(page, f"{airflow.base_url}{PAGE}")
+    page.wait_for_url(f"{airflow.base_url}{PAGE}")
+    page.locator("#monitoring-features").wait_for()
+    page.get_by_role("link", name="monitoring report").first.click()
+    page.wait_for_url(re.compile(r".*/monitoring/report\.html$"))
+    assert quote(airflow.good_run, safe="") in page.url
+
+    assert page.locator("h1").inner_text() == f"Churn monitoring for {GOOD_DATE}"
+    drifted = page.locator("tr.drifted", has_text=DRIFTED_FEATURE).first.locator("td").first
+    assert drifted.evaluate("cell => getComputedStyle(cell).backgroundColor") == "rgb(253, 226, 225)"
+    assert airflow.good_run in page.inner_text("body")
+    assert offline_page.blocked == [] and offline_page.console_errors == []
+
+    run = quote(airflow.good_run, safe="")
+    for escape in ("%2E%2E/data_docs/index.html", "..%2Fmanifests%2Ffailed.json", "%2Fetc%2Fpasswd"):
+        answer = airflow.api.get(f"/churn-roles/runs/{run}/monitoring/{escape}")
+        assert answer.status_code == 404, (escape, answer.text)
+    failed = quote(airflow.failed_run, safe="")  # validate failed: never monitored
+    assert airflow.api.get(f"/churn-roles/runs/{failed}/monitoring/report.html").status_code == 404
 
 
 def test_nothing_outside_the_report_folder_is_served(airflow: Airflow):
