@@ -100,10 +100,10 @@ def offline_page(browser) -> Iterator[OfflinePage]:
 ADMIN_PASSWORD = "browser-test"
 
 
-def api_server_environment(root: Path) -> tuple[dict[str, str], str]:
-    """The environment of a throwaway Airflow in ``root`` (SQLite metadata database and
-    warehouse) whose API server is to listen on a free loopback port, with the user ``admin``
-    and :data:`ADMIN_PASSWORD`; and that server's base URL."""
+def api_server_environment(root: Path, metadata_url: str | None = None) -> tuple[dict[str, str], str]:
+    """The environment of a throwaway Airflow in ``root`` (a SQLite warehouse, and metadata
+    database unless ``metadata_url`` names one) whose API server is to listen on a free
+    loopback port, with the user ``admin`` and :data:`ADMIN_PASSWORD`; and that server's base URL."""
     from tests.conftest import free_port
     from tests.e2e.airflow_stack import airflow_environment
 
@@ -111,7 +111,7 @@ def api_server_environment(root: Path) -> tuple[dict[str, str], str]:
     api_port = free_port()
     env = airflow_environment(
         root,
-        metadata_url=f"sqlite:///{root / 'airflow.db'}",
+        metadata_url=metadata_url or f"sqlite:///{root / 'airflow.db'}",
         warehouse_url=f"sqlite:///{root / 'warehouse.db'}",
         api_port=api_port,
         password_file=root / "passwords.json",
@@ -119,9 +119,9 @@ def api_server_environment(root: Path) -> tuple[dict[str, str], str]:
     return env, f"http://127.0.0.1:{api_port}"
 
 
-def sign_in(page, url: str) -> None:
+def sign_in(page, url: str, password: str = ADMIN_PASSWORD) -> None:
     """Open ``url``; Airflow's login page comes first, and returns to it once signed in as admin."""
     page.goto(url)
     page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
