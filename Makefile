@@ -129,13 +129,15 @@ lock:
 data: $(CHURN_HOME)/sources/training.csv
 
 $(CHURN_HOME)/sources/training.csv: | install
-	$(BIN)/churn-generate --out $(CHURN_HOME)/sources --training-rows $(TRAINING_ROWS) --scoring-rows $(SCORING_ROWS)
+	@echo "data: generating $(TRAINING_ROWS) training and $(SCORING_ROWS) scoring rows in $(CHURN_HOME)/sources"
+	@$(BIN)/churn-generate --out $(CHURN_HOME)/sources --training-rows $(TRAINING_ROWS) --scoring-rows $(SCORING_ROWS) > /dev/null
 
 airflow-db: install
-	$(BIN)/airflow db migrate > /dev/null
+	@echo "airflow-db: migrating Airflow's metadata database in $(AIRFLOW_HOME)"
+	@$(BIN)/airflow db migrate > /dev/null
 
 demo: install data airflow-db
-	$(BIN)/python scripts/run_demo.py --score-date $(SCORE_DATE) $(DEMO_ARGS)
+	@$(BIN)/python scripts/run_demo.py --score-date $(SCORE_DATE) $(DEMO_ARGS)
 
 # What the warehouse holds for SCORE_DATE, read with the project's own Python.
 scores: install

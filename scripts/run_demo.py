@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
-from churn.links import mlflow_run_url, mlflow_ui_url, model_version_url, ui_url
+from churn.links import experiments_url, mlflow_run_url, mlflow_ui_url, model_version_url, ui_url
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
@@ -35,6 +36,24 @@ PHASE_SUMMARY = re.compile(
 # The last line of a task's traceback, e.g. "churn.run_parameters.RunParameterError: ...": a
 # task refused before its run folder exists (its parameters) records its reason nowhere else.
 RAISED = re.compile(r"^(?:\w+\.)+(?P<error>\w+: .+)$")
+# A file or folder a phase's sentence names (a URL or an absolute path): its progress line
+# names only the last part; the summary links the files to open, and the log has it whole.
+LOCATION = re.compile(r"(?:\b[a-z][a-z0-9+]*://|(?<![\w.])/)[^\s,;()]+")
+# Progress lines fit a terminal this wide: the rest of a phase's sentence is in the log.
+WIDTH = 120
+
+
+def shortened_line(line: str) -> str:
+    """``line`` with each location cut to its last part, and cut to :data:`WIDTH` characters
+    after its last whole clause (or word) that fits, outside parentheses."""
+    line = LOCATION.sub(lambda location: location[0].rstrip("/").rsplit("/", 1)[-1], line)
+    if len(line) <= WIDTH:
+        return line
+    fits = line[: WIDTH - 1]
+    if fits.count("(") > fits.count(")"):
+        return fits[: fits.rfind("(")].rstrip() + "…"
+    clause_end = max(fits.rfind("; "), fits.rfind(", "))
+    return (fits[:clause_end] if clause_end > WIDTH // 2 else fits.rsplit(" ", 1)[0]) + "…"
 
 
 class Progress:
@@ -62,7 +81,7 @@ class Progress:
             owner = self.raci[self.phase_of(task)].responsible
             failed = f"failed: {self.raised}" if self.raised else "did not finish: see the summary below"
             what = self.said.pop(task, failed)
-            self.write(f"  {task:<16} {owner:<15} {seconds:6.1f} s  {what}\n")
+            self.write(shortened_line(f"  {task:<15} {owner:<14} {seconds:5.1f} s  {what}") + "\n")
         elif raised := RAISED.match(line):
             self.raised = raised["error"]
 
@@ -105,8 +124,9 @@ def port_setting(port_variable: str, default_port: int) -> str:
     return f" {port_variable}={port}" if port and port != str(default_port) else ""
 
 
-def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
-    """Where to see this run: its Airflow run, its MLflow run and model version, its data report."""
+def run_links(settings, airflow_run_id: str, score_date: str, log: object) -> list[str]:
+    """Where to see this run: its Airflow run, its MLflow run and model version, its data report
+    and Airflow's log of it."""
     from urllib.parse import quote
 
     import mlflow
@@ -115,19 +135,20 @@ def run_links(settings, airflow_run_id: str, score_date: str) -> list[str]:
 
     manifests = read_manifests(settings.run_dir(score_date, airflow_run_id))
     airflow, tracking = ui_url("AIRFLOW_PORT", 8080), mlflow_ui_url()
-    links = [f"Airflow run     {airflow}/dags/churn_pipeline/runs/{quote(airflow_run_id, safe='')}"]
+    links = [f"Airflow run    {airflow}/dags/churn_pipeline/runs/{quote(airflow_run_id, safe='')}"]
     if "train" in manifests:
         run_id = manifests["train"].mlflow_run_id
         experiment = mlflow.get_run(run_id).info.experiment_id
-        links.append(f"MLflow run      {mlflow_run_url(tracking, experiment, run_id)}")
+        links.append(f"MLflow run     {mlflow_run_url(tracking, experiment, run_id)}")
     if "package" in manifests:
         packaged = manifests["package"]
-        links.append(f"model version   {model_version_url(tracking, packaged.model_name, packaged.model_version)}")
+        links.append(f"model version  {model_version_url(tracking, packaged.model_name, packaged.model_version)}")
     elif "score" in manifests:  # packaging skipped: the version that scored (the date's model of record)
         version = manifests["score"].model_version
-        links.append(f"model version   {model_version_url(tracking, settings.config.registered_model, version)}")
+        links.append(f"model version  {model_version_url(tracking, settings.config.registered_model, version)}")
     if "validate" in manifests:
-        links.append(f"data report     {manifests['validate'].report}")
+        links.append(f"data report    {manifests['validate'].report}")
+    links.append(f"Airflow log    {log}")
     return links
 
 
@@ -159,6 +180,7 @@ def main() -> int:
 
     from churn.airflow_connections import task_settings
     from churn.storage import copy_atomically
+    from churn.warehouse import warehouse_state
 
     conf = {"score_date": args.score_date, **dict(conf_item(item) for item in args.conf)}
     settings = task_settings(warehouse=True, mlflow=True)
@@ -177,28 +199,28 @@ def main() -> int:
         kept = copy_atomically(log, run_dir / "airflow.log")
     summary, finished = summarize_run(run_dir, settings)
     print(f"\n=== churn_pipeline run {dag_run.run_id}: {dag_run.state} ===")
-    print(summary)
-    print(f"Airflow's log of the run: {kept}")
     succeeded = finished and str(dag_run.state) in {"success", "DagRunState.SUCCESS"}
     if not succeeded:
+        print(summary)
+        print(f"Airflow's log of the run: {kept}")
         print("\nNothing after the failed phase ran; earlier scores and the champion are untouched.")
         return 1
-    print("\nLinks (once `make airflow` and `make mlflow` serve them):")
-    for line in run_links(settings, dag_run.run_id, args.score_date):
+    score_date = date.fromisoformat(args.score_date)
+    print(warehouse_state(settings, score_date).describe(settings.config.warehouse.table, score_date))
+    airflow, mlflow = port_setting("AIRFLOW_PORT", 8080), port_setting("MLFLOW_PORT", 5000)
+    print(f"Links (`make airflow{airflow}` and `make mlflow{mlflow}` serve them):")
+    for line in run_links(settings, dag_run.run_id, args.score_date, kept):
         print(f"  {line}")
     password_file = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / PASSWORD_FILE
     login = (
-        f"user admin; the password is in {password_file}"
+        f"the password is in {password_file}"
         if password_file.is_file()
-        else "user admin; its first start writes the password to a file and prints where"
+        else "its first start writes the password to a file and prints where"
     )
     print(
-        "\nNext:\n"
-        f"  make airflow{port_setting('AIRFLOW_PORT', 8080)}   the Airflow UI at "
-        f"{ui_url('AIRFLOW_PORT', 8080)} ({login})\n"
-        f"  make mlflow{port_setting('MLFLOW_PORT', 5000)}    the MLflow UI at {ui_url('MLFLOW_PORT', 5000)} "
-        "(experiments, the churn-classifier registry)\n"
-        f"  make scores SCORE_DATE={args.score_date}   what the warehouse holds for the date"
+        f"Airflow UI {ui_url('AIRFLOW_PORT', 8080)}: user admin, {login}\n"
+        f"MLflow UI  {experiments_url(mlflow_ui_url())}\n"
+        f"The warehouse's rows for the date: make scores SCORE_DATE={args.score_date}"
     )
     return 0
 

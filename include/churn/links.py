@@ -38,3 +38,8 @@ def mlflow_run_url(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
 def model_version_url(mlflow_ui: str, model_name: str, version: str) -> str:
     """The registered model version's page, in the machine learning view."""
     return f"{mlflow_ui}/#/models/{quote(model_name, safe='')}/versions/{quote(version, safe='')}{MLFLOW_VIEW}"
+
+
+def experiments_url(mlflow_ui: str) -> str:
+    """The MLflow UI's list of experiments, in the machine learning view."""
+    return f"{mlflow_ui}/#/experiments{MLFLOW_VIEW}"

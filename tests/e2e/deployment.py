@@ -67,8 +67,11 @@ class Deployment:
         return stored_scores(self.settings.warehouse_url)
 
 
-def deploy(root: Path, training_rows: int, scoring_rows: int, **extra_env: str) -> Deployment:
-    """A fresh deployment under ``root`` with generated snapshots and a migrated metadata database."""
+def deploy(
+    root: Path, training_rows: int, scoring_rows: int, *, prepared: bool = True, **extra_env: str
+) -> Deployment:
+    """A fresh deployment under ``root`` with generated snapshots and a migrated metadata database,
+    or, not ``prepared``, neither: as a fresh clone has them, for `make demo` to make."""
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(root / "airflow"),
@@ -81,6 +84,9 @@ def deploy(root: Path, training_rows: int, scoring_rows: int, **extra_env: str) 
         env.pop(inherited, None)
     env.update(extra_env)
     settings = load_settings(env)
+    deployment = Deployment(root, env, settings)
+    if not prepared:
+        return deployment
     subprocess.run(
         [
             str(BIN / "churn-generate"),
@@ -95,6 +101,5 @@ def deploy(root: Path, training_rows: int, scoring_rows: int, **extra_env: str) 
         check=True,
         capture_output=True,
     )
-    deployment = Deployment(root, env, settings)
     deployment.airflow("db", "migrate")
     return deployment

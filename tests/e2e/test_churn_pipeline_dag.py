@@ -1,24 +1,36 @@
-"""End to end: the real DAG run through Airflow (``airflow dags test``) on generated data.
+"""End to end: the real DAG run through Airflow (``make demo``'s first run, then ``airflow dags
+test``) on generated data.
 
 A module-scoped deployment gets its own Airflow home, metadata database, MLflow store and
-SQLite warehouse, so the assertions read exactly what a user's run would leave behind.
+SQLite warehouse, so the assertions read exactly what a user's run would leave behind. Its
+first run is `make demo` on a fresh clone's state (no snapshots, no metadata database), whose
+every printed link the last test opens in a browser, served by `make airflow` and `make mlflow`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
 
 from churn.manifest import read_manifests
 from churn.storage import read_parquet
 from churn.tracking import champion_version, use_mlflow
-from tests.conftest import PROJECT_DIR, SCORE_DATE
+from scripts.run_demo import PASSWORD_FILE, WIDTH
+
+# The browser tier's fixtures, for the last test to open the demo's links offline.
+from tests.browser.conftest import browser, offline_page, sign_in  # noqa: F401
+from tests.browser.test_data_docs import assert_styled_and_complete
+from tests.conftest import PROJECT_DIR, SCORE_DATE, free_port
+from tests.deploy.test_local_ui_ports import make_env, running, wait_until_answers
 from tests.e2e.deployment import BIN, Deployment, deploy, e2e_pipeline_config
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +43,28 @@ BUSINESS_COLUMNS = ["score_date", "customer_id", "churn_probability", "risk_band
 def deployment(tmp_path_factory) -> Deployment:
     root = tmp_path_factory.mktemp("e2e")
     config = e2e_pipeline_config(root / "pipeline.yaml")
-    return deploy(root, TRAINING_ROWS, SCORING_ROWS, CHURN_PIPELINE_CONFIG=str(config))
+    return deploy(root, TRAINING_ROWS, SCORING_ROWS, prepared=False, CHURN_PIPELINE_CONFIG=str(config))
 
 
 @pytest.fixture(scope="module")
-def first_run(deployment: Deployment) -> dict:
-    result = deployment.trigger(score_date=SCORE_DATE.isoformat())
+def make_settings(deployment: Deployment) -> dict[str, str]:
+    """The environment `make` runs in: a developer's shell pointed at the deployment, with ports
+    of its own for `make airflow` and `make mlflow` (the demo's links name them)."""
+    env = make_env(Path(deployment.env["CHURN_HOME"]))
+    env |= {name: deployment.env[name] for name in ("AIRFLOW_HOME", "CHURN_PIPELINE_CONFIG")}
+    env |= {"AIRFLOW_PORT": str(free_port()), "MLFLOW_PORT": str(free_port())}
+    return env
+
+
+@pytest.fixture(scope="module")
+def first_run(deployment: Deployment, make_settings: dict[str, str]) -> dict:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(PROJECT_DIR), "demo", f"SCORE_DATE={SCORE_DATE}"],
+        env=make_settings,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     run = deployment.latest_run()
     assert run["state"] == "success"
@@ -47,7 +75,8 @@ def first_run(deployment: Deployment) -> dict:
         "run_dir": run_dir,
         "manifests": read_manifests(run_dir),
         "scores": deployment.scores(),
-        "log": result.stdout + result.stderr,
+        "demo": result.stdout,
+        "log": (run_dir / "airflow.log").read_text(),
     }
 
 
@@ -208,8 +237,7 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
         ("score.publish", "mlops_engineer", f"5,000 rows for {SCORE_DATE} in churn_scores"),
     ):
         assert re.search(rf"^  {re.escape(task)} +{owner} +[0-9.]+ s  .*{did}", progress, re.MULTILINE), task
-    assert "skipped    train, evaluate, package: this run cannot promote" in summary
-    log = re.search(r"Airflow's log of the run: file://(\S+)", summary)
+    log = re.search(r"Airflow log +file://(\S+)", summary)
     assert log and "[DAG TEST] end task task_id=score.publish" in Path(log[1]).read_text()
     assert re.search(
         rf"churn_scores holds 5,000 rows for {SCORE_DATE}: low [0-9,]+, medium [0-9,]+, high [0-9,]+ \(model",
@@ -231,3 +259,65 @@ def test_the_demo_summary_links_the_run_and_reads_the_warehouse_with_the_project
     assert "sqlite3" not in summary and f"make scores SCORE_DATE={SCORE_DATE}" in summary
     # A rerun of the scored date reproduces its scores.
     pd.testing.assert_frame_equal(deployment.scores()[BUSINESS_COLUMNS], before[BUSINESS_COLUMNS])
+
+
+# The lines of `make demo`'s summary that link a page or file, by what they name.
+DEMO_LINK = re.compile(r"^  (Airflow run|MLflow run|model version|data report|Airflow log) +(\S+)$", re.MULTILINE)
+
+
+def test_the_demos_first_run_fits_a_screen_and_every_link_it_prints_opens(
+    deployment: Deployment, make_settings: dict[str, str], first_run, request, tmp_path: Path
+):
+    offline = request.getfixturevalue("offline_page")
+    demo = first_run["demo"]
+    lines = demo.splitlines()
+    # After installation: what the data and airflow-db steps do, one line each, then the run.
+    assert lines[0] == f"data: generating {TRAINING_ROWS} training and {SCORING_ROWS} scoring rows in " + str(
+        deployment.settings.sources_dir
+    )
+    assert lines[1].startswith("airflow-db: migrating Airflow's metadata database")
+    assert len(lines) <= 40, demo
+    progress = [line for line in demo[: demo.index("=== churn_pipeline run")].splitlines()[3:] if line]
+    assert len(progress) == 11 and all(len(line) <= WIDTH for line in progress), progress
+    files = re.findall(r"file://\S+", demo)
+    assert len(files) == len(set(files)), f"a file named twice: {files}"
+
+    links = dict(DEMO_LINK.findall(demo))
+    assert set(links) == {"Airflow run", "MLflow run", "model version", "data report", "Airflow log"}, demo
+    assert "[DAG TEST] end task task_id=monitor" in Path(links["Airflow log"].removeprefix("file://")).read_text()
+    assert_styled_and_complete(offline, links["data report"])
+
+    airflow_port, mlflow_port = make_settings["AIRFLOW_PORT"], make_settings["MLFLOW_PORT"]
+    env = make_settings | {
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
+    with ExitStack() as stack:
+        logs = {target: tmp_path / f"make-{target}.log" for target in ("airflow", "mlflow")}
+        served = {
+            target: stack.enter_context(running(["make", "-C", str(PROJECT_DIR), target], env, log))
+            for target, log in logs.items()
+        }
+        health = {"airflow": f"{airflow_port}/api/v2/monitor/health", "mlflow": f"{mlflow_port}/health"}
+        for target, process in served.items():
+            wait_until_answers(f"http://127.0.0.1:{health[target]}", process, logs[target])
+        page = offline.page
+
+        password = json.loads((Path(env["AIRFLOW_HOME"]) / PASSWORD_FILE).read_text())["admin"]
+        sign_in(page, links["Airflow run"], password)
+        page.wait_for_url(links["Airflow run"])
+        expect(page.get_by_text(first_run["airflow"]["run_id"]).first).to_be_visible()
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+        page.screenshot(path="/tmp/demo_link_airflow_run.png")
+
+        use_mlflow(deployment.settings)
+        run_name = mlflow.get_run(first_run["manifests"]["train"].mlflow_run_id).info.run_name
+        page.goto(links["MLflow run"])
+        expect(page.get_by_text(run_name).first).to_be_visible(timeout=30_000)
+        page.screenshot(path="/tmp/demo_link_mlflow_run.png")
+
+        version = first_run["manifests"]["package"].model_version
+        page.goto(links["model version"])
+        expect(page.get_by_text(f"Version {version}").first).to_be_visible(timeout=30_000)
+        page.screenshot(path="/tmp/demo_link_model_version.png")
