@@ -159,12 +159,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Test files are spread over TEST_WORKERS processes, a file kept whole on one (its module
+# fixtures start Airflow stacks once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/pytest --durations=20
+	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile --durations=20
 
 # The quick suites: DAG integrity, unit and data-contract tests.
 test-fast: install lint
-	$(BIN)/pytest tests/dags tests/unit tests/data
+	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile tests/dags tests/unit tests/data
 
 # The API server (UI and REST API) on UI_HOST:AIRFLOW_PORT; the task processes that standalone's
 # scheduler starts call its Execution API there too, not at the default localhost:8080.
