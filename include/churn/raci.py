@@ -171,6 +171,13 @@ def load_raci() -> dict[str, PhaseRoles]:
     return load_matrix().tasks()
 
 
+# How the phases that are no task of churn_pipeline are carried out, for the matrix's task column.
+CARRIED_OUTSIDE_THE_PIPELINE = {
+    "Incident Response": "`check_scores_written` of churn_scores_due, and every task's failure alert",
+    "Retraining": "a drift-started run of churn_pipeline",
+}
+
+
 def render_matrix(matrix: RaciMatrix | None = None) -> str:
     """The whole matrix (the bundled one by default) as a Markdown table for the DAG's page."""
     lines = [
@@ -178,7 +185,7 @@ def render_matrix(matrix: RaciMatrix | None = None) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in (matrix or load_matrix()).phases:
-        task = f"`{row.task_id}`" if row.task_id else "no task yet"
+        task = f"`{row.task_id}`" if row.task_id else CARRIED_OUTSIDE_THE_PIPELINE.get(row.phase, "no task yet")
         lines.append(
             f"| {task} | {row.phase} | {row.responsible} | {row.accountable} "
             f"| {', '.join(row.consulted)} | {', '.join(row.informed)} |"

@@ -101,10 +101,13 @@ def test_a_typo_in_raci_yaml_is_refused_naming_the_file_and_key(typo, named):
 
 def test_rendered_matrix_has_a_row_per_phase():
     rendered = render_matrix()
-    assert rendered.count("\n| `") == 8
+    assert rendered.count("\n| `") == 9  # the eight pipeline tasks, and Incident Response's check
     assert "| `monitor` | Monitoring Setup | mlops_engineer | mlops_engineer |" in rendered
     assert "| `score` | Deployment | mlops_engineer | mlops_engineer |" in rendered
-    assert "| no task yet | Retraining | ml_engineer | mlops_engineer |" in rendered
+    assert "| a drift-started run of churn_pipeline | Retraining | ml_engineer | mlops_engineer |" in rendered
+    matrix = load_matrix()
+    audit = matrix.phases[0].model_copy(update={"task_id": None, "phase": "Audit"})
+    assert "| no task yet | Audit |" in render_matrix(matrix.model_copy(update={"phases": (audit,)}))
 
 
 def test_phases_without_a_task_are_in_the_matrix_but_not_the_dag():
