@@ -26,6 +26,9 @@ APPROVE, REJECT = "Approve", "Reject"
 # The phases (raci.yaml) whose Accountable role approves: a large change in quality is Model
 # Evaluation's call, a drift-triggered retraining Retraining's.
 LARGE_CHANGE_PHASE, DRIFT_PHASE = "Model Evaluation", "Retraining"
+# The challenger's card, an artifact of its MLflow run that evaluation writes: what it is and
+# how it measured, readable before a promotion is approved (packaging writes the model card).
+CHALLENGER_CARD = "challenger_card.md"
 # Where a drift event's extra names the drifted features (with their PSI), as monitoring writes it.
 FEATURES_KEY = "drifted_features"
 METRIC_NAMES = {
@@ -136,6 +139,48 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def champion_name(evaluated: EvaluateResult) -> str:
+    return f"champion version {evaluated.champion_version}" if evaluated.champion_version else "no champion"
+
+
+def metrics_section(evaluated: EvaluateResult) -> str:
+    """The challenger's and the champion's metrics side by side, measured on the same rows
+    (the test rows the champion never trained on), with their difference; without a
+    comparison, the challenger's test metrics and why there is none."""
+    challenger, champion = evaluated.challenger_comparison_metrics, evaluated.champion_comparison_metrics
+    if challenger is None or champion is None:
+        if evaluated.champion_version is None:
+            why = "This is the first model: there is no champion to compare it with."
+        else:
+            why = (
+                f"{champion_name(evaluated).capitalize()} was not measured on the challenger's test rows "
+                "(the decision's reason says why)."
+            )
+        rows = "\n".join(
+            f"| {METRIC_NAMES.get(name, name)} | {_number(value)} |" for name, value in evaluated.metrics.items()
+        )
+        return f"""{why} The challenger's metrics on its held-out test rows:
+
+| metric | challenger |
+|---|---|
+{rows}"""
+    rows = "\n".join(
+        f"| {METRIC_NAMES.get(name, name)} | {_number(value)} | {_number(champion.get(name))} "
+        f"| {'—' if name not in champion else f'{value - champion[name]:+.4f}'} |"
+        for name, value in challenger.items()
+    )
+    compared = f"{evaluated.comparison_rows} test rows ({evaluated.comparison_positives} churned)"
+    return f"""Both models scored the same {compared}: the challenger's test rows the champion
+was never trained on. The difference is the challenger's figure minus the champion's.
+
+| metric | challenger | {champion_name(evaluated)} | difference |
+|---|---|---|---|
+{rows}
+
+On all its held-out test rows the challenger's ROC AUC is {_number(evaluated.metrics.get("test_roc_auc"))}
+(the figure the quality floor judges)."""
+
+
 def drift_section(drift_events: Sequence[Mapping[str, Any]]) -> str:
     """What the monitoring events that triggered the run say drifted: each feature with its
     PSI, then the event's other facts."""
@@ -163,19 +208,14 @@ def request_body(
     challenger_run_url: str,
     champion_version_url: str | None,
 ) -> str:
-    """The request in Markdown: why it asks, what each answer does, the two models' held-out
-    metrics side by side, what drifted, and where to read more."""
-    champion = f"champion version {evaluated.champion_version}" if evaluated.champion_version else "no champion"
+    """The request in Markdown: why it asks, what each answer does, the two models' metrics
+    on the same rows side by side, what drifted, and where to read more."""
+    champion = champion_name(evaluated)
     reasons = "\n".join(f"- {need.reason} ({need.phase})" for need in needs)
-    rows = "\n".join(
-        f"| {METRIC_NAMES.get(name, name)} | {_number(value)} | — |" for name, value in evaluated.metrics.items()
-    )
-    compared = (
-        f"\n\nOn the {evaluated.comparison_rows} test rows ({evaluated.comparison_positives} churned) the "
-        f"champion was never trained on: ROC AUC {_number(evaluated.challenger_comparison_roc_auc)} for the "
-        f"challenger, {_number(evaluated.champion_test_roc_auc)} for {champion}."
-        if evaluated.challenger_comparison_roc_auc is not None
-        else ""
+    kept = (
+        f"keeps {champion}, and the date is scored with it"
+        if evaluated.champion_version
+        else "promotes nothing: with no champion yet, the date is then not scored"
     )
     drift = f"\n\n### What drifted\n{drift_section(drift_events)}" if drift_events is not None else ""
     champion_link = (
@@ -187,17 +227,17 @@ It waits for approval because:
 {reasons}
 
 **Approve** moves the champion alias to the challenger once it has scored the date. **Reject**, or no
-answer within {approvals.response_timeout_hours:g} h, keeps {champion}, and the date is scored with it.
+answer within {approvals.response_timeout_hours:g} h, {kept}.
 
-### Held-out test metrics
-| metric | challenger | {champion} |
-|---|---|---|
-{rows}{compared}
+### Metrics
+{metrics_section(evaluated)}
 
 A change of test ROC AUC up to {approvals.max_unapproved_auc_change:.4f} needs no approval.{drift}
 
 ### Links
-- [the challenger's MLflow run: metrics, plots, its model card once packaged]({challenger_run_url}){champion_link}
+- [the challenger's MLflow run]({challenger_run_url}): its metrics (the champion's on the same rows as
+  `champion_test_*`), and under Artifacts its card (`{CHALLENGER_CARD}`: what it is, how it was chosen
+  and measured) and the evaluation plots (`plots/`); the registered model card comes with packaging{champion_link}
 - Airflow run `{evaluated.run.airflow_run_id}`
 """
 

@@ -13,7 +13,7 @@ from a drift-triggered run, waits for a person's approval (:mod:`churn.approval`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -28,7 +28,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from churn.approval import approval_request
+from churn.approval import CHALLENGER_CARD, approval_request, metrics_section
 from churn.contract import Contract, load_contract
 from churn.errors import PhaseSkipped
 from churn.handoffs import EvaluateResult, RunContext, SkippedPhases, TrainResult, accepts_handoffs
@@ -53,12 +53,15 @@ class PromotionDecision:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Both models' ROC AUC on the comparison rows: test rows the champion never trained on."""
+    """Both models' ROC AUC on the comparison rows (test rows the champion never trained on),
+    and every metric of :func:`classification_metrics` of each on the same rows."""
 
     challenger_auc: float
     champion_auc: float
     rows: int
     positives: int
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"{self.rows} test rows ({self.positives} churned) neither model was trained on"
@@ -226,16 +229,19 @@ def decide_promotion(
     )
 
 
-def champion_auc_on(champion: Any, inputs: pd.DataFrame, labels: np.ndarray, contract: Contract) -> float | None:
-    """The champion's ROC AUC on the challenger's test rows; None when, trained under another
-    data contract, it cannot score them at all."""
+def champion_metrics_on(
+    champion: Any, inputs: pd.DataFrame, labels: np.ndarray, contract: Contract, threshold: float
+) -> dict[str, float] | None:
+    """The champion's metrics (those of :func:`classification_metrics`) on the challenger's
+    test rows; None when, trained under another data contract, it cannot score them at all."""
     model = load_registered_model(champion.name, champion.version)
     try:
-        return float(roc_auc_score(labels, model.predict_proba(inputs)[:, 1]))
+        probabilities = model.predict_proba(inputs)[:, 1]
     except Exception:  # a model made for other columns fails in its own ways
         if champion.tags.get(CONTRACT_TAG, contract.fingerprint) == contract.fingerprint:
             raise
         return None
+    return classification_metrics(labels, probabilities, threshold)
 
 
 def evaluation_plots(model: Any, inputs: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, seed: int):
@@ -320,7 +326,7 @@ def compare_with_champion(
     contract: Contract,
     quality_gates: QualityGates,
 ) -> tuple[Comparison | None, str | None]:
-    """Both models' ROC AUC on the test rows the champion never trained on; or None and why
+    """Both models' metrics on the test rows the champion never trained on; or None and why
     no fair, trustworthy comparison can be made (then the champion is kept)."""
     from churn.monitor import MonitoringError
 
@@ -342,9 +348,18 @@ def compare_with_champion(
     if refused:
         return None, refused
     inputs = model_inputs(test, contract)[unseen]
-    champion_auc = champion_auc_on(champion, inputs, labels, contract)
-    challenger_auc = float(roc_auc_score(labels, challenger_probabilities[unseen]))
-    return Comparison(challenger_auc, champion_auc, len(labels), int(labels.sum())), None
+    threshold = quality_gates.operating_threshold
+    champion_metrics = champion_metrics_on(champion, inputs, labels, contract, threshold)
+    challenger_metrics = classification_metrics(labels, challenger_probabilities[unseen], threshold)
+    comparison = Comparison(
+        challenger_metrics["test_roc_auc"],
+        champion_metrics["test_roc_auc"],
+        len(labels),
+        int(labels.sum()),
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics,
+    )
+    return comparison, None
 
 
 def evaluate_challenger(
@@ -388,17 +403,23 @@ def evaluate_challenger(
             labels, quality_gates.min_comparison_positives, quality_gates.min_comparison_negatives
         ),
     )
+    evaluated = EvaluateResult(
+        run=trained.run,
+        metrics=metrics,
+        champion_version=str(champion.version) if champion is not None else None,
+        champion_test_roc_auc=comparison.champion_auc if comparison else None,
+        challenger_comparison_roc_auc=comparison.challenger_auc if comparison else None,
+        comparison_rows=comparison.rows if comparison else None,
+        comparison_positives=comparison.positives if comparison else None,
+        challenger_comparison_metrics=comparison.challenger_metrics if comparison else None,
+        champion_comparison_metrics=comparison.champion_metrics if comparison else None,
+        promote=decision.promote,
+        reason=decision.reason,
+    )
     with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(metrics)
         if comparison is not None:
-            mlflow.log_metrics(
-                {
-                    "champion_test_roc_auc": comparison.champion_auc,
-                    "challenger_comparison_roc_auc": comparison.challenger_auc,
-                    "comparison_rows": comparison.rows,
-                    "comparison_positives": comparison.positives,
-                }
-            )
+            mlflow.log_metrics(comparison_metrics_to_track(comparison))
         mlflow.set_tags(
             {
                 "promotion_decision": "promote" if decision.promote else "keep_champion",
@@ -408,17 +429,56 @@ def evaluate_challenger(
         for name, figure in evaluation_plots(challenger, inputs, labels, probabilities, seed).items():
             mlflow.log_figure(figure, f"{PLOT_DIR}/{name}.png")
             plt.close(figure)
-    return EvaluateResult(
-        run=trained.run,
-        metrics=metrics,
-        champion_version=str(champion.version) if champion is not None else None,
-        champion_test_roc_auc=comparison.champion_auc if comparison else None,
-        challenger_comparison_roc_auc=comparison.challenger_auc if comparison else None,
-        comparison_rows=comparison.rows if comparison else None,
-        comparison_positives=comparison.positives if comparison else None,
-        promote=decision.promote,
-        reason=decision.reason,
-    )
+        mlflow.log_text(challenger_card(trained, evaluated), CHALLENGER_CARD)
+    return evaluated
+
+
+def comparison_metrics_to_track(comparison: Comparison) -> dict[str, float]:
+    """The comparison's figures as the challenger's MLflow run records them: the champion's
+    metric ``test_x`` as ``champion_test_x``, the challenger's on the same rows as
+    ``challenger_comparison_x``."""
+    return {
+        **{f"champion_{name}": value for name, value in comparison.champion_metrics.items()},
+        **{
+            f"challenger_comparison_{name.removeprefix('test_')}": value
+            for name, value in comparison.challenger_metrics.items()
+        },
+        "comparison_rows": comparison.rows,
+        "comparison_positives": comparison.positives,
+    }
+
+
+def challenger_card(trained: TrainResult, evaluated: EvaluateResult) -> str:
+    """What the challenger is and how it measured, in Markdown, for the person who approves
+    its promotion before it is packaged (the registered version's model card comes then)."""
+    from churn.package import describe_params, selection_section
+
+    family = trained.selection.family(trained.model_family)
+    return f"""# Challenger of {trained.run.score_date}
+
+The model this run trained and evaluated: the chosen configuration fitted on the training
+split only. If it is promoted, packaging refits it on every labelled row and registers that
+refit with its model card.
+
+| fact | value |
+|---|---|
+| model family | {trained.model_family} |
+| hyperparameters | {describe_params(family.params)} |
+| trained on | {trained.train_rows} rows of the training split |
+| tested on | {trained.test_rows} held-out rows |
+| cross-validated ROC AUC (train split) | {trained.cv_roc_auc:.4f} |
+| training fingerprint | {trained.training_fingerprint} |
+| Airflow run | {trained.run.airflow_run_id} |
+
+## Measured against the champion
+{metrics_section(evaluated)}
+
+## Decision
+{"promote" if evaluated.promote else "keep the champion"}: {evaluated.reason}.
+
+## How it was chosen
+{selection_section(trained.selection.model_dump(mode="json"), trained.model_family)}
+"""
 
 
 def champion_and_record(score_date: date, settings: Settings) -> tuple[Any | None, ScoringRecord]:

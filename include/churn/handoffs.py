@@ -261,6 +261,9 @@ class EvaluateResult(PhaseResult):
     challenger_comparison_roc_auc: float | None = None
     comparison_rows: int | None = None
     comparison_positives: int | None = None
+    # Every metric of ``metrics`` for both models on the comparison rows (names as in ``metrics``).
+    challenger_comparison_metrics: dict[str, float] | None = None
+    champion_comparison_metrics: dict[str, float] | None = None
     promote: bool
     reason: str
     # None: the promotion (if any) needs nobody's approval.

@@ -51,28 +51,33 @@ def _needs(challenger=0.85, champion=0.80, *, promote=True, drift=False):
 
 
 def _evaluated(challenger=0.85, champion=0.80, *, promote=True, version="3") -> EvaluateResult:
+    compared = champion is not None
     return EvaluateResult(
         run=run_context(Path("/tmp/run")),
-        metrics={"test_roc_auc": challenger, "test_brier": 0.1357},
+        metrics={"test_roc_auc": 0.8612, "test_brier": 0.1357},
         champion_version=version,
         champion_test_roc_auc=champion,
-        challenger_comparison_roc_auc=challenger if champion is not None else None,
-        comparison_rows=400,
-        comparison_positives=100,
+        challenger_comparison_roc_auc=challenger if compared else None,
+        comparison_rows=400 if compared else None,
+        comparison_positives=100 if compared else None,
+        challenger_comparison_metrics={"test_roc_auc": challenger, "test_brier": 0.1400} if compared else None,
+        champion_comparison_metrics={"test_roc_auc": champion, "test_brier": 0.1525} if compared else None,
         promote=promote,
         reason=f"challenger {challenger:.4f} >= champion {champion:.4f} on 400 test rows (100 churned) neither "
-        "model was trained on",
+        "model was trained on"
+        if compared
+        else "no champion yet; challenger clears the floor 0.7000",
     )
 
 
-def _request(evaluated=None, *, drift=False, events=()):
+def _request(evaluated=None, *, drift=False, events=(), champion_url=CHAMPION_URL):
     return approval_request(
         evaluated or _evaluated(),
         approvals=APPROVALS,
         drift_triggered=drift,
         drift_events=list(events),
         challenger_run_url=RUN_URL,
-        champion_version_url=CHAMPION_URL,
+        champion_version_url=champion_url,
     )
 
 
@@ -139,11 +144,12 @@ def test_the_request_shows_both_models_metrics_the_margin_what_drifted_and_links
     )
     body = request.body
     for shown in (
-        "| metric | challenger | champion version 3 |",
-        "| ROC AUC | 0.8500 | — |",
-        "On the 400 test rows (100 churned) the champion was never trained on: ROC AUC 0.8500 for the "
-        "challenger, 0.8000 for champion version 3.",
-        "| Brier score (lower is better) | 0.1357 | — |",
+        "Both models scored the same 400 test rows (100 churned): the challenger's test rows the champion\n"
+        "was never trained on.",
+        "| metric | challenger | champion version 3 | difference |",
+        "| ROC AUC | 0.8500 | 0.8000 | +0.0500 |",
+        "| Brier score (lower is better) | 0.1400 | 0.1525 | -0.0125 |",
+        "On all its held-out test rows the challenger's ROC AUC is 0.8612",
         "test ROC AUC changes by +0.0500 from the champion's, more than the 0.0200 allowed",
         "(Model Evaluation)",
         "(Retraining)",
@@ -153,11 +159,27 @@ def test_the_request_shows_both_models_metrics_the_margin_what_drifted_and_links
         "| tenure | 0.3011 |",
         "- prediction psi: 0.15",
         "- score date: 2026-11-28",
-        f"]({RUN_URL})",
+        f"[the challenger's MLflow run]({RUN_URL}): its metrics",
+        "under Artifacts its card (`challenger_card.md`",
         f"[champion version 3 and its model card]({CHAMPION_URL})",
         "manual__2026-11-29T02:00:00+00:00",
     ):
         assert shown in body, shown
+    assert "| — |" not in body
+
+
+def test_a_first_model_or_an_unmeasured_champion_is_said_so_instead_of_dashes():
+    first = _evaluated(0.85, None, version=None)
+    drift_first = _request(first, drift=True, champion_url=None)
+    assert "This is the first model: there is no champion to compare it with." in drift_first.body
+    assert "| metric | challenger |\n|---|---|\n| ROC AUC | 0.8612 |\n| Brier score" in drift_first.body
+    assert "—" not in drift_first.body and "model card]" not in drift_first.body
+    assert "answer within 12 h, promotes nothing: with no champion yet, the date is then not scored" in (
+        drift_first.body
+    )
+    unmeasured = _request(_evaluated(0.85, None), drift=True)
+    assert "Champion version 3 was not measured on the challenger's test rows" in unmeasured.body
+    assert "difference" not in unmeasured.body
 
 
 def test_a_request_not_triggered_by_drift_has_no_drift_section():

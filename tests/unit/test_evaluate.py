@@ -169,6 +169,13 @@ def test_evaluation_logs_metrics_and_plots_to_the_training_run(trained_run, cont
     }
     assert tracked.data.tags["promotion_decision"] == "promote"
     assert tracked.data.tags["promotion_reason"] == result.reason
+    # The card an approver reads before packaging: what the challenger is, how it measured.
+    card = mlflow.artifacts.load_text(f"runs:/{tracked.info.run_id}/challenger_card.md")
+    assert f"| model family | {trained.model_family} |" in card
+    assert f"| tested on | {trained.test_rows} held-out rows |" in card
+    assert "This is the first model: there is no champion to compare it with." in card
+    assert f"| ROC AUC | {result.metrics['test_roc_auc']:.4f} |" in card
+    assert f"promote: {result.reason}." in card and "| family | CV ROC AUC (mean ± std)" in card
 
 
 def test_a_promotion_far_from_the_champion_carries_its_approval_request_with_mlflow_links(
@@ -221,7 +228,7 @@ def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(tra
 
     from mlflow import MlflowClient
 
-    from churn.evaluate import champion_auc_on
+    from churn.evaluate import champion_metrics_on
 
     trained = trained_run.trained
     use_mlflow(trained_run.settings)
@@ -233,12 +240,13 @@ def test_a_champion_under_another_contract_that_cannot_score_is_incomparable(tra
     inputs, labels = model_inputs(test, contract).drop(columns=["PaymentMethod"]), label_vector(test, contract)
 
     other = mlflow.register_model(trained.model_uri, model_name, tags={"contract_sha256": "another"})
-    assert champion_auc_on(client.get_model_version(model_name, other.version), inputs, labels, contract) is None
+    other_version = client.get_model_version(model_name, other.version)
+    assert champion_metrics_on(other_version, inputs, labels, contract, 0.5) is None
 
     same = mlflow.register_model(trained.model_uri, model_name, tags={"contract_sha256": contract.fingerprint})
     with pytest.raises(ValueError, match="PaymentMethod"):
-        champion_auc_on(client.get_model_version(model_name, same.version), inputs, labels, contract)
-    whole = champion_auc_on(
-        client.get_model_version(model_name, same.version), model_inputs(test, contract), labels, contract
+        champion_metrics_on(client.get_model_version(model_name, same.version), inputs, labels, contract, 0.5)
+    whole = champion_metrics_on(
+        client.get_model_version(model_name, same.version), model_inputs(test, contract), labels, contract, 0.5
     )
-    assert 0.7 < whole <= 1.0
+    assert 0.7 < whole["test_roc_auc"] <= 1.0

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from churn.evaluate import (
     Comparison,
-    champion_auc_on,
+    champion_metrics_on,
     decide_promotion,
     evaluate_challenger,
     too_few_to_compare,
@@ -139,7 +139,7 @@ def test_a_champion_trained_on_the_challengers_test_customers_does_not_win_on_th
 
     # The premise: on all the test rows, most of which it memorised, the champion wins.
     challenger_on_all = roc_auc_score(labels, challenger.predict_proba(inputs)[:, 1])
-    assert champion_auc_on(champion.version, inputs, labels, contract) > challenger_on_all
+    assert champion_metrics_on(champion.version, inputs, labels, contract, 0.5)["test_roc_auc"] > challenger_on_all
 
     result = evaluate_challenger(
         trained, contract, quality_gates=GATES, champion=champion.version, held_back=None, seed=1
@@ -157,6 +157,19 @@ def test_a_champion_trained_on_the_challengers_test_customers_does_not_win_on_th
     assert tracked["comparison_positives"] == result.comparison_positives
     assert tracked["champion_test_roc_auc"] == pytest.approx(result.champion_test_roc_auc)
     assert tracked["challenger_comparison_roc_auc"] == pytest.approx(result.challenger_comparison_roc_auc)
+    # Every metric of both models, measured on exactly the rows the champion never saw.
+    unseen_rows = ~test.index.isin(overlap.index)
+    on_unseen = champion_metrics_on(
+        champion.version, inputs[unseen_rows], labels[unseen_rows], contract, GATES.operating_threshold
+    )
+    assert result.champion_comparison_metrics == pytest.approx(on_unseen)
+    assert set(result.challenger_comparison_metrics) == set(result.metrics) == set(on_unseen)
+    assert result.champion_comparison_metrics["test_roc_auc"] == result.champion_test_roc_auc
+    assert result.challenger_comparison_metrics["test_roc_auc"] == result.challenger_comparison_roc_auc
+    assert tracked["champion_test_brier"] == pytest.approx(on_unseen["test_brier"])
+    assert tracked["challenger_comparison_brier"] == pytest.approx(
+        result.challenger_comparison_metrics["test_brier"]
+    )
 
 
 def test_a_champion_trained_on_nearly_every_test_customer_leaves_too_few_to_compare(trained_run, contract):
