@@ -10,6 +10,8 @@ Command line::
     python -m churn.generate --out .churn/sources --training-rows 20000 --scoring-rows 5000
     # drift for monitoring tests: higher bills, and 70% of customers on month-to-month contracts
     python -m churn.generate --out /tmp/drifted --shift MonthlyCharges=+25 --shift Contract=Month-to-month@0.7
+    # a later date: its training snapshot also labels the customers an earlier one scored
+    python -m churn.generate --out /tmp/later --seed 43 --label-earlier-scoring .churn/sources/scoring.csv
 """
 
 from __future__ import annotations
@@ -201,6 +203,29 @@ def shift_features(frame: pd.DataFrame, shifts: Mapping[str, str], rng: np.rando
     return shifted
 
 
+def true_churn_probability(customers: pd.DataFrame, intercept: float) -> np.ndarray:
+    return 1 / (1 + np.exp(-(churn_logit(customers) + intercept)))
+
+
+def with_arrived_outcomes(
+    snapshots: Snapshots, earlier_scoring: pd.DataFrame, intercept: float, rng: np.random.Generator
+) -> Snapshots:
+    """``snapshots`` whose training snapshot also holds ``earlier_scoring``'s customers, each
+    labelled with an outcome drawn from its true churn odds: their outcome has arrived since
+    an earlier date scored them."""
+    earlier = earlier_scoring[COLUMN_ORDER].reset_index(drop=True)
+    probability = true_churn_probability(earlier, intercept)
+    labelled = earlier.assign(Churn=_yes_no(rng.random(len(earlier)) < probability))
+    truth = pd.DataFrame(
+        {"customerID": earlier["customerID"], "snapshot": "training", "true_churn_probability": probability}
+    )
+    return Snapshots(
+        pd.concat([snapshots.training, labelled], ignore_index=True),
+        snapshots.scoring,
+        pd.concat([snapshots.truth, truth], ignore_index=True),
+    )
+
+
 def make_snapshots(
     training_rows: int,
     scoring_rows: int,
@@ -208,9 +233,12 @@ def make_snapshots(
     seed: int = 42,
     drift: bool = False,
     shifts: Mapping[str, str] | None = None,
+    earlier_scoring: pd.DataFrame | None = None,
 ) -> Snapshots:
     """Training customers with a sampled ``Churn`` label and distinct customers to score
-    (their columns changed by ``shifts``, see :func:`shift_features`)."""
+    (their columns changed by ``shifts``, see :func:`shift_features`). With ``earlier_scoring``
+    (an earlier date's scoring snapshot), the training snapshot also labels those customers,
+    after its ``training_rows`` new ones (see :func:`with_arrived_outcomes`)."""
     if training_rows < 1 or scoring_rows < 1:
         raise ValueError("training_rows and scoring_rows must both be positive")
     rng = np.random.default_rng(seed)
@@ -219,6 +247,9 @@ def make_snapshots(
     customers = pd.concat(
         [reference, generate_customers(scoring_rows * 2, rng, drift=drift)], ignore_index=True
     ).drop_duplicates("customerID", keep="first")
+    if earlier_scoring is not None:
+        # No new customer may share an id with an earlier one: ids are unique in a snapshot.
+        customers = customers[~customers["customerID"].isin(earlier_scoring["customerID"])]
     training = customers.iloc[:training_rows].reset_index(drop=True)
     scoring = customers.iloc[training_rows : training_rows + scoring_rows].reset_index(drop=True)
     if shifts:
@@ -226,7 +257,7 @@ def make_snapshots(
         scoring = shift_features(scoring, shifts, np.random.default_rng([seed, 1]))
     truth_parts = []
     for name, snapshot in (("training", training), ("scoring", scoring)):
-        probability = 1 / (1 + np.exp(-(churn_logit(snapshot) + intercept)))
+        probability = true_churn_probability(snapshot, intercept)
         truth_parts.append(
             pd.DataFrame(
                 {
@@ -238,7 +269,11 @@ def make_snapshots(
         )
         if name == "training":
             training = training.assign(Churn=_yes_no(rng.random(len(snapshot)) < probability))
-    return Snapshots(training, scoring, pd.concat(truth_parts, ignore_index=True))
+    snapshots = Snapshots(training, scoring, pd.concat(truth_parts, ignore_index=True))
+    if earlier_scoring is None:
+        return snapshots
+    # A generator of its own, so the new customers' labels are the same with or without them.
+    return with_arrived_outcomes(snapshots, earlier_scoring, intercept, np.random.default_rng([seed, 2]))
 
 
 def as_public_csv_text(snapshot: pd.DataFrame) -> pd.DataFrame:
@@ -314,6 +349,14 @@ def write_snapshots(snapshots: Snapshots, out_dir: Path, *, file_format: str = "
     return paths
 
 
+def read_snapshot(path: Path) -> pd.DataFrame:
+    """A snapshot this module wrote, CSV (the public text form) or Parquet, with its numbers as numbers."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    frame = pd.read_csv(path, dtype={"customerID": str})
+    return frame.assign(TotalCharges=pd.to_numeric(frame["TotalCharges"], errors="coerce"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -330,10 +373,21 @@ def main(argv: list[str] | None = None) -> None:
         help="shift a scoring column: +N or *N for a number, LEVEL@SHARE moves that share of rows to a level",
     )
     parser.add_argument("--defect", choices=sorted(DEFECTS), help="damage the training snapshot")
+    parser.add_argument(
+        "--label-earlier-scoring",
+        type=Path,
+        metavar="SCORING_FILE",
+        help="an earlier scoring snapshot (CSV or Parquet) whose customers the training snapshot also labels",
+    )
     args = parser.parse_args(argv)
     shifts = dict(shift.split("=", 1) for shift in args.shift)
     snapshots = make_snapshots(
-        args.training_rows, args.scoring_rows, seed=args.seed, drift=args.drift, shifts=shifts
+        args.training_rows,
+        args.scoring_rows,
+        seed=args.seed,
+        drift=args.drift,
+        shifts=shifts,
+        earlier_scoring=read_snapshot(args.label_earlier_scoring) if args.label_earlier_scoring else None,
     )
     if args.defect:
         snapshots = Snapshots(DEFECTS[args.defect](snapshots.training), snapshots.scoring, snapshots.truth)

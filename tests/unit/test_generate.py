@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.generate import COLUMN_ORDER, DEFECTS, main, make_snapshots
+from churn.generate import COLUMN_ORDER, DEFECTS, main, make_snapshots, read_snapshot
 
 
 def test_training_snapshot_has_the_public_schema_and_a_label(snapshots):
@@ -98,3 +98,26 @@ def test_command_line_writes_the_snapshots(tmp_path: Path, capsys):
     assert len(pd.read_parquet(tmp_path / "scoring.parquet")) == 40
     assert np.isclose(pd.read_parquet(tmp_path / "ground_truth.parquet").shape[0], 340)
     assert "wrote 300 training rows" in capsys.readouterr().out
+
+
+def test_a_later_training_snapshot_can_label_the_customers_an_earlier_one_scored(tmp_path: Path, capsys):
+    earlier, later = tmp_path / "earlier", tmp_path / "later"
+    main(["--out", str(earlier), "--training-rows", "300", "--scoring-rows", "40", "--seed", "1"])
+    later_options = ["--seed", "2", "--label-earlier-scoring", str(earlier / "scoring.csv")]
+    main(["--out", str(later), "--training-rows", "300", "--scoring-rows", "40", *later_options])
+    assert "wrote 340 training rows" in capsys.readouterr().out
+    scored_before = read_snapshot(earlier / "scoring.csv")
+    training = read_snapshot(later / "training.csv")
+    # The new customers first, as without the option; then every earlier one, with an outcome.
+    alone = make_snapshots(300, 40, seed=2)
+    assert (
+        training.iloc[:300]
+        .drop(columns="TotalCharges")
+        .equals(alone.training.drop(columns="TotalCharges").astype(training.dtypes.drop("TotalCharges").to_dict()))
+    )
+    labelled = training.iloc[300:].reset_index(drop=True)
+    assert labelled[COLUMN_ORDER].equals(scored_before[COLUMN_ORDER])
+    assert set(labelled["Churn"]) == {"Yes", "No"} and training["customerID"].is_unique
+    assert not set(read_snapshot(later / "scoring.csv")["customerID"]) & set(scored_before["customerID"])
+    truth = pd.read_parquet(later / "ground_truth.parquet")
+    assert set(scored_before["customerID"]) <= set(truth.loc[truth["snapshot"] == "training", "customerID"])
