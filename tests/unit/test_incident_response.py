@@ -12,17 +12,20 @@ import json
 import socketserver
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 import pytest
 
 from churn.alerts import ALERTS_FILE, read_alerts, task_failure_alert
 from churn.settings import AlertRoute
 from tests.conftest import free_port
+
+Server = TypeVar("Server", bound=socketserver.BaseServer)
 
 
 class WebhookReceiver(ThreadingHTTPServer):
@@ -50,9 +53,8 @@ class WebhookReceiver(ThreadingHTTPServer):
 
 
 @contextmanager
-def receiving_webhooks() -> Iterator[WebhookReceiver]:
-    """A :class:`WebhookReceiver` serving on a thread of its own until the block ends."""
-    server = WebhookReceiver()
+def serving(server: Server) -> Iterator[Server]:
+    """``server`` serving on a thread of its own until the block ends, then closed."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -60,6 +62,11 @@ def receiving_webhooks() -> Iterator[WebhookReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def receiving_webhooks() -> AbstractContextManager[WebhookReceiver]:
+    """A :class:`WebhookReceiver` serving until the block ends."""
+    return serving(WebhookReceiver())
 
 
 @pytest.fixture
@@ -134,14 +141,8 @@ class SmtpReceiver(socketserver.ThreadingTCPServer):
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpReceiver]:
-    server = SmtpReceiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(SmtpReceiver()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def routed(settings, routes: dict[str, AlertRoute]):
