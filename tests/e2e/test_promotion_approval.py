@@ -13,11 +13,13 @@ the margin. The alias moves only once score has published the approved version's
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import date
 
 import httpx
+import mlflow
 import pandas as pd
 import pytest
 
@@ -135,9 +137,19 @@ def test_a_rejected_promotion_keeps_the_champion_which_scores_the_date(
     assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
     assert f"Promote the churn model of {REJECTED_DATE}?" in detail["subject"]
     body = detail["body"]
-    assert f"| metric | challenger | champion version {champion} |" in body
+    # Both models' figures on the same rows, side by side: the champion ranks the new outcome backwards.
+    assert f"| metric | challenger | champion version {champion} | difference |" in body
+    challenger_auc, champion_auc, difference = map(
+        float, re.search(r"\| ROC AUC \| (\d\.\d{4}) \| (\d\.\d{4}) \| ([+-]\d\.\d{4}) \|", body).groups()
+    )
+    assert champion_auc < 0.5 < challenger_auc
+    assert difference == pytest.approx(challenger_auc - champion_auc, abs=2e-4)
     assert "more than the 0.0200 allowed without approval (Model Evaluation)" in body
     assert "/#/experiments/" in body and f"/#/models/churn-classifier/versions/{champion}" in body
+    # What the request links for the challenger is there before anyone answers.
+    trained = read_manifests(settings.run_dir(REJECTED_DATE.isoformat(), run_id))["train"]
+    card = mlflow.artifacts.load_text(f"runs:/{trained.mlflow_run_id}/challenger_card.md")
+    assert "challenger_card.md" in body and f"| ROC AUC | {challenger_auc:.4f} | {champion_auc:.4f} |" in card
     assert stack.task_states(run_id)["package"] is None
 
     refused = answer_request(login(str(stack.api.base_url).rstrip("/"), "analyst"), run_id, "Approve")
