@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from churn.alerts import INCIDENT_RESPONSE_PHASE
 from churn.links import mlflow_run_url, model_version_url
-from churn.raci import PhaseRoles, RaciMatrix
+from churn.raci import PhaseRoles, RaciMatrix, phase_task_id
 from churn.settings import Settings, safe_path_part
 from churn.warehouse import (
     WarehouseState,
@@ -63,6 +63,8 @@ STATES_WORST_FIRST = (
     "up_for_retry",
     "up_for_reschedule",
     "restarting",
+    # The approval gate waiting for the Accountable role: the phase waits on a person.
+    "awaiting_input",
     "running",
     "deferred",
     "queued",
@@ -245,14 +247,15 @@ def latest_phase_runs(
     """Each phase of ``matrix`` with its owner and its latest run.
 
     A phase that is a ``churn_pipeline`` task: the latest Airflow run in which one of its tasks
-    has a state (the score group's steps together: worst state, first start to last end).
+    has a state (its steps together, the score group's and the approval gate with evaluate:
+    worst state, first start to last end).
     Incident Response: the latest run of ``churn_scores_due``'s check that the scores were
     written. Retraining: the latest ``churn_pipeline`` run that drift started (``drift_runs``),
     with the run's own state and duration."""
     by_phase: dict[tuple[str, str], dict[str, list[TaskRecord]]] = {}
     for record in records:
         if record.state is not None:
-            phase = record.task_id.split(".", 1)[0]
+            phase = phase_task_id(record.task_id)
             by_phase.setdefault((record.dag_id, phase), {}).setdefault(record.run_id, []).append(record)
     phases = []
     for row in matrix.phases:

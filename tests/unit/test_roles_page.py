@@ -165,6 +165,17 @@ def test_the_score_group_is_one_phase_its_worst_state_from_first_start_to_last_e
     assert score.seconds == 40
 
 
+def test_the_approval_gate_is_a_step_of_model_evaluation():
+    records = [
+        record("evaluate", LATER_RUN, "success", seconds=12),
+        record("approve", LATER_RUN, "awaiting_input", seconds=300, offset=12),
+    ]
+    by_phase = {run.phase: run for run in latest_phase_runs(load_matrix(), records)}
+    evaluation = by_phase["Model Evaluation"]
+    assert (evaluation.task_id, evaluation.state, evaluation.seconds) == ("evaluate", "awaiting_input", 312)
+    assert all(run.task_id != "approve" for run in by_phase.values())
+
+
 def test_a_phase_state_is_its_worst_tasks():
     assert phase_state(["success", "skipped"]) == "skipped"
     assert phase_state(["success", "running"]) == "running"
