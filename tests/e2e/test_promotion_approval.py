@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -103,13 +104,16 @@ def relabelled_training(stack: Stack) -> str:
     """A later training snapshot of new customers with every label flipped: a new outcome the
     champion gets backwards. New customers, because the challenger is compared with the
     champion only on test rows the champion never trained on."""
-    later = make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=8)
-    written = write_snapshots(later, stack.root / "later")
-    training = pd.read_csv(written["training"], dtype="string", keep_default_na=False)
-    training["Churn"] = training["Churn"].map({"Yes": "No", "No": "Yes"})
-    path = stack.root / "relabelled_training.csv"
-    training.to_csv(path, index=False)
-    return str(path)
+    later = write_snapshots(make_snapshots(TRAINING_ROWS, SCORING_ROWS, seed=8), stack.root / "later")
+    return str(relabelled(later["training"], stack.root / "relabelled_training.csv"))
+
+
+def relabelled(training: Path, path: Path) -> Path:
+    """The training snapshot at ``training`` with every label flipped, written to ``path``."""
+    frame = pd.read_csv(training, dtype="string", keep_default_na=False)
+    frame["Churn"] = frame["Churn"].map({"Yes": "No", "No": "Yes"})
+    frame.to_csv(path, index=False)
+    return path
 
 
 def packaged(settings: Settings, score_date: date, run_id: str) -> PackageResult:
