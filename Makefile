@@ -160,8 +160,9 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # Test files are spread over TEST_WORKERS processes, a file kept whole on one (its module
-# fixtures start Airflow stacks once); TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= 2
+# fixtures start Airflow stacks once); TEST_WORKERS=0 runs them in this process. Three on
+# 2 cores: the end-to-end files mostly wait on Airflow's schedulers.
+TEST_WORKERS ?= 3
 test: install lint
 	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile --durations=20
 
