@@ -54,20 +54,6 @@ for inherited in INHERITED_SETTINGS:
 # inherited, and passed on to the Airflow processes the tests start).
 os.environ["CHURN_SOURCE_ROOTS"] = tempfile.gettempdir()
 
-# The tiers whose files take minutes each (Airflow stacks, browsers, killed writers), slowest
-# first. pytest-xdist hands test files to its workers in collection order: started first,
-# they run beside each other while the quick tiers fill the gaps, instead of one of them
-# running alone at the end.
-SLOWEST_TIERS_FIRST = ("e2e", "browser", "faults", "deploy")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def tier_rank(item: pytest.Item) -> int:
-        tier = item.path.relative_to(PROJECT_DIR / "tests").parts[0]
-        return SLOWEST_TIERS_FIRST.index(tier) if tier in SLOWEST_TIERS_FIRST else len(SLOWEST_TIERS_FIRST)
-
-    items.sort(key=tier_rank)  # stable: each file's tests keep their order
-
 
 @pytest.fixture
 def churn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -185,7 +185,7 @@ def test_make_airflow_serves_on_its_port_on_loopback_and_runs_tasks(ui_home: Pat
         base = f"http://127.0.0.1:{port}"
         wait_until_answers(f"{base}/api/v2/monitor/health", process, log)
         assert_loopback_only(port, process)
-        assert httpx.get(f"{base}/execution/health", timeout=5).status_code == 200
+        wait_until_answers(f"{base}/execution/health", process, log)  # the Execution API on this port too
 
         # A task runs: its process reached the Execution API on this port, not localhost:8080.
         passwords = ui_home / "airflow" / "simple_auth_manager_passwords.json.generated"
