@@ -44,7 +44,13 @@ from churn.handoffs import FeatureResult, MonitorResult, ScoreResult, accepts_ha
 from churn.locations import location
 from churn.manifest import run_phase
 from churn.model import label_vector, model_columns, model_inputs, sized_thread_pools
-from churn.settings import MonitoringConfig, Settings, redact_url
+from churn.settings import (
+    MONITORING_REPORT_FOLDER,
+    MONITORING_REPORT_INDEX,
+    MonitoringConfig,
+    Settings,
+    redact_url,
+)
 from churn.storage import read_parquet_batches, writing_atomically
 from churn.warehouse import (
     monitoring_table,
@@ -553,7 +559,7 @@ def monitor_date(features: FeatureResult, scored: ScoreResult, settings: Setting
         reference_mlflow_run_id=reference.mlflow_run_id,
         table=table_name,
         rows_written=written,
-        report=run.run_dir / "monitoring" / "report.html",
+        report=run.run_dir / MONITORING_REPORT_FOLDER / MONITORING_REPORT_INDEX,
         drifted_features=drifted_features,
         prediction_psi=None if prediction_psi is None else round(prediction_psi, 4),
         feature_psi_threshold=config.drift_thresholds.feature_psi,

@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from churn.alerts import INCIDENT_RESPONSE_PHASE
 from churn.links import mlflow_run_url, model_version_url
 from churn.raci import PhaseRoles, RaciMatrix, phase_task_id
-from churn.settings import Settings, safe_path_part
+from churn.settings import (
+    DATA_DOCS_FOLDER,
+    DATA_DOCS_INDEX,
+    MONITORING_REPORT_FOLDER,
+    MONITORING_REPORT_INDEX,
+    Settings,
+    safe_path_part,
+)
 from churn.warehouse import (
     WarehouseState,
     configured_warehouse_engine,
@@ -131,8 +138,8 @@ class RunReport:
 
 # The run folder's Great Expectations Data Docs (see churn.data_docs) and monitoring report
 # (see churn.monitor).
-DATA_REPORT = RunReport("data_docs", "index.html", "report", "data report")
-MONITORING_REPORT = RunReport("monitoring", "report.html", "monitoring", "monitoring report")
+DATA_REPORT = RunReport(DATA_DOCS_FOLDER, DATA_DOCS_INDEX, "report", "data report")
+MONITORING_REPORT = RunReport(MONITORING_REPORT_FOLDER, MONITORING_REPORT_INDEX, "monitoring", "monitoring report")
 
 
 @dataclass(frozen=True)

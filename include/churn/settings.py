@@ -608,6 +608,12 @@ class Settings:
         return self.runs_dir / f"score_date={score_date}" / f"run_id={safe_path_part(run_id)}"
 
 
+# Reports a run folder holds, as a folder and its page: the Great Expectations Data Docs that
+# validate writes and the report that monitor writes; the roles page serves both from there.
+DATA_DOCS_FOLDER, DATA_DOCS_INDEX = "data_docs", "index.html"
+MONITORING_REPORT_FOLDER, MONITORING_REPORT_INDEX = "monitoring", "report.html"
+
+
 def safe_path_part(text: str) -> str:
     """Make an Airflow run id safe as a single folder name on any filesystem."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)

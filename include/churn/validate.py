@@ -64,7 +64,14 @@ from churn.handoffs import (
     shrinkage,
 )
 from churn.manifest import run_phase
-from churn.settings import PipelineConfig, Settings, ShrinkGuardConfig, load_settings
+from churn.settings import (
+    DATA_DOCS_FOLDER,
+    DATA_DOCS_INDEX,
+    PipelineConfig,
+    Settings,
+    ShrinkGuardConfig,
+    load_settings,
+)
 from churn.sources import SourceError
 from churn.storage import (
     copy_atomically,
@@ -567,7 +574,7 @@ def validate_snapshots(
             if validated is not None:
                 staged[snapshot.name] = validated
         make_offline(local_docs)
-        report = copy_folder(local_docs, run_dir / "data_docs") / "index.html"
+        report = copy_folder(local_docs, run_dir / DATA_DOCS_FOLDER) / DATA_DOCS_INDEX
         if failures:
             raise ContractViolation(
                 f"data contract {contract.name!r} failed with {len(failures)} problem(s):\n  - "
@@ -687,7 +694,7 @@ def run_validate(landed: IngestResult, settings: Settings | None = None) -> Vali
             run=run,
             contract_name=contract.name,
             contract_sha256=contract.fingerprint,
-            report=run.run_dir / "data_docs" / "index.html",
+            report=run.run_dir / DATA_DOCS_FOLDER / DATA_DOCS_INDEX,
             shrink_allowed=shrink_allowed,
             **checked,
         )
