@@ -218,3 +218,4 @@ def test_a_shrinkage_rounds_down_so_only_nothing_left_reads_as_all_of_it():
     assert shrinkage(0, 5_000) == "100.0% fewer"
     assert shrinkage(300, 500) == "40.0% fewer"
     assert shrinkage(1, 500) == "99.8% fewer"
+    assert shrinkage(7, 100) == "93.0% fewer"  # 1 - 7/100 in floats is 0.9299…
