@@ -18,11 +18,11 @@ from pathlib import Path
 
 from churn.alerts import INCIDENT_RESPONSE_PHASE
 from churn.raci import RaciMatrix, load_matrix, render_codeowners
+from churn.roles_page import PIPELINE_DAG, SCORES_DUE_DAG
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-PIPELINE_DAG = "churn_pipeline"
 # Each DAG whose tasks the matrix's roles own, by dag_id (its file's name).
-DAG_FILES = {dag_id: PROJECT_DIR / "dags" / f"{dag_id}.py" for dag_id in (PIPELINE_DAG, "churn_scores_due")}
+DAG_FILES = {dag_id: PROJECT_DIR / "dags" / f"{dag_id}.py" for dag_id in (PIPELINE_DAG, SCORES_DUE_DAG)}
 # Functions a DAG file calls for a matrix row by the row's phase (see churn.alerts).
 ROW_FUNCTIONS = {"incident_response": INCIDENT_RESPONSE_PHASE}
 CODEOWNERS = PROJECT_DIR / "CODEOWNERS"
